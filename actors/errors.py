@@ -1,0 +1,172 @@
+"""The one error hierarchy of NovaVoice.
+
+Every error the project raises on purpose derives from :class:`NovaVoiceError`, so a call
+boundary can tell "this call failed for a reason we understand" from a bug. Messages name
+the assistant, key, stream or variable involved, never prompt text, transcripts or audio.
+"""
+
+from __future__ import annotations
+
+
+class NovaVoiceError(Exception):
+    """Root of every error NovaVoice raises deliberately."""
+
+
+class ConfigError(NovaVoiceError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+# --- prompt path -------------------------------------------------------------------------
+
+
+class PromptError(NovaVoiceError):
+    """Loading an assistant's system prompt failed.
+
+    ``assistant`` and ``key`` identify what was asked for; ``retryable`` tells a caller
+    whether asking again later may succeed.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, assistant: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.assistant = assistant
+        self.key = key
+
+
+class InvalidAssistantName(PromptError):
+    """The assistant name breaks the naming rule; nothing was sent to S3."""
+
+
+class PromptNotFound(PromptError):
+    """No object exists at the assistant's key."""
+
+
+class PromptBucketNotFound(PromptError):
+    """The configured prompts bucket does not exist."""
+
+
+class PromptAccessDenied(PromptError):
+    """S3 refused access to the prompt (IAM policy, bucket policy or KMS)."""
+
+
+class PromptThrottled(PromptError):
+    """S3 asked us to slow down (``SlowDown`` / 503)."""
+
+    retryable = True
+
+
+class PromptTimeout(PromptError):
+    """The prompt could not be loaded within its deadline."""
+
+    retryable = True
+
+
+class PromptInvalid(PromptError):
+    """The object exists but is not a usable prompt (empty, not UTF-8, or too large)."""
+
+
+class PromptStoreError(PromptError):
+    """Any other failure talking to S3; ``__cause__`` carries the botocore error."""
+
+    retryable = True
+
+
+# --- Nova Sonic bidirectional streams ----------------------------------------------------
+
+
+class SonicError(NovaVoiceError):
+    """A Nova Sonic stream failed. ``retryable`` says whether a new stream may succeed."""
+
+    retryable: bool = False
+
+
+class EventStreamError(SonicError):
+    """Bytes that are not a valid ``application/vnd.amazon.eventstream`` message."""
+
+
+class SigningError(SonicError):
+    """A request or event could not be signed, or a signature did not verify."""
+
+
+class SonicProtocolError(SonicError):
+    """The HTTP/2 or Nova Sonic event protocol was broken."""
+
+
+class LocalProtocolError(SonicProtocolError):
+    """We misused the protocol (for example sent an event after the stream was closed)."""
+
+
+class RemoteProtocolError(SonicProtocolError):
+    """The peer misbehaved (bad frame, unexpected event, broken HTTP/2)."""
+
+
+class SonicHTTPError(SonicError):
+    """Bedrock refused the stream before it started (a non-200 response).
+
+    ``status`` is the HTTP status, ``error_type`` the ``x-amzn-errortype`` name before the
+    colon (for example ``ThrottlingException``), ``message`` the server's explanation.
+    """
+
+    _RETRYABLE = frozenset(
+        {
+            "ThrottlingException",
+            "ModelNotReadyException",
+            "ServiceUnavailableException",
+            "InternalServerException",
+            "ModelTimeoutException",
+        }
+    )
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {error_type}: {message}")
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.retryable = error_type in self._RETRYABLE or status >= 500
+
+
+class SonicStreamError(SonicError):
+    """Bedrock sent an exception frame inside a running stream.
+
+    ``exception_type`` is the lowerCamel union member (``throttlingException``,
+    ``modelTimeoutException``, ``validationException``, ...) or, for unmodeled
+    ``:message-type error`` frames, the ``:error-code``.
+    """
+
+    _RETRYABLE = frozenset(
+        {
+            "throttlingException",
+            "serviceUnavailableException",
+            "internalServerException",
+            "modelStreamErrorException",
+            "modelTimeoutException",
+        }
+    )
+
+    def __init__(
+        self,
+        exception_type: str,
+        message: str,
+        *,
+        original_status_code: int | None = None,
+        original_message: str | None = None,
+    ) -> None:
+        super().__init__(f"{exception_type}: {message}")
+        self.exception_type = exception_type
+        self.message = message
+        self.original_status_code = original_status_code
+        self.original_message = original_message
+        self.retryable = exception_type in self._RETRYABLE
+
+
+class SonicConnectionError(SonicError):
+    """The connection carrying a stream failed (connect, TLS, GOAWAY, RST_STREAM, EOF)."""
+
+    retryable = True
+
+
+class SonicTimeout(SonicError):
+    """A Sonic operation did not finish within its deadline (connect, TLS, first response)."""
+
+    retryable = True

@@ -1,0 +1,1 @@
+"""The NovaVoice daemon: configuration, supervisor, call channels, carrier dialects, CLI."""

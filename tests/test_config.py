@@ -1,0 +1,57 @@
+"""Configuration: defaults, units, and one clear line naming the variable on bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.errors import ConfigError
+from sessions.config import Settings, load_settings, settings_from_mapping
+
+
+def test_defaults_match_the_origin_service() -> None:
+    s = settings_from_mapping({})
+    assert s == Settings()
+    assert s.prompts_bucket == "nova-sonic-prompts"
+    assert s.prompts_prefix == "assistants/"
+    assert s.prompt_cache_ttl == 300.0
+    assert s.sonic_model_id == "amazon.nova-2-sonic-v1:0"
+
+
+def test_prompt_cache_timeout_is_milliseconds() -> None:
+    assert settings_from_mapping({"PROMPT_CACHE_TIMEOUT": "1500"}).prompt_cache_ttl == 1.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PROMPT_CACHE_TIMEOUT", "five minutes"),
+        ("PROMPT_CACHE_TIMEOUT", "-1"),
+        ("PROMPTS_S3_BUCKET", "Not_A_Bucket"),
+        ("PROMPTS_S3_PREFIX", "assistants"),
+        ("PROMPTS_S3_PREFIX", "../assistants/"),
+        ("AWS_REGION", "moon"),
+        ("PROMPT_CACHE_MAX_ENTRIES", "0"),
+        ("S3_MAX_CONNECTIONS", "ten"),
+        ("NOVA_SONIC_MODEL_ID", "has space"),
+    ],
+)
+def test_bad_values_name_the_variable_in_one_line(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping({name: value})
+    message = str(info.value)
+    assert message.startswith(f"{name}=")
+    assert "\n" not in message
+
+
+def test_environment_overrides_dotenv(tmp_path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PROMPTS_S3_BUCKET=from-dotenv\nPROMPT_CACHE_TIMEOUT=1000\n")
+    s = load_settings({"PROMPTS_S3_BUCKET": "from-environ"}, dotenv_path=env_file)
+    assert s.prompts_bucket == "from-environ"
+    assert s.prompt_cache_ttl == 1.0
+
+
+def test_region_falls_back_to_default_region() -> None:
+    assert settings_from_mapping({"AWS_DEFAULT_REGION": "eu-west-1"}).aws_region == "eu-west-1"
+    s = settings_from_mapping({"AWS_REGION": "us-west-2", "AWS_DEFAULT_REGION": "eu-west-1"})
+    assert s.aws_region == "us-west-2"
