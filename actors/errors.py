@@ -170,3 +170,36 @@ class SonicTimeout(SonicError):
     """A Sonic operation did not finish within its deadline (connect, TLS, first response)."""
 
     retryable = True
+
+
+# --- event-stream decoding (subclasses of EventStreamError) ------------------------------
+
+
+class ChecksumMismatch(EventStreamError):
+    """A CRC32 in an event-stream message did not match.
+
+    ``part`` is ``"prelude"`` or ``"message"``; the message text starts with
+    ``Prelude checksum mismatch`` or ``Message checksum mismatch`` (the wording of AWS's
+    public event-stream test suite).
+    """
+
+    def __init__(self, part: str, expected: int, computed: int) -> None:
+        super().__init__(
+            f"{part.capitalize()} checksum mismatch: "
+            f"expected 0x{expected:08x}, computed 0x{computed:08x}"
+        )
+        self.part = part
+        self.expected = expected
+        self.computed = computed
+
+
+class InvalidMessageLength(EventStreamError):
+    """The prelude's lengths are impossible (shorter than a prelude, or headers overrun)."""
+
+
+class InvalidHeader(EventStreamError):
+    """A header is malformed: unknown type, truncated value, bad UTF-8, duplicate name, ..."""
+
+
+class MessageTooLarge(EventStreamError):
+    """Headers, payload or a header value exceed the event-stream limits."""
