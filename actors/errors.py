@@ -203,3 +203,118 @@ class InvalidHeader(EventStreamError):
 
 class MessageTooLarge(EventStreamError):
     """Headers, payload or a header value exceed the event-stream limits."""
+
+
+# --- carrier WebSocket dialects (Twilio Media Streams, Asterisk chan_websocket) -----------
+#
+# Every carrier error carries the WebSocket close code the daemon sends to the carrier and
+# a short reason (at most 123 bytes, the RFC 6455 limit). Codes live in the private range:
+#
+#   4000 CarrierProtocolError     generic protocol violation (base class default)
+#   4001 CarrierMalformedMessage  not UTF-8 / not JSON / missing or mistyped field
+#   4002 CarrierBadPayload        media payload is not valid base64 (or has a bad length)
+#   4003 CarrierUnexpectedMessage valid message in the wrong state (media before start, ...)
+#   4004 CarrierWrongFrameType    BINARY frame where only TEXT is allowed (or vice versa)
+#   4005 CarrierMessageTooBig     message exceeds the dialect's documented size cap
+#   4006 CarrierUnsupportedMedia  media format we cannot bridge (not μ-law/A-law/slin)
+#   4007 CarrierStreamMismatch    message names another stream than the one started
+#   4008 CarrierBufferOverflow    too much early audio before the stream started
+#   4010 CarrierLocalError        we misused the dialect (our bug, never the carrier's)
+#   4401 CarrierUnauthorized      credentials missing on the upgrade (HTTP 401 before it)
+#   4403 CarrierForbidden         credentials or signature wrong (HTTP 403 before it)
+
+
+class CarrierError(NovaVoiceError):
+    """A carrier WebSocket broke its protocol, or failed authentication.
+
+    ``close_code`` is the WebSocket close code to send (4000–4999) and ``reason`` the
+    close reason; both are safe to log (no audio, no secrets).
+    """
+
+    close_code: int = 4000
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        # RFC 6455 caps a close reason at 123 bytes of UTF-8.
+        self.reason = reason.encode()[:123].decode(errors="ignore")
+
+
+class CarrierProtocolError(CarrierError):
+    """The carrier broke the dialect's protocol."""
+
+    close_code = 4000
+
+
+class CarrierMalformedMessage(CarrierProtocolError):
+    """A message is not UTF-8, not JSON, or lacks or mistypes a required field."""
+
+    close_code = 4001
+
+
+class CarrierBadPayload(CarrierProtocolError):
+    """A media payload is not valid base64 or has an impossible length."""
+
+    close_code = 4002
+
+
+class CarrierUnexpectedMessage(CarrierProtocolError):
+    """A well-formed message arrived in a state that does not allow it."""
+
+    close_code = 4003
+
+
+class CarrierWrongFrameType(CarrierProtocolError):
+    """A BINARY frame arrived where the dialect only allows TEXT (or the reverse)."""
+
+    close_code = 4004
+
+
+class CarrierMessageTooBig(CarrierProtocolError):
+    """A message exceeds the dialect's size cap."""
+
+    close_code = 4005
+
+
+class CarrierUnsupportedMedia(CarrierProtocolError):
+    """The carrier announced a media format the bridge cannot carry."""
+
+    close_code = 4006
+
+
+class CarrierStreamMismatch(CarrierProtocolError):
+    """A message names a different stream than the one that was started."""
+
+    close_code = 4007
+
+
+class CarrierBufferOverflow(CarrierProtocolError):
+    """More early audio arrived before the stream start than the dialect keeps."""
+
+    close_code = 4008
+
+
+class CarrierLocalError(CarrierError):
+    """We asked the dialect for something its state does not allow (a bug on our side)."""
+
+    close_code = 4010
+
+
+class CarrierAuthError(CarrierError):
+    """The upgrade request failed authentication; ``http_status`` is the refusal status."""
+
+    close_code = 4403
+    http_status: int = 403
+
+
+class CarrierUnauthorized(CarrierAuthError):
+    """No credentials (or no signature) were presented."""
+
+    close_code = 4401
+    http_status = 401
+
+
+class CarrierForbidden(CarrierAuthError):
+    """Credentials or signature were presented but are wrong."""
+
+    close_code = 4403
+    http_status = 403
