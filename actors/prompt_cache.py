@@ -1,0 +1,385 @@
+"""The shared prompt cache: one actor per daemon between every call and the prompt store.
+
+Behaviour, per assistant:
+
+* **Fresh** for ``ttl`` seconds after a successful fetch or 304 revalidation: served from
+  memory. An entry is fresh while ``now < fresh_until``; at the boundary it has expired.
+* **Single-flight**: when it is missing or expired, the first request starts one fetch in
+  the actor's own nursery and every concurrent request for that assistant waits for it.
+  1,000 cold calls cost one S3 GET.
+* **Revalidation**: an expired entry is re-read with ``If-None-Match: <etag>``; an unchanged
+  prompt costs a 304 and no download.
+* **Stale-if-error**: when a refresh fails (anything but "not found"), the last good prompt
+  is served for at most ``stale_if_error`` seconds past its expiry, each such answer counted
+  in ``stale_served``. Inside that window a failed refresh is retried at most every
+  ``refresh_retry_interval`` seconds, so an S3 outage costs a trickle of GETs, not a flood.
+* **Negative cache**: "not found" is remembered for ``negative_ttl`` seconds, so a
+  misconfigured assistant cannot hammer S3. Not-found is authoritative: the old prompt of a
+  deleted assistant is dropped, not served stale.
+* **Bounded**: at most ``max_entries`` assistants are kept, least recently used evicted.
+
+Failures are values: a fetch's exception travels to that assistant's waiters only, each
+receiving its own copy, and never into the actor's nursery. A waiting caller that is
+cancelled simply stops listening; the shared fetch carries on for the others and still
+fills the cache. Time is read only through :func:`trio.current_time`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import outcome
+import trio
+
+from actors.assistant_names import validate_assistant_name
+from actors.errors import PromptError, PromptNotFound, PromptStoreError, PromptTimeout
+from actors.prompt_store import NotModified, PromptStore, StoredPrompt
+
+_Reply = trio.MemorySendChannel[outcome.Outcome[StoredPrompt]]
+
+
+@attrs.frozen(kw_only=True)
+class PromptCacheStatistics:
+    """A snapshot of the cache's counters (all counts since the cache opened)."""
+
+    hits: int
+    """Requests answered from a fresh entry."""
+    misses: int
+    """Requests that had to wait for a fetch (cold, expired, or joining one in flight)."""
+    fetches: int
+    """Store reads started (each one S3 GET)."""
+    refreshes: int
+    """Fetches that revalidated an entry we already held (sent ``If-None-Match``)."""
+    not_modified: int
+    """Refreshes answered 304 Not Modified."""
+    stale_served: int
+    """Requests answered with an expired prompt because its refresh failed."""
+    errors: int
+    """Fetches that failed (not-found included)."""
+    negative_hits: int
+    """Requests refused from the negative cache without touching the store."""
+    evictions: int
+    """Entries dropped to respect ``max_entries``."""
+    in_flight: int
+    """Fetches running now."""
+    entries: int
+    """Assistants held now (including negative entries)."""
+
+
+@attrs.define
+class _Entry:
+    prompt: StoredPrompt | None = None
+    fresh_until: float = -math.inf
+    stale_until: float = -math.inf
+    not_found_until: float = -math.inf
+    retry_after: float = -math.inf
+
+
+@attrs.frozen
+class _Get:
+    assistant: str
+    reply: _Reply
+
+
+@attrs.frozen
+class _FetchDone:
+    assistant: str
+    previous: StoredPrompt | None
+    result: outcome.Outcome[StoredPrompt | NotModified]
+
+
+_Message = _Get | _FetchDone
+
+
+def _copy_error(exc: BaseException, assistant: str) -> PromptError:
+    """A fresh exception per waiter: one object raised in many tasks would tangle tracebacks."""
+    copy: PromptError
+    if isinstance(exc, PromptError):
+        try:
+            copy = type(exc)(str(exc), assistant=exc.assistant, key=exc.key)
+        except TypeError:  # a subclass with its own constructor
+            copy = PromptStoreError(str(exc), assistant=exc.assistant, key=exc.key)
+    else:
+        copy = PromptStoreError(
+            f"loading the prompt for assistant {assistant!r} failed: {type(exc).__name__}",
+            assistant=assistant,
+        )
+    copy.__cause__ = exc
+    return copy
+
+
+@attrs.define(eq=False)
+class _PromptCacheActor:
+    """Owns all cache state; runs as one task. Only :class:`PromptCache` talks to it."""
+
+    store: PromptStore
+    ttl: float
+    stale_if_error: float
+    negative_ttl: float
+    max_entries: int
+    fetch_timeout: float
+    refresh_retry_interval: float
+    _inbox_send: trio.MemorySendChannel[_Message]
+    _entries: OrderedDict[str, _Entry] = attrs.Factory(OrderedDict)
+    _waiters: dict[str, list[_Reply]] = attrs.Factory(dict)
+    _fetch_nursery: trio.Nursery | None = None
+    _counts: dict[str, int] = attrs.Factory(
+        lambda: dict.fromkeys(
+            (
+                "hits",
+                "misses",
+                "fetches",
+                "refreshes",
+                "not_modified",
+                "stale_served",
+                "errors",
+                "negative_hits",
+                "evictions",
+            ),
+            0,
+        )
+    )
+
+    def statistics(self) -> PromptCacheStatistics:
+        return PromptCacheStatistics(
+            **self._counts, in_flight=len(self._waiters), entries=len(self._entries)
+        )
+
+    async def run(
+        self,
+        inbox: trio.MemoryReceiveChannel[_Message],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            async with trio.open_nursery() as fetches, inbox:
+                self._fetch_nursery = fetches
+                task_status.started()
+                async for message in inbox:
+                    if isinstance(message, _Get):
+                        self._on_get(message)
+                    else:
+                        self._on_fetch_done(message)
+        finally:
+            # Nobody will answer these any more: tell them now rather than let them hang
+            # until their own deadline. send_nowait never blocks (size-1 reply channels).
+            for assistant, replies in self._waiters.items():
+                error = PromptStoreError(
+                    f"prompt cache closed while loading assistant {assistant!r}",
+                    assistant=assistant,
+                )
+                for reply in replies:
+                    self._answer(reply, outcome.Error(_copy_error(error, assistant)))
+            self._waiters.clear()
+
+    # --- requests -------------------------------------------------------------------
+
+    def _on_get(self, request: _Get) -> None:
+        now = trio.current_time()
+        name = request.assistant
+        entry = self._entries.get(name)
+        if entry is not None:
+            self._entries.move_to_end(name)
+            if now < entry.not_found_until:
+                self._counts["negative_hits"] += 1
+                error = PromptNotFound(
+                    f"no prompt for assistant {name!r} (remembered not-found)", assistant=name
+                )
+                self._answer(request.reply, outcome.Error(error))
+                return
+            if entry.prompt is not None and now < entry.fresh_until:
+                self._counts["hits"] += 1
+                self._answer(request.reply, outcome.Value(entry.prompt))
+                return
+            if (
+                entry.prompt is not None
+                and now < entry.retry_after
+                and now < entry.stale_until
+                and name not in self._waiters
+            ):
+                # A refresh just failed: keep serving the last good copy until the retry.
+                self._counts["stale_served"] += 1
+                self._answer(request.reply, outcome.Value(entry.prompt))
+                return
+        self._counts["misses"] += 1
+        waiting = self._waiters.get(name)
+        if waiting is not None:
+            waiting.append(request.reply)
+            return
+        self._waiters[name] = [request.reply]
+        previous = entry.prompt if entry is not None else None
+        self._counts["fetches"] += 1
+        if previous is not None:
+            self._counts["refreshes"] += 1
+        assert self._fetch_nursery is not None
+        self._fetch_nursery.start_soon(self._fetch, name, previous, name=f"prompt_fetch[{name}]")
+
+    async def _fetch(self, name: str, previous: StoredPrompt | None) -> None:
+        etag = previous.etag if previous is not None else None
+        result: outcome.Outcome[StoredPrompt | NotModified]
+        try:
+            with trio.fail_after(self.fetch_timeout):
+                value = await self.store.fetch(name, if_none_match=etag)
+            result = outcome.Value(value)
+        except trio.TooSlowError:
+            result = outcome.Error(
+                PromptTimeout(
+                    f"prompt store did not answer for assistant {name!r} "
+                    f"within {self.fetch_timeout:g} s",
+                    assistant=name,
+                )
+            )
+        except Exception as exc:
+            # Every failure becomes a value for this assistant's waiters; nothing may
+            # escape into the nursery, which sits above every call in the daemon.
+            result = outcome.Error(exc)
+        await self._inbox_send.send(_FetchDone(name, previous, result))
+
+    # --- fetch results ----------------------------------------------------------------
+
+    def _on_fetch_done(self, done: _FetchDone) -> None:
+        now = trio.current_time()
+        name = done.assistant
+        replies = self._waiters.pop(name, [])
+        entry = self._entries.get(name)
+        if entry is None:
+            entry = self._entries[name] = _Entry()
+        self._entries.move_to_end(name)
+        result = done.result
+        if isinstance(result, outcome.Value):
+            value = result.value
+            if isinstance(value, StoredPrompt):
+                self._on_fetched(entry, value, replies, now)
+            elif done.previous is not None:
+                self._counts["not_modified"] += 1
+                # The fetch carried the copy it revalidated, so an eviction meanwhile is harmless.
+                self._on_fetched(entry, done.previous, replies, now)
+            else:
+                # A store bug (304 to an unconditional read) must not crash the actor.
+                error = PromptStoreError(
+                    f"store answered 304 to an unconditional read of {name!r}", assistant=name
+                )
+                self._on_failed(name, entry, error, replies, now)
+        elif isinstance(result, outcome.Error):
+            self._on_failed(name, entry, result.error, replies, now)
+        self._evict()
+
+    def _on_fetched(
+        self, entry: _Entry, prompt: StoredPrompt, replies: list[_Reply], now: float
+    ) -> None:
+        entry.prompt = prompt
+        entry.fresh_until = now + self.ttl
+        entry.stale_until = entry.fresh_until + self.stale_if_error
+        entry.not_found_until = -math.inf
+        entry.retry_after = -math.inf
+        for reply in replies:
+            self._answer(reply, outcome.Value(prompt))
+
+    def _on_failed(
+        self,
+        name: str,
+        entry: _Entry,
+        error: BaseException,
+        replies: list[_Reply],
+        now: float,
+    ) -> None:
+        self._counts["errors"] += 1
+        if isinstance(error, PromptNotFound):
+            entry.prompt = None
+            entry.not_found_until = now + self.negative_ttl
+        elif entry.prompt is not None and now < entry.stale_until:
+            entry.retry_after = now + self.refresh_retry_interval
+            self._counts["stale_served"] += len(replies)
+            for reply in replies:
+                self._answer(reply, outcome.Value(entry.prompt))
+            return
+        for reply in replies:
+            self._answer(reply, outcome.Error(_copy_error(error, name)))
+
+    def _evict(self) -> None:
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+            self._counts["evictions"] += 1
+
+    @staticmethod
+    def _answer(reply: _Reply, result: outcome.Outcome[StoredPrompt]) -> None:
+        # A closed reply channel means the caller gave up (cancelled or timed out).
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            reply.send_nowait(result)
+
+
+@attrs.define(eq=False)
+class PromptCache:
+    """Handle on the shared prompt cache actor; cheap to pass to every call."""
+
+    _inbox: trio.MemorySendChannel[_Message]
+    _actor: _PromptCacheActor
+
+    async def get(self, assistant: str) -> StoredPrompt:
+        """Return ``assistant``'s prompt, fetching it if needed.
+
+        Raises :class:`~actors.errors.InvalidAssistantName` before anything else for a bad
+        name, and otherwise only :class:`~actors.errors.PromptError` subclasses. Put a
+        deadline around it (see :class:`actors.prompt_fetch.PromptFetcher`): cancelling
+        this call never cancels the shared fetch.
+        """
+        validate_assistant_name(assistant)
+        reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[StoredPrompt]](1)
+        with reply_receive:
+            try:
+                await self._inbox.send(_Get(assistant, reply_send))
+                result = await reply_receive.receive()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+                raise PromptStoreError(
+                    f"prompt cache is closed; cannot load assistant {assistant!r}",
+                    assistant=assistant,
+                ) from None
+        return result.unwrap()
+
+    def statistics(self) -> PromptCacheStatistics:
+        """A snapshot of the cache's counters."""
+        return self._actor.statistics()
+
+
+@asynccontextmanager
+async def open_prompt_cache(
+    store: PromptStore,
+    *,
+    ttl: float,
+    stale_if_error: float,
+    negative_ttl: float,
+    max_entries: int,
+    fetch_timeout: float = 10.0,
+    refresh_retry_interval: float = 1.0,
+    inbox_size: int = 64,
+) -> AsyncIterator[PromptCache]:
+    """Run the prompt cache actor for the duration of the ``async with`` block.
+
+    Durations are seconds. ``fetch_timeout`` bounds one store read (its waiters get
+    :class:`~actors.errors.PromptTimeout`); ``inbox_size`` bounds queued requests, so a
+    burst applies backpressure to callers instead of growing memory.
+    """
+    if ttl < 0 or stale_if_error < 0 or negative_ttl < 0 or max_entries < 1:
+        raise ValueError("cache durations must be >= 0 and max_entries >= 1")
+    inbox_send, inbox_receive = trio.open_memory_channel[_Message](inbox_size)
+    actor = _PromptCacheActor(
+        store,
+        ttl,
+        stale_if_error,
+        negative_ttl,
+        max_entries,
+        fetch_timeout,
+        refresh_retry_interval,
+        inbox_send,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run, inbox_receive)
+        try:
+            yield PromptCache(inbox_send, actor)
+        finally:
+            nursery.cancel_scope.cancel(reason="prompt cache closed")

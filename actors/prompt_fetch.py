@@ -1,0 +1,67 @@
+"""The per-call prompt fetch: validate the name, ask the shared cache, under a deadline.
+
+A call channel runs :meth:`PromptFetcher.fetch` once, when the call starts; the prompt and its
+version (ETag, VersionId) are then fixed for the whole call and logged with it through
+:func:`prompt_log_fields`. Every failure is a :class:`~actors.errors.PromptError` of this
+call only: the cache and the other calls carry on.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+import trio
+
+from actors.assistant_names import validate_assistant_name
+from actors.errors import PromptTimeout
+from actors.prompt_store import StoredPrompt
+
+
+class PromptSource(Protocol):
+    """Anything that answers prompt requests (the :class:`~actors.prompt_cache.PromptCache`)."""
+
+    async def get(self, assistant: str) -> StoredPrompt:
+        """Return ``assistant``'s prompt or raise a :class:`~actors.errors.PromptError`."""
+        ...
+
+
+@attrs.frozen
+class PromptFetcher:
+    """Loads one call's prompt from ``source`` within ``timeout`` seconds.
+
+    The deadline is part of the fetcher (daemon configuration), not of each call site, so
+    every call applies the same ``PROMPT_FETCH_TIMEOUT_MS``.
+    """
+
+    source: PromptSource
+    timeout: float
+
+    async def fetch(self, assistant: str) -> StoredPrompt:
+        """Return ``assistant``'s prompt for this call, or raise a PromptError.
+
+        The name is validated first, so a hostile name never reaches the cache or S3
+        (:class:`~actors.errors.InvalidAssistantName`). Running out of time raises
+        :class:`~actors.errors.PromptTimeout` for this call only; the shared fetch it was
+        waiting on continues for the other calls.
+        """
+        validate_assistant_name(assistant)
+        try:
+            with trio.fail_after(self.timeout):
+                return await self.source.get(assistant)
+        except trio.TooSlowError:
+            raise PromptTimeout(
+                f"prompt for assistant {assistant!r} not loaded within {self.timeout:g} s",
+                assistant=assistant,
+            ) from None
+
+
+def prompt_log_fields(prompt: StoredPrompt) -> dict[str, str | int | None]:
+    """What a call logs about its prompt: identity and version, never the text."""
+    return {
+        "assistant": prompt.assistant,
+        "prompt_key": prompt.key,
+        "prompt_etag": prompt.etag,
+        "prompt_version_id": prompt.version_id,
+        "prompt_bytes": prompt.size,
+    }

@@ -1,0 +1,91 @@
+"""What the prompt cache needs from a prompt store, and the records a store returns.
+
+A store answers one question, "give me assistant X's prompt, unless it still has ETag E",
+with either a :class:`StoredPrompt` or :class:`NotModified`, or raises a
+:class:`~actors.errors.PromptError`. The S3 implementation lives in
+:mod:`actors.s3_prompt_store`; :mod:`actors.fake_prompt_store` is the in-memory stand-in
+the actor tests drive with the autojump clock.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+from actors.errors import PromptInvalid
+
+DEFAULT_MAX_PROMPT_BYTES = 64 * 1024
+"""Largest prompt accepted by default (64 KiB): far above any sensible system prompt, far
+below what would hurt if a wrong object were uploaded under an assistant's key."""
+
+
+@attrs.frozen(kw_only=True)
+class StoredPrompt:
+    """One version of an assistant's system prompt, as read from the store."""
+
+    assistant: str
+    """The assistant name (already validated)."""
+    key: str
+    """The object key it was read from."""
+    text: str = attrs.field(repr=False)
+    """The prompt itself. Kept out of ``repr`` so it never lands in a log line."""
+    etag: str
+    """The object's ETag, quotes included, as S3 returns it; sent back as ``If-None-Match``."""
+    version_id: str | None = None
+    """The S3 VersionId when the bucket is versioned, else ``None``."""
+    size: int = 0
+    """Size of the object in bytes."""
+
+
+@attrs.frozen(kw_only=True)
+class NotModified:
+    """A conditional read found the prompt unchanged (HTTP 304): no body was transferred."""
+
+    assistant: str
+    """The assistant name."""
+    key: str
+    """The object key."""
+    etag: str
+    """The ETag that still matches."""
+
+
+class PromptStore(Protocol):
+    """Where prompts come from. Implementations raise only :class:`~actors.errors.PromptError`."""
+
+    async def fetch(
+        self, assistant: str, *, if_none_match: str | None = None
+    ) -> StoredPrompt | NotModified:
+        """Read ``assistant``'s prompt; return :class:`NotModified` if its ETag still equals
+        ``if_none_match``."""
+        ...
+
+
+def decode_prompt(raw: bytes, *, assistant: str, key: str, max_bytes: int) -> str:
+    """Turn an object body into prompt text, or raise :class:`~actors.errors.PromptInvalid`.
+
+    A prompt must be non-empty (after whitespace), valid UTF-8 and at most ``max_bytes``.
+    The error names the assistant and key, never any of the content.
+    """
+    if len(raw) > max_bytes:
+        raise PromptInvalid(
+            f"prompt for assistant {assistant!r} at {key!r} is larger than {max_bytes} bytes",
+            assistant=assistant,
+            key=key,
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PromptInvalid(
+            f"prompt for assistant {assistant!r} at {key!r} is not valid UTF-8 "
+            f"(bad byte at offset {exc.start})",
+            assistant=assistant,
+            key=key,
+        ) from None
+    if not text.strip():
+        raise PromptInvalid(
+            f"prompt for assistant {assistant!r} at {key!r} is empty",
+            assistant=assistant,
+            key=key,
+        )
+    return text
