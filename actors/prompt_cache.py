@@ -13,9 +13,11 @@ Behaviour, per assistant:
   is served for at most ``stale_if_error`` seconds past its expiry, each such answer counted
   in ``stale_served``. Inside that window a failed refresh is retried at most every
   ``refresh_retry_interval`` seconds, so an S3 outage costs a trickle of GETs, not a flood.
-* **Negative cache**: "not found" is remembered for ``negative_ttl`` seconds, so a
-  misconfigured assistant cannot hammer S3. Not-found is authoritative: the old prompt of a
-  deleted assistant is dropped, not served stale.
+* **Negative cache**: a definitive refusal (not found, access denied, no such bucket) is
+  remembered for ``negative_ttl`` seconds, so a misconfigured assistant cannot hammer S3.
+  Access denied is included because under the least-privilege read policy (no
+  ``s3:ListBucket``) S3 reports a missing key as 403, not 404. A refusal is authoritative:
+  the old prompt of a deleted assistant is dropped, not served stale.
 * **Bounded**: at most ``max_entries`` assistants are kept, least recently used evicted.
 
 Failures are values: a fetch's exception travels to that assistant's waiters only, each
@@ -37,8 +39,18 @@ import outcome
 import trio
 
 from actors.assistant_names import validate_assistant_name
-from actors.errors import PromptError, PromptNotFound, PromptStoreError, PromptTimeout
+from actors.errors import (
+    PromptAccessDenied,
+    PromptBucketNotFound,
+    PromptError,
+    PromptNotFound,
+    PromptStoreError,
+    PromptTimeout,
+)
 from actors.prompt_store import NotModified, PromptStore, StoredPrompt
+
+# Answers that say "this prompt is not there for us", as opposed to "S3 is unwell".
+_DEFINITIVE = (PromptNotFound, PromptAccessDenied, PromptBucketNotFound)
 
 _Reply = trio.MemorySendChannel[outcome.Outcome[StoredPrompt]]
 
@@ -62,7 +74,8 @@ class PromptCacheStatistics:
     errors: int
     """Fetches that failed (not-found included)."""
     negative_hits: int
-    """Requests refused from the negative cache without touching the store."""
+    """Requests refused from the negative cache (not found, access denied, no bucket)
+    without touching the store."""
     evictions: int
     """Entries dropped to respect ``max_entries``."""
     in_flight: int
@@ -78,6 +91,7 @@ class _Entry:
     stale_until: float = -math.inf
     not_found_until: float = -math.inf
     retry_after: float = -math.inf
+    refusal: PromptError | None = None
 
 
 @attrs.frozen
@@ -185,12 +199,9 @@ class _PromptCacheActor:
         entry = self._entries.get(name)
         if entry is not None:
             self._entries.move_to_end(name)
-            if now < entry.not_found_until:
+            if now < entry.not_found_until and entry.refusal is not None:
                 self._counts["negative_hits"] += 1
-                error = PromptNotFound(
-                    f"no prompt for assistant {name!r} (remembered not-found)", assistant=name
-                )
-                self._answer(request.reply, outcome.Error(error))
+                self._answer(request.reply, outcome.Error(_copy_error(entry.refusal, name)))
                 return
             if entry.prompt is not None and now < entry.fresh_until:
                 self._counts["hits"] += 1
@@ -276,6 +287,7 @@ class _PromptCacheActor:
         entry.fresh_until = now + self.ttl
         entry.stale_until = entry.fresh_until + self.stale_if_error
         entry.not_found_until = -math.inf
+        entry.refusal = None
         entry.retry_after = -math.inf
         for reply in replies:
             self._answer(reply, outcome.Value(prompt))
@@ -289,9 +301,10 @@ class _PromptCacheActor:
         now: float,
     ) -> None:
         self._counts["errors"] += 1
-        if isinstance(error, PromptNotFound):
+        if isinstance(error, _DEFINITIVE):
             entry.prompt = None
             entry.not_found_until = now + self.negative_ttl
+            entry.refusal = error
         elif entry.prompt is not None and now < entry.stale_until:
             entry.retry_after = now + self.refresh_retry_interval
             self._counts["stale_served"] += len(replies)

@@ -15,6 +15,7 @@ import pytest
 
 from actors.fake_prompt_store import FakePromptStore
 from actors.prompt_cache import PromptCache, open_prompt_cache
+from actors.prompt_store import PromptStore
 
 TTL = 300.0
 STALE = 60.0
@@ -31,7 +32,7 @@ def store() -> FakePromptStore:
 
 
 @asynccontextmanager
-async def cache_over(store: FakePromptStore, **overrides: Any) -> AsyncIterator[PromptCache]:
+async def cache_over(store: PromptStore, **overrides: Any) -> AsyncIterator[PromptCache]:
     """Open a cache over ``store`` with the test defaults, overridable per test."""
     options: dict[str, Any] = {
         "ttl": TTL,

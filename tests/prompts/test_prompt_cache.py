@@ -8,6 +8,7 @@ import trio.testing
 
 from actors.errors import (
     InvalidAssistantName,
+    PromptAccessDenied,
     PromptError,
     PromptNotFound,
     PromptStoreError,
@@ -302,3 +303,21 @@ async def test_waiters_are_told_when_the_cache_closes_under_them(
         await trio.sleep(1.0)
     assert len(caught) == 1
     assert "closed" in str(caught[0])
+
+
+async def test_access_denied_is_negatively_cached_like_not_found(
+    store: FakePromptStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Without s3:ListBucket, S3 answers a missing key with 403: it must not hammer S3 either.
+    store.fail(
+        "ghost", lambda name, key: PromptAccessDenied("AccessDenied", assistant=name, key=key)
+    )
+    async with cache_over(store) as cache:
+        for _ in range(20):
+            with pytest.raises(PromptAccessDenied):
+                await cache.get("ghost")
+        assert store.fetch_count == 1
+        await trio.sleep(NEGATIVE)
+        with pytest.raises(PromptAccessDenied):
+            await cache.get("ghost")
+        assert store.fetch_count == 2
