@@ -1,0 +1,272 @@
+"""The admin HTTP endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` over HTTP/1.1 (h11).
+
+Deliberately tiny and hard to abuse, since it usually listens where a load balancer, a
+Kubernetes kubelet and Prometheus can reach it:
+
+- ``GET /healthz``: 200 while the process runs (the event loop answers, so it is alive).
+- ``GET /readyz``: 200 when :class:`Health` says ready, else 503 with the reason as the body.
+- ``GET /metrics``: the Prometheus exposition of the daemon's private registry, in the text
+  format (or OpenMetrics when the scraper asks for it through ``Accept``).
+- Any other path is 404, any other method 405.
+
+Each connection runs in its own task and may keep its connection alive for many requests.
+Every request must arrive whole (headers and body) within ``request_timeout`` from the moment
+the server starts waiting for it (idle keep-alive time included), so a slowloris client is cut
+off at its deadline; headers are capped at ``max_header_bytes`` (431) and bodies at
+``max_body_bytes`` (413). A connection's failure is logged and ends that connection only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+import h11
+import trio
+from prometheus_client.exposition import choose_encoder
+
+from sessions.logs import log_event
+from sessions.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+_RECEIVE_SIZE = 16 * 1024
+# After an error response: how long and how much unread input we drain before closing.
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 256 * 1024
+
+
+@attrs.define(eq=False)
+class Health:
+    """Readiness as the supervisor sees it; the admin server only reads it.
+
+    Starts not ready (``starting``); the supervisor calls :meth:`set_ready` once it listens
+    and :meth:`set_not_ready` with a short reason (``draining``, ``at capacity``).
+    """
+
+    ready: bool = False
+    reason: str = "starting"
+
+    def set_ready(self) -> None:
+        """Ready to take calls."""
+        self.ready = True
+        self.reason = ""
+
+    def set_not_ready(self, reason: str) -> None:
+        """Not taking calls, for ``reason`` (one short line: it is the 503 body)."""
+        self.ready = False
+        self.reason = reason
+
+
+@attrs.frozen(kw_only=True)
+class AdminLimits:
+    """Bounds that keep a misbehaving client from holding the admin server's resources."""
+
+    request_timeout: float = 10.0
+    """Seconds for a whole request to arrive, idle keep-alive wait included."""
+    write_timeout: float = 10.0
+    """Seconds for a response to be written."""
+    max_header_bytes: int = 8 * 1024
+    """Largest request head (431 beyond)."""
+    max_body_bytes: int = 1024
+    """Largest request body (413 beyond); our GETs need none."""
+    max_connections: int = 64
+    """Open admin connections at once; more are answered 503 and closed."""
+
+
+@attrs.define(eq=False)
+class AdminServer:
+    """Answers admin requests on streams handed to :meth:`handle` (one task per stream)."""
+
+    metrics: Metrics
+    health: Health
+    limits: AdminLimits = AdminLimits()
+    active: int = 0
+    """Connections being served right now."""
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Serve one connection until it closes, fails or times out; never raises."""
+        self.active += 1
+        try:
+            if self.active > self.limits.max_connections:
+                await self._refuse_busy(stream)
+            else:
+                await self._serve(stream)
+        except Exception as exc:
+            # One connection's failure (reset, timeout, bad bytes) must not reach the server.
+            log_event(
+                logger,
+                "admin_connection_failed",
+                level=logging.DEBUG,
+                error=type(exc).__name__,
+            )
+        finally:
+            self.active -= 1
+            with trio.move_on_after(1, shield=True):
+                await stream.aclose()
+
+    async def _refuse_busy(self, stream: trio.abc.Stream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        await self._send_response(conn, stream, 503, b"too many admin connections\n", close=True)
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        while True:
+            with trio.move_on_after(self.limits.request_timeout) as deadline:
+                try:
+                    request = await self._read_request(conn, stream)
+                except h11.RemoteProtocolError as exc:
+                    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                        status = exc.error_status_hint
+                        await self._send_response(conn, stream, status, b"bad request\n", True)
+                    return
+            if deadline.cancelled_caught:
+                # Mid-request: say so. Idle keep-alive connection: just close.
+                if conn.their_state is not h11.IDLE or conn.trailing_data[0]:
+                    await self._send_response(conn, stream, 408, b"request timeout\n", True)
+                return
+            if request is None:
+                return
+            await self._respond(conn, stream, request)
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
+
+    async def _read_request(
+        self, conn: h11.Connection, stream: trio.abc.Stream
+    ) -> h11.Request | None:
+        """The next request, its body read and discarded; None when the peer closed."""
+        event = await _next_event(conn, stream)
+        if not isinstance(event, h11.Request):
+            return None
+        if event.method != b"GET":
+            return event  # answered 405 at once, body unread, connection closed.
+        received = 0
+        for name, value in event.headers:
+            if name == b"content-length" and int(value) > self.limits.max_body_bytes:
+                return event
+        while True:
+            event_ = await _next_event(conn, stream)
+            if isinstance(event_, h11.Data):
+                received += len(event_.data)
+                if received > self.limits.max_body_bytes:
+                    return event
+            elif isinstance(event_, h11.EndOfMessage):
+                return event
+            else:
+                return None
+
+    async def _respond(
+        self, conn: h11.Connection, stream: trio.abc.Stream, request: h11.Request
+    ) -> None:
+        if request.method != b"GET":
+            body = b"" if request.method == b"HEAD" else b"method not allowed\n"
+            extra = [(b"allow", b"GET")]
+            await self._send_response(conn, stream, 405, body, True, extra)
+            return
+        if conn.their_state is not h11.DONE:
+            await self._send_response(conn, stream, 413, b"request body too large\n", True)
+            return
+        path = request.target.split(b"?", 1)[0]
+        if path == b"/healthz":
+            await self._send_response(conn, stream, 200, b"ok\n")
+        elif path == b"/readyz":
+            if self.health.ready:
+                await self._send_response(conn, stream, 200, b"ready\n")
+            else:
+                reason = f"not ready: {self.health.reason}\n".encode(errors="replace")
+                await self._send_response(conn, stream, 503, reason)
+        elif path == b"/metrics":
+            accept = ""
+            for name, value in request.headers:
+                if name == b"accept":
+                    accept = value.decode("latin-1")
+            encoder, content_type = choose_encoder(accept)
+            body = encoder(self.metrics.registry)
+            await self._send_response(
+                conn, stream, 200, body, content_type=content_type.encode("latin-1")
+            )
+        else:
+            await self._send_response(conn, stream, 404, b"not found\n")
+
+    async def _send_response(
+        self,
+        conn: h11.Connection,
+        stream: trio.abc.Stream,
+        status: int,
+        body: bytes,
+        close: bool = False,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        content_type: bytes = b"text/plain; charset=utf-8",
+    ) -> None:
+        headers = [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            *(extra_headers or []),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        data = conn.send(h11.Response(status_code=status, headers=headers))
+        if body:
+            data += conn.send(h11.Data(data=body))
+        data += conn.send(h11.EndOfMessage())
+        with trio.fail_after(self.limits.write_timeout):
+            await stream.send_all(data)
+        if close:
+            await self._linger(stream)
+
+    async def _linger(self, stream: trio.abc.Stream) -> None:
+        """Half-close, then drain what the client still sends, briefly and boundedly.
+
+        Closing a socket that has unread input makes the kernel send RST, which can destroy
+        the error response before the client reads it (a 431 or 413 is exactly when the
+        client has more to send).
+        """
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return
+        await stream.send_eof()
+        drained = 0
+        with trio.move_on_after(_LINGER_SECONDS):
+            while drained < _LINGER_BYTES:
+                chunk = await stream.receive_some(_RECEIVE_SIZE)
+                if not chunk:
+                    break
+                drained += len(chunk)
+
+
+async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(bytes(await stream.receive_some(_RECEIVE_SIZE)))
+            continue
+        return event
+
+
+async def serve_admin(
+    listen_host: str | None,
+    port: int,
+    *,
+    metrics: Metrics,
+    health: Health,
+    limits: AdminLimits | None = None,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the admin endpoint until cancelled; reports the bound ``(host, port)``.
+
+    ``port`` 0 picks a free port. When ``listen_host`` resolves to several addresses, port 0
+    would give each its own port, so only the first is kept then.
+    """
+    server = AdminServer(metrics, health, limits or AdminLimits())
+    listeners = await trio.open_tcp_listeners(port, host=listen_host)
+    if port == 0:
+        for extra in listeners[1:]:
+            await extra.aclose()
+        listeners = listeners[:1]
+    host, bound_port = listeners[0].socket.getsockname()[:2]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, server.handle, listeners)
+        task_status.started((host, bound_port))
