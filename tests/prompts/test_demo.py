@@ -1,0 +1,21 @@
+"""The interim demo runs end to end against moto's server and its own checks pass."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from sessions import demo
+
+
+def test_demo_runs_and_its_checks_pass(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    status = demo.main(parser.parse_args(["--burst", "100"]))
+    output = capsys.readouterr().out
+    assert status == 0, output
+    assert "FAILED" not in output
+    assert "[ok] cold burst for esther cost exactly one S3 GET" in output
+    # No prompt text is printed, only versions and ETags.
+    assert "Lindenhof" not in output
