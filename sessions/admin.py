@@ -35,6 +35,12 @@ _RECEIVE_SIZE = 16 * 1024
 # After an error response: how long and how much unread input we drain before closing.
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 256 * 1024
+_PEER_FAILURES = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.TooSlowError,
+    h11.ProtocolError,
+)
 
 
 @attrs.define(eq=False)
@@ -93,14 +99,12 @@ class AdminServer:
                 await self._refuse_busy(stream)
             else:
                 await self._serve(stream)
-        except Exception as exc:
-            # One connection's failure (reset, timeout, bad bytes) must not reach the server.
-            log_event(
-                logger,
-                "admin_connection_failed",
-                level=logging.DEBUG,
-                error=type(exc).__name__,
-            )
+        except _PEER_FAILURES as exc:
+            # Resets, timeouts and bad bytes are the peer's doing: routine, and never fatal.
+            log_event(logger, "admin_connection_failed", level=logging.DEBUG, error=repr(exc))
+        except Exception:
+            # A bug in serving one request must still not take the server down.
+            logger.exception("admin request failed", extra={"event": "admin_error"})
         finally:
             self.active -= 1
             with trio.move_on_after(1, shield=True):
@@ -183,7 +187,12 @@ class AdminServer:
                 if name == b"accept":
                     accept = value.decode("latin-1")
             encoder, content_type = choose_encoder(accept)
-            body = encoder(self.metrics.registry)
+            try:
+                body = encoder(self.metrics.registry)
+            except Exception:
+                logger.exception("metrics exposition failed", extra={"event": "admin_error"})
+                await self._send_response(conn, stream, 500, b"metrics unavailable\n")
+                return
             await self._send_response(
                 conn, stream, 200, body, content_type=content_type.encode("latin-1")
             )

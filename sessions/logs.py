@@ -146,7 +146,8 @@ class JsonFormatter(logging.Formatter):
         for name in redacted:
             del extra[name]
         line.update({k: extra.pop(k) for k in CALL_FIELDS if k in extra})
-        line.update(extra)
+        for name, value in extra.items():
+            line.setdefault(name, value)  # an extra named "ts" or "level" cannot forge those
         if redacted:
             line["redacted"] = redacted
         if record.exc_info:

@@ -184,3 +184,15 @@ async def test_request_deadline_is_exact_under_autojump(autojump_clock: trio.abc
         assert reply is not None
         assert reply.status == 408
     assert server.active == 0
+
+
+class BrokenCollector:
+    def collect(self) -> list[object]:
+        raise RuntimeError("collector bug")
+
+
+async def test_a_broken_collector_is_a_500_not_a_dead_server(admin: AdminFixture) -> None:
+    admin.metrics.registry.register(BrokenCollector())  # type: ignore[arg-type]
+    with trio.fail_after(GUARD):
+        assert (await get(admin, "/metrics")).status == 500
+        assert (await get(admin, "/healthz")).status == 200

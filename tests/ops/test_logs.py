@@ -154,6 +154,18 @@ def test_redaction_guard_refuses_content_fields(
     assert record["prompt_version"] == "v7"  # the allowed exception
 
 
+def test_extra_fields_cannot_forge_the_envelope(
+    captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    log, buffer = captured
+    with bind_call("CA5", "asterisk"):
+        log.warning("x", extra={"level": "debug", "ts": "yesterday", "call_id": "CA6"})
+    (record,) = lines(buffer)
+    assert record["level"] == "warning"
+    assert record["ts"] != "yesterday"
+    assert record["call_id"] == "CA6"  # an explicit call id (the supervisor's) wins
+
+
 def test_refused_fields_rule() -> None:
     assert refused_fields({"prompt_version": "x", "assistant": "esther", "text_len": 4}) == []
     assert refused_fields({"Prompt": "x", "PAYLOAD": b"", "transcript": None}) == [
