@@ -205,48 +205,37 @@ class Metrics:
     def __init__(self, *, process_metrics: bool = True) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.calls_started = Counter(
-            "novavoice_calls_started", "Calls admitted.", ["carrier"], registry=r
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(f"novavoice_{name}", doc, labels, registry=r)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+            return Histogram(f"novavoice_{name}", doc, labels, buckets=buckets, registry=r)
+
+        self.calls_started = counter("calls_started", "Calls admitted.", "carrier")
+        self.calls_ended = counter("calls_ended", "Calls ended, by reason.", "carrier", "reason")
+        self.admission_refusals = counter(
+            "admission_refusals", "Connections refused before the WebSocket upgrade.", "reason"
         )
-        self.calls_ended = Counter(
-            "novavoice_calls_ended", "Calls ended, by reason.", ["carrier", "reason"], registry=r
-        )
-        self.admission_refusals = Counter(
-            "novavoice_admission_refusals",
-            "Carrier connections refused before the WebSocket upgrade.",
-            ["reason"],
-            registry=r,
-        )
-        self.prompt_load_seconds = Histogram(
-            "novavoice_prompt_load_seconds",
+        self.sonic_stream_opens = counter("sonic_stream_opens", "Nova Sonic streams opened.")
+        self.sonic_errors = counter("sonic_errors", "Nova Sonic errors, by error class.", "type")
+        self.barge_ins = counter("barge_ins", "Caller barge-ins.", "carrier")
+        self.queue_drops = counter("queue_drops", "Frames dropped by bounded queues.", "queue")
+        self.prompt_load_seconds = histogram(
+            "prompt_load_seconds",
             "Time for a call to obtain its assistant's prompt (cache hit or S3).",
-            buckets=PROMPT_LOAD_BUCKETS,
-            registry=r,
+            PROMPT_LOAD_BUCKETS,
         )
-        self.sonic_stream_opens = Counter(
-            "novavoice_sonic_stream_opens", "Nova Sonic streams opened.", registry=r
-        )
-        self.sonic_errors = Counter(
-            "novavoice_sonic_errors", "Nova Sonic errors, by error class.", ["type"], registry=r
-        )
-        self.barge_ins = Counter(
-            "novavoice_barge_ins", "Caller barge-ins.", ["carrier"], registry=r
-        )
-        self.queue_drops = Counter(
-            "novavoice_queue_drops", "Frames dropped by bounded queues.", ["queue"], registry=r
-        )
-        self.first_audio = Histogram(
-            "novavoice_time_to_first_audio_seconds",
+        self.first_audio = histogram(
+            "time_to_first_audio_seconds",
             "From call start to the first assistant audio sent to the carrier.",
-            ["carrier"],
-            buckets=FIRST_AUDIO_BUCKETS,
-            registry=r,
+            FIRST_AUDIO_BUCKETS,
+            "carrier",
         )
-        self.loop_lag = Histogram(
-            "novavoice_event_loop_lag_seconds",
+        self.loop_lag = histogram(
+            "event_loop_lag_seconds",
             "How late a timed sleep wakes up on the trio event loop.",
-            buckets=LOOP_LAG_BUCKETS,
-            registry=r,
+            LOOP_LAG_BUCKETS,
         )
         self.loop_lag_last = Gauge(
             "novavoice_event_loop_lag_last_seconds", "The latest event-loop lag sample.", registry=r

@@ -164,7 +164,10 @@ def test_queue_drops_and_barge_ins() -> None:
     cm.queue_dropped("audio_out", 12)
     cm.barge_in()
     cm.first_audio(0.8)
+    m.prompt_load_seconds.observe(0.0002)
     s = scrape(m)
+    assert s["novavoice_prompt_load_seconds_bucket", (("le", "0.0005"),)] == 1
+    assert s["novavoice_prompt_load_seconds_bucket", (("le", "0.0001"),)] == 0
     assert s["novavoice_queue_drops_total", (("queue", "audio_out"),)] == 12
     assert s["novavoice_barge_ins_total", (("carrier", "twilio"),)] == 1
     first = ("novavoice_time_to_first_audio_seconds_count", (("carrier", "twilio"),))
