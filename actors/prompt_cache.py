@@ -390,9 +390,16 @@ async def open_prompt_cache(
         refresh_retry_interval,
         inbox_send,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(actor.run, inbox_receive)
-        try:
-            yield PromptCache(inbox_send, actor)
-        finally:
-            nursery.cancel_scope.cancel(reason="prompt cache closed")
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(actor.run, inbox_receive)
+            try:
+                yield PromptCache(inbox_send, actor)
+            finally:
+                nursery.cancel_scope.cancel(reason="prompt cache closed")
+    except BaseExceptionGroup as group:
+        # The actor turns every failure into a value, so a lone exception here is the
+        # caller's own, raised in the block: give it back as raised, not wrapped in a group.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        raise

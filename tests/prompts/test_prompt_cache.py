@@ -321,3 +321,13 @@ async def test_access_denied_is_negatively_cached_like_not_found(
         with pytest.raises(PromptAccessDenied):
             await cache.get("ghost")
         assert store.fetch_count == 2
+
+
+async def test_error_in_the_block_escapes_unwrapped(
+    store: FakePromptStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    with pytest.raises(KeyError) as info:
+        async with cache_over(store) as cache:
+            await cache.get("esther")
+            raise KeyError("caller's own bug")
+    assert info.type is KeyError  # not an ExceptionGroup
