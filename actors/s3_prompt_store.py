@@ -70,6 +70,7 @@ def make_s3_client(
     max_connections: int,
     endpoint_url: str | None = None,
     session: boto3.session.Session | None = None,
+    static_credentials: tuple[str, str] | None = None,
     connect_timeout: float = 2.0,
     read_timeout: float = 5.0,
     max_attempts: int = 3,
@@ -78,7 +79,9 @@ def make_s3_client(
 
     Credentials come from ``session`` (default: a fresh :class:`boto3.session.Session`,
     i.e. the standard chain: environment, profile, SSO, container role, IMDS). With
-    ``endpoint_url=None`` botocore applies ``AWS_ENDPOINT_URL_S3`` itself. Call this once,
+    ``endpoint_url=None`` botocore applies ``AWS_ENDPOINT_URL_S3`` itself.
+    ``static_credentials`` (access key id, secret) is for local S3 servers only (the demo,
+    benchmarks), which accept any key; production uses the chain. Call this once,
     in the trio thread, and share the client: created clients are thread-safe, creating
     them concurrently is not.
     """
@@ -88,7 +91,12 @@ def make_s3_client(
         read_timeout=read_timeout,
         retries={"max_attempts": max_attempts, "mode": "standard"},
     )
-    session = session if session is not None else boto3.session.Session()
+    if session is None:
+        if static_credentials is not None:
+            key_id, secret = static_credentials
+            session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret)
+        else:
+            session = boto3.session.Session()
     return session.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
 
 

@@ -18,7 +18,6 @@ import statistics
 import sys
 import time
 
-import boto3
 import trio
 
 from actors.prompt_cache import open_prompt_cache
@@ -58,14 +57,11 @@ async def _timed_burst(fetcher: PromptFetcher, n: int) -> list[float]:
 
 async def run(s3: LocalS3, burst: int, warm: int, connections: int) -> int:
     """Seed the bucket, run the bursts, print the figures; returns the exit status."""
-    session = boto3.session.Session(
-        aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
-    )
     client = make_s3_client(
         region="us-east-1",
         max_connections=connections,
         endpoint_url=s3.endpoint_url,
-        session=session,
+        static_credentials=("bench", "bench"),
     )
     limiter = trio.CapacityLimiter(connections)
 

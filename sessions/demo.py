@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
-import boto3
 import trio
 
 from actors.errors import PromptError
@@ -124,14 +123,11 @@ def _show_stats(out: Print, stats: PromptCacheStatistics, s3: LocalS3, prefix: s
 
 async def run_demo(s3: LocalS3, settings: Settings, burst: int, ttl: float, out: Print) -> int:
     """The demo proper, against the running local S3; returns the exit status."""
-    session = boto3.session.Session(
-        aws_access_key_id="demo", aws_secret_access_key="demo", region_name=settings.aws_region
-    )
     client = make_s3_client(
         region=settings.aws_region,
         max_connections=settings.s3_max_connections,
         endpoint_url=s3.endpoint_url,
-        session=session,
+        static_credentials=("demo", "demo"),
     )
     limiter = trio.CapacityLimiter(settings.s3_max_connections)
     await trio.to_thread.run_sync(_seed, client, settings, limiter=limiter)
