@@ -69,10 +69,22 @@ class Emulator:
         self._ordinal = 0
         self._rng = random.Random(config.seed)
         self.voices = CachedVoices(seed=config.seed)
+        self._idle = trio.Event()
 
     def statistics(self) -> EmulatorStatistics:
         """Streams opened/active/completed, events and audio in/out, failures, faults."""
         return self._counters.snapshot()
+
+    async def wait_idle(self) -> None:
+        """Return once no stream is active (for tests and orderly shutdown)."""
+        while self._counters.streams_active:
+            self._idle = trio.Event()
+            await self._idle.wait()
+
+    def stream_finished(self) -> None:
+        """Called by a connection when one of its streams ended."""
+        self._counters.streams_active -= 1
+        self._idle.set()
 
     @property
     def counters(self) -> Counters:
@@ -394,7 +406,7 @@ class _Connection:
             except* _StreamGone:
                 pass
             finally:
-                counters.streams_active -= 1
+                self._emulator.stream_finished()
             if session.completed:
                 counters.streams_completed += 1
         # Our side is done: tell a client still sending to stop (RFC 9113 §8.1).

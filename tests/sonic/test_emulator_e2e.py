@@ -1,0 +1,535 @@
+"""The emulator over real TLS + HTTP/2 sockets, driven by a minimal test-only h2 client.
+
+The client below is deliberately tiny (h2 + the sans-IO codec/signer/events/output), so these
+tests do not depend on the product client. Real time is used (sockets cannot run on the
+autojump clock); knob values are small and the assertions are about content and order,
+never about how long something took.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+import h2.config
+import h2.connection
+import h2.events
+import numpy as np
+import pytest
+import trio
+
+from actors.errors import EventStreamError, SonicStreamError
+from actors.sonic import events as ev
+from actors.sonic.emulator import Emulator, EmulatorConfig, StreamPlan, open_emulator
+from actors.sonic.emulator.conversation import ASSISTANT_PHRASES, USER_PHRASES
+from actors.sonic.eventstream import MessageDecoder
+from actors.sonic.output import (
+    AudioOutput,
+    CompletionEnded,
+    CompletionStarted,
+    ContentEnded,
+    ContentKind,
+    ContentStarted,
+    GenerationStage,
+    TextOutput,
+    UsageEvent,
+    parse_output_message,
+)
+from actors.sonic.signing import Credentials, EventSigner, request_path, sign_request
+
+MODEL = "amazon.nova-2-sonic-v1:0"
+CREDS = Credentials("AKIDEMULATOR", "emulator-secret")
+RATE_IN = 16000
+RATE_OUT = 8000
+CHUNK = 512 * 2  # 32 ms at 16 kHz
+
+FAST = StreamPlan(time_to_first_audio=0.05, reply_seconds=0.6, audio_speed=20.0)
+
+
+def config(**changes: Any) -> EmulatorConfig:
+    base = EmulatorConfig(
+        credentials={CREDS.access_key_id: CREDS.secret_access_key},
+        plan=FAST,
+        pause_scale=0.1,  # MEDIUM: 0.175 s
+        min_speech_seconds=0.05,
+    )
+    return attrs.evolve(base, **changes)
+
+
+def tone(seconds: float) -> bytes:
+    t = np.arange(round(seconds * RATE_IN)) / RATE_IN
+    return (0.3 * 32767 * np.sin(2 * np.pi * 200 * t)).astype("<i2").tobytes()
+
+
+def silence(seconds: float) -> bytes:
+    return bytes(2 * round(seconds * RATE_IN))
+
+
+# --- the minimal client -------------------------------------------------------------------
+
+
+class TestStream:
+    """One request stream: send signed Nova events, receive parsed items."""
+
+    __test__ = False
+
+    def __init__(self, conn: MiniConnection, stream_id: int, signer: EventSigner) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.signer = signer
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self.body = b""
+        self.decoder = MessageDecoder()
+        self.items_send, self.items = trio.open_memory_channel[object](math.inf)
+        self.prompt = "p-1"
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.conn.send_data(self.stream_id, data)
+
+    async def send(self, nova_event_json: bytes) -> None:
+        inner = ev.encode_input_chunk(nova_event_json)
+        await self.send_raw(self.signer.sign(inner, int(time.time() * 1000)))
+
+    async def end_input(self) -> None:
+        await self.send_raw(self.signer.sign_end(int(time.time() * 1000)))
+        self.conn.h2.end_stream(self.stream_id)
+        await self.conn.flush()
+
+    async def next(self) -> object:
+        with trio.fail_after(10):
+            return await self.items.receive()
+
+    async def until(self, predicate: Any) -> list[object]:
+        seen: list[object] = []
+        while True:
+            item = await self.next()
+            seen.append(item)
+            if predicate(item):
+                return seen
+
+    def on_data(self, data: bytes) -> None:
+        if self.status != 200:
+            self.body += data
+            return
+        try:
+            messages = self.decoder.feed(data)
+        except EventStreamError as exc:
+            self.items_send.send_nowait(exc)
+            return
+        for message in messages:
+            try:
+                self.items_send.send_nowait(parse_output_message(message))
+            except SonicStreamError as exc:
+                self.items_send.send_nowait(exc)
+
+    # Conversation helpers -------------------------------------------------------------
+
+    async def start_session(self, system: str = "You are a test assistant.") -> None:
+        await self.send(ev.session_start(endpointing_sensitivity="MEDIUM"))
+        await self.send(
+            ev.prompt_start(
+                prompt_name=self.prompt, voice_id="tiffany", output_sample_rate=RATE_OUT
+            )
+        )
+        await self.send(
+            ev.text_content_start(
+                prompt_name=self.prompt, content_name="sys", role="SYSTEM", interactive=False
+            )
+        )
+        await self.send(ev.text_input(prompt_name=self.prompt, content_name="sys", content=system))
+        await self.send(ev.content_end(prompt_name=self.prompt, content_name="sys"))
+        await self.send(
+            ev.audio_content_start(prompt_name=self.prompt, content_name="mic", sample_rate=RATE_IN)
+        )
+
+    async def send_audio(self, pcm: bytes) -> None:
+        for i in range(0, len(pcm), CHUNK):
+            await self.send(
+                ev.audio_input(prompt_name=self.prompt, content_name="mic", pcm=pcm[i : i + CHUNK])
+            )
+
+    async def close_session(self) -> None:
+        await self.send(ev.content_end(prompt_name=self.prompt, content_name="mic"))
+        await self.send(ev.prompt_end(prompt_name=self.prompt))
+        await self.send(ev.session_end())
+        await self.end_input()
+
+
+@attrs.frozen
+class Ended:
+    """The server ended its side of the stream."""
+
+
+@attrs.frozen
+class Reset:
+    """The server reset the stream."""
+
+    code: int
+
+
+@attrs.frozen
+class ConnectionGone:
+    """The connection ended (GOAWAY or EOF)."""
+
+
+class MiniConnection:
+    """One TLS connection speaking HTTP/2 as a client."""
+
+    def __init__(self, tls: trio.SSLStream[trio.SocketStream], authority: str) -> None:
+        self.tls = tls
+        self.authority = authority
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        self.streams: dict[int, TestStream] = {}
+        self.lock = trio.Lock()
+        self.window = trio.Event()
+        self.goaway = trio.Event()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            data = self.h2.data_to_send()
+            if data:
+                await self.tls.send_all(data)
+
+    async def send_data(self, stream_id: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            window = min(
+                self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size
+            )
+            if window <= 0:
+                await self.flush()
+                await self.window.wait()
+                continue
+            self.h2.send_data(stream_id, view[:window].tobytes())
+            view = view[window:]
+        await self.flush()
+
+    async def open_stream(
+        self, *, path: str | None = None, creds: Credentials = CREDS
+    ) -> TestStream:
+        path = path or request_path(MODEL)
+        signed = sign_request(
+            credentials=creds,
+            region="us-east-1",
+            host=self.authority,
+            path=path,
+            now=datetime.now(UTC),
+        )
+        stream_id = self.h2.get_next_available_stream_id()
+        headers = [
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":authority", self.authority),
+            (":path", path),
+        ]
+        self.h2.send_headers(stream_id, headers + list(signed.headers))
+        signer = EventSigner(credentials=creds, region="us-east-1", seed_signature=signed.signature)
+        stream = TestStream(self, stream_id, signer)
+        self.streams[stream_id] = stream
+        await self.flush()
+        with trio.fail_after(10):
+            while stream.status is None:
+                item = await stream.items.receive()
+                if isinstance(item, ConnectionGone):
+                    raise AssertionError("connection closed before the response")
+        return stream
+
+    async def reader(self) -> None:
+        while True:
+            data = await self.tls.receive_some(65536)
+            if not data:
+                break
+            for event in self.h2.receive_data(data):
+                self.dispatch(event)
+            await self.flush()
+        for stream in self.streams.values():
+            stream.items_send.send_nowait(ConnectionGone())
+
+    def dispatch(self, event: h2.events.Event) -> None:
+        stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+        if isinstance(event, h2.events.ResponseReceived) and stream is not None:
+            stream.headers = {str(k): str(v) for k, v in event.headers or ()}
+            stream.status = int(stream.headers[":status"])
+            stream.items_send.send_nowait("headers")
+        elif isinstance(event, h2.events.DataReceived) and stream is not None:
+            self.h2.acknowledge_received_data(
+                event.flow_controlled_length or 0, event.stream_id or 0
+            )
+            stream.on_data(bytes(event.data or b""))
+        elif isinstance(event, h2.events.StreamEnded) and stream is not None:
+            stream.items_send.send_nowait(Ended())
+        elif isinstance(event, h2.events.StreamReset) and stream is not None:
+            stream.items_send.send_nowait(Reset(int(event.error_code or 0)))
+        elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+            self.window.set()
+            self.window = trio.Event()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway.set()
+
+
+@asynccontextmanager
+async def connect(emulator: Emulator) -> AsyncIterator[MiniConnection]:
+    url = urlsplit(emulator.url)
+    ctx = ssl.create_default_context(cadata=emulator.ca_pem.decode())
+    ctx.set_alpn_protocols(["h2"])
+    tcp = await trio.open_tcp_stream(url.hostname or "", url.port or 443)
+    tls = trio.SSLStream(tcp, ctx, server_hostname=url.hostname)
+    await tls.do_handshake()
+    assert tls.selected_alpn_protocol() == "h2"
+    conn = MiniConnection(tls, url.netloc)
+    conn.h2.initiate_connection()
+    await conn.flush()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.reader)
+        try:
+            yield conn
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.move_on_after(1, shield=True):
+                await tls.aclose()
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+def events_only(items: list[object]) -> list[object]:
+    return [i for i in items if not isinstance(i, str)]
+
+
+async def test_full_session_transcript_audio_and_clean_close() -> None:
+    async with open_emulator(config()) as emulator, connect(emulator) as conn:
+        stream = await conn.open_stream()
+        assert stream.status == 200
+        assert stream.headers["content-type"] == "application/vnd.amazon.eventstream"
+        await stream.start_session()
+        await stream.send_audio(silence(0.2) + tone(0.5) + silence(0.3))
+        items = events_only(
+            await stream.until(lambda i: isinstance(i, CompletionEnded | Exception))
+        )
+        kinds = [type(i).__name__ for i in items if not isinstance(i, AudioOutput)]
+        assert kinds == [
+            "CompletionStarted",
+            "ContentStarted", "TextOutput", "ContentEnded",  # USER transcript
+            "UsageEvent",
+            "ContentStarted", "TextOutput", "ContentEnded",  # ASSISTANT speculative
+            "ContentStarted", "ContentEnded",  # AUDIO (chunks filtered out)
+            "ContentStarted", "TextOutput", "ContentEnded",  # ASSISTANT final
+            "UsageEvent",
+            "CompletionEnded",
+        ]  # fmt: skip
+        starts = [i for i in items if isinstance(i, ContentStarted)]
+        assert [(s.kind, s.role, s.generation_stage) for s in starts] == [
+            (ContentKind.TEXT, "USER", GenerationStage.FINAL),
+            (ContentKind.TEXT, "ASSISTANT", GenerationStage.SPECULATIVE),
+            (ContentKind.AUDIO, "ASSISTANT", None),
+            (ContentKind.TEXT, "ASSISTANT", GenerationStage.FINAL),
+        ]
+        assert starts[2].sample_rate == RATE_OUT
+        texts = [i for i in items if isinstance(i, TextOutput)]
+        assert texts[0].content in USER_PHRASES
+        assert texts[1].content in ASSISTANT_PHRASES and texts[2].content == texts[1].content
+        audio = b"".join(i.pcm for i in items if isinstance(i, AudioOutput))
+        assert len(audio) == round(FAST.reply_seconds * RATE_OUT) * 2
+        assert isinstance(items[0], CompletionStarted)
+        assert {i.completion_id for i in items if hasattr(i, "completion_id")} == {
+            items[0].completion_id
+        }
+        usage = [i for i in items if isinstance(i, UsageEvent)]
+        assert usage[-1].total.output_speech > 0 and usage[0].delta.input_speech > 0
+        ends = [i for i in items if isinstance(i, ContentEnded)]
+        assert ends[-1].stop_reason == "END_TURN"
+        assert items[-1] == CompletionEnded(
+            session_id=items[0].session_id,
+            prompt_name="p-1",
+            completion_id=items[0].completion_id,
+            stop_reason="END_TURN",
+        )
+        await stream.close_session()
+        tail = await stream.until(lambda i: isinstance(i, Ended | Reset | Exception))
+        assert tail[-1] == Ended()
+        with trio.fail_after(5):
+            await emulator.wait_idle()
+        stats = emulator.statistics()
+        assert stats.streams_opened == stats.streams_completed == 1
+        assert stats.signature_failures == stats.validation_errors == 0
+        assert stats.turns == 1 and stats.audio_bytes_out == len(audio)
+        assert stats.audio_bytes_in == len(silence(0.2) + tone(0.5) + silence(0.3))
+
+
+async def test_barge_in_during_assistant_audio() -> None:
+    # A long reply generated at 2x real time: the caller talks over it.
+    plan = attrs.evolve(FAST, reply_seconds=20.0, audio_speed=2.0)
+    async with open_emulator(config(plan=plan)) as emulator, connect(emulator) as conn:
+        stream = await conn.open_stream()
+        await stream.start_session()
+        await stream.send_audio(tone(0.4) + silence(0.3))
+        await stream.until(lambda i: isinstance(i, AudioOutput))
+        await stream.send_audio(tone(0.3))
+        items = events_only(
+            await stream.until(lambda i: isinstance(i, CompletionEnded | Exception))
+        )
+        tail = [i for i in items if not isinstance(i, AudioOutput)]
+        assert [type(i).__name__ for i in tail] == [
+            "ContentEnded", "ContentStarted", "TextOutput", "ContentEnded", "UsageEvent",
+            "CompletionEnded",
+        ]  # fmt: skip
+        audio_end, final_start, signal, text_end = tail[0], tail[1], tail[2], tail[3]
+        assert isinstance(audio_end, ContentEnded) and audio_end.kind == ContentKind.AUDIO
+        assert (
+            isinstance(final_start, ContentStarted)
+            and final_start.generation_stage == GenerationStage.FINAL
+        )
+        assert isinstance(signal, TextOutput) and signal.is_barge_in
+        assert signal.content == '{ "interrupted" : true }'
+        assert isinstance(text_end, ContentEnded) and text_end.stop_reason == "INTERRUPTED"
+        last = tail[-1]
+        assert isinstance(last, CompletionEnded) and last.stop_reason == "INTERRUPTED"
+        assert emulator.statistics().barge_ins == 1
+        # After the interruption the caller's new utterance gets its own turn.
+        await stream.send_audio(silence(0.3))
+        nxt = events_only(await stream.until(lambda i: isinstance(i, ContentStarted | Exception)))
+        assert isinstance(nxt[0], CompletionStarted)
+        assert nxt[0].completion_id != last.completion_id
+
+
+async def test_bad_request_signature_gets_403() -> None:
+    async with open_emulator(config()) as emulator, connect(emulator) as conn:
+        stream = await conn.open_stream(creds=Credentials(CREDS.access_key_id, "wrong-secret"))
+        await stream.until(lambda i: isinstance(i, Ended))
+        assert stream.status == 403
+        assert stream.headers["x-amzn-errortype"].split(":")[0] == "InvalidSignatureException"
+        assert b"signature we calculated does not match" in stream.body
+        unknown = await conn.open_stream(creds=Credentials("AKIDUNKNOWN", "x"))
+        assert unknown.status == 403
+        assert unknown.headers["x-amzn-errortype"].startswith("UnrecognizedClientException")
+        bad_model = await conn.open_stream(path=request_path("amazon.nova-9-sonic-v1:0"))
+        assert bad_model.status == 400
+        assert bad_model.headers["x-amzn-errortype"].startswith("ValidationException")
+        # The connection still serves good streams afterwards.
+        good = await conn.open_stream()
+        assert good.status == 200
+        stats = emulator.statistics()
+        assert (stats.streams_refused, stats.streams_opened, stats.signature_failures) == (3, 1, 2)
+
+
+async def test_bad_event_signature_gets_an_exception_frame_and_end() -> None:
+    async with open_emulator(config()) as emulator, connect(emulator) as conn:
+        stream = await conn.open_stream()
+        await stream.send(ev.session_start())
+        forged = EventSigner(
+            credentials=Credentials(CREDS.access_key_id, "wrong"),
+            region="us-east-1",
+            seed_signature=stream.signer.prior_signature,
+        )
+        inner = ev.encode_input_chunk(
+            ev.prompt_start(prompt_name="p", voice_id="matthew", output_sample_rate=8000)
+        )
+        await stream.send_raw(forged.sign(inner, int(time.time() * 1000)))
+        items = await stream.until(lambda i: isinstance(i, Ended | Reset))
+        errors = [i for i in items if isinstance(i, SonicStreamError)]
+        assert len(errors) == 1 and errors[0].exception_type == "validationException"
+        assert "signature" in errors[0].message
+        assert isinstance(items[-1], Ended)
+        assert emulator.statistics().signature_failures == 1
+
+
+async def test_rule_violation_is_a_validation_exception() -> None:
+    async with open_emulator(config()) as emulator, connect(emulator) as conn:
+        stream = await conn.open_stream()
+        await stream.send(ev.session_start())
+        await stream.send(
+            ev.audio_content_start(prompt_name="p", content_name="a", sample_rate=16000)
+        )
+        items = await stream.until(lambda i: isinstance(i, Ended | Reset))
+        errors = [i for i in items if isinstance(i, SonicStreamError)]
+        assert errors[0].exception_type == "validationException"
+        assert "before promptStart" in errors[0].message
+        assert emulator.statistics().validation_errors == 1
+
+
+async def test_model_timeout_at_session_limit_leaves_neighbour_alone() -> None:
+    # Stream 1 has a 2 s session limit (by directive); stream 2 on the same connection does not.
+    async with open_emulator(config()) as emulator, connect(emulator) as conn:
+        doomed = await conn.open_stream()
+        healthy = await conn.open_stream()
+        await doomed.start_session(system="Test. [emulator:session-limit=2]")
+        await healthy.start_session()
+        items = await doomed.until(
+            lambda i: isinstance(i, Ended | Reset),
+        )
+        errors = [i for i in items if isinstance(i, SonicStreamError)]
+        assert [e.exception_type for e in errors] == ["modelTimeoutException"]
+        assert errors[0].retryable
+        await healthy.send_audio(tone(0.3) + silence(0.3))
+        turn = await healthy.until(lambda i: isinstance(i, CompletionEnded | Exception))
+        assert isinstance(turn[-1], CompletionEnded)
+
+
+async def test_faults_by_directive_rst_and_corrupt_frame() -> None:
+    async with open_emulator(config()) as emulator, connect(emulator) as conn:
+        rst = await conn.open_stream()
+        corrupt = await conn.open_stream()
+        await rst.start_session(system="[emulator:rst-after=0.3]")
+        await corrupt.start_session(system="[emulator:corrupt-after=0.3]")
+        rst_items = await rst.until(lambda i: isinstance(i, Ended | Reset))
+        assert rst_items[-1] == Reset(2)  # INTERNAL_ERROR
+        bad = await corrupt.until(lambda i: isinstance(i, EventStreamError))
+        assert "crc" in str(bad[-1]).lower() or "checksum" in type(bad[-1]).__name__.lower()
+        assert emulator.statistics().faults_injected == 2
+
+
+async def test_throttling_at_open_every_second_stream() -> None:
+    async with open_emulator(config(throttle_open_every=2)) as emulator, connect(emulator) as conn:
+        first = await conn.open_stream()
+        second = await conn.open_stream()
+        assert first.status == 200
+        assert second.status == 429
+        assert second.headers["x-amzn-errortype"].startswith("ThrottlingException")
+        assert emulator.statistics().faults_injected == 1
+
+
+async def test_idle_timeout_and_stall() -> None:
+    plan = attrs.evolve(FAST, idle_timeout=0.5)
+    async with open_emulator(config(plan=plan)) as emulator, connect(emulator) as conn:
+        idle = await conn.open_stream()
+        stalled = await conn.open_stream()
+        await idle.start_session()
+        await stalled.start_session(system="[emulator:stall-after=0,idle-timeout=1000]")
+        items = await idle.until(lambda i: isinstance(i, Ended | Reset))
+        errors = [i for i in items if isinstance(i, SonicStreamError)]
+        assert errors[0].exception_type == "validationException" and "531" in errors[0].message
+        # The stalled stream answers nothing, even to a full turn, but stays open.
+        await stalled.send_audio(tone(0.3) + silence(0.5))
+        with trio.move_on_after(1.0):
+            got = await stalled.next()
+            pytest.fail(f"stalled stream sent {got!r}")
+        assert emulator.statistics().streams_active == 1
+
+
+@pytest.mark.parametrize("limit", [1])
+async def test_graceful_goaway_after_n_streams(limit: int) -> None:
+    async with (
+        open_emulator(config(goaway_after_streams=limit)) as emulator,
+        connect(emulator) as conn,
+    ):
+        stream = await conn.open_stream()
+        await stream.start_session()
+        await stream.send_audio(tone(0.3) + silence(0.3))
+        # GOAWAY is sent once the first stream has finished; until then it keeps working.
+        turn = await stream.until(lambda i: isinstance(i, CompletionEnded | Exception))
+        assert isinstance(turn[-1], CompletionEnded)
+        await stream.close_session()
+        await stream.until(lambda i: isinstance(i, Ended))
+        with trio.fail_after(5):
+            await conn.goaway.wait()
+        assert emulator.statistics().streams_completed == 1
