@@ -16,6 +16,7 @@ from actors.errors import ConfigError
 # name -> (module, one-line help).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("sessions.demo", "run the embedded demo on this machine, no AWS account needed"),
+    "serve": ("sessions.serve", "run the daemon: carrier WebSockets in, Nova Sonic out"),
     "emulator": ("actors.sonic.emulator.cli", "run the local Nova Sonic emulator"),
 }
 

@@ -16,7 +16,9 @@ from typing import TypeVar
 import attrs
 from dotenv import dotenv_values
 
-from actors.errors import ConfigError
+from actors.assistant_names import validate_assistant_name
+from actors.errors import ConfigError, InvalidAssistantName
+from actors.sonic.emulator.rules import KNOWN_VOICES as VOICES
 
 T = TypeVar("T")
 
@@ -51,6 +53,48 @@ class Settings:
     """botocore connection pool size and S3 worker-thread limit (``S3_MAX_CONNECTIONS``)."""
     sonic_model_id: str = "amazon.nova-2-sonic-v1:0"
     """Bedrock model id of Nova Sonic (``NOVA_SONIC_MODEL_ID``)."""
+    sonic_voice: str = "matthew"
+    """Voice the assistant speaks with (``NOVA_SONIC_VOICE``)."""
+    sonic_endpointing: str = "MEDIUM"
+    """Turn-taking sensitivity, HIGH, MEDIUM or LOW (``NOVA_SONIC_ENDPOINTING``)."""
+    sonic_max_connections: int = 8
+    """HTTP/2 connections to Bedrock at most (``SONIC_MAX_CONNECTIONS``)."""
+    sonic_streams_per_connection: int = 100
+    """Streams opened per connection at most; fewer if the server says so
+    (``SONIC_STREAMS_PER_CONNECTION``)."""
+    sonic_connect_timeout: float = 5.0
+    """Seconds for TCP + TLS to Bedrock (``SONIC_CONNECT_TIMEOUT_MS``)."""
+    sonic_first_response_timeout: float = 10.0
+    """Seconds for Bedrock to answer a new stream (``SONIC_FIRST_RESPONSE_TIMEOUT_MS``)."""
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    """Where carriers connect (``NOVAVOICE_LISTEN``, HOST:PORT)."""
+    admin_listen: tuple[str, int] = ("127.0.0.1", 9090)
+    """Health and metrics endpoint (``NOVAVOICE_ADMIN_LISTEN``, HOST:PORT)."""
+    max_calls: int = 500
+    """Concurrent calls admitted; more are refused with HTTP 503 (``MAX_CALLS``)."""
+    default_assistant: str | None = None
+    """Assistant for calls that name none (``DEFAULT_ASSISTANT``)."""
+    drain_timeout: float = 30.0
+    """Seconds running calls may continue after SIGTERM (``DRAIN_TIMEOUT_MS``)."""
+    twilio_auth_token: str | None = attrs.field(default=None, repr=False)
+    """Validates ``X-Twilio-Signature`` on upgrades when set (``TWILIO_AUTH_TOKEN``)."""
+    twilio_public_url: str | None = None
+    """The ``wss://host`` Twilio connects to, as signed (``TWILIO_PUBLIC_URL``)."""
+    asterisk_basic_auth: tuple[str, str] | None = attrs.field(default=None, repr=False)
+    """``user:password`` Asterisk must present (``ASTERISK_BASIC_AUTH``)."""
+    asterisk_bearer_token: str | None = attrs.field(default=None, repr=False)
+    """Bearer token Asterisk must present (``ASTERISK_BEARER_TOKEN``)."""
+    call_log_path: str | None = None
+    """Opt-in transcript log file (``CALL_LOG_PATH``); unset: no transcripts kept."""
+
+    @property
+    def authentication_configured(self) -> bool:
+        """Whether any carrier authentication is configured."""
+        return (
+            self.twilio_auth_token is not None
+            or self.asterisk_basic_auth is not None
+            or self.asterisk_bearer_token is not None
+        )
 
 
 def _ms_to_seconds(raw: str) -> float:
@@ -93,6 +137,59 @@ def _model_id(raw: str) -> str:
     return raw
 
 
+def parse_host_port(raw: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) → ``(host, port)``; port 0 is allowed."""
+    host, sep, port_text = raw.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError("must be HOST:PORT")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError("port must be 0-65535")
+    return host.strip("[]"), port
+
+
+def _voice(raw: str) -> str:
+    if raw not in VOICES:
+        raise ValueError(f"is not a Nova Sonic voice ({', '.join(sorted(VOICES))})")
+    return raw
+
+
+def _endpointing(raw: str) -> str:
+    if raw not in ("HIGH", "MEDIUM", "LOW"):
+        raise ValueError("must be HIGH, MEDIUM or LOW")
+    return raw
+
+
+def _assistant(raw: str) -> str:
+    try:
+        return validate_assistant_name(raw)
+    except InvalidAssistantName as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _basic(raw: str) -> tuple[str, str]:
+    user, sep, password = raw.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("must be user:password")
+    return user, password
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 8:
+        raise ValueError("is too short to be a secret (8 characters at least)")
+    return raw
+
+
+def _public_url(raw: str) -> str:
+    if not raw.startswith(("wss://", "ws://", "https://", "http://")):
+        raise ValueError("must start with wss:// (or https://)")
+    return raw.rstrip("/")
+
+
+def _path(raw: str) -> str:
+    return raw
+
+
 def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -129,6 +226,33 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
         prompt_max_bytes=_read(env, "PROMPT_MAX_BYTES", _positive_int, d.prompt_max_bytes),
         s3_max_connections=_read(env, "S3_MAX_CONNECTIONS", _positive_int, d.s3_max_connections),
         sonic_model_id=_read(env, "NOVA_SONIC_MODEL_ID", _model_id, d.sonic_model_id),
+        sonic_voice=_read(env, "NOVA_SONIC_VOICE", _voice, d.sonic_voice),
+        sonic_endpointing=_read(env, "NOVA_SONIC_ENDPOINTING", _endpointing, d.sonic_endpointing),
+        sonic_max_connections=_read(
+            env, "SONIC_MAX_CONNECTIONS", _positive_int, d.sonic_max_connections
+        ),
+        sonic_streams_per_connection=_read(
+            env, "SONIC_STREAMS_PER_CONNECTION", _positive_int, d.sonic_streams_per_connection
+        ),
+        sonic_connect_timeout=_read(
+            env, "SONIC_CONNECT_TIMEOUT_MS", _ms_to_seconds, d.sonic_connect_timeout
+        ),
+        sonic_first_response_timeout=_read(
+            env,
+            "SONIC_FIRST_RESPONSE_TIMEOUT_MS",
+            _ms_to_seconds,
+            d.sonic_first_response_timeout,
+        ),
+        listen=_read(env, "NOVAVOICE_LISTEN", parse_host_port, d.listen),
+        admin_listen=_read(env, "NOVAVOICE_ADMIN_LISTEN", parse_host_port, d.admin_listen),
+        max_calls=_read(env, "MAX_CALLS", _positive_int, d.max_calls),
+        default_assistant=_read(env, "DEFAULT_ASSISTANT", _assistant, d.default_assistant),
+        drain_timeout=_read(env, "DRAIN_TIMEOUT_MS", _ms_to_seconds, d.drain_timeout),
+        twilio_auth_token=_read(env, "TWILIO_AUTH_TOKEN", _secret, d.twilio_auth_token),
+        twilio_public_url=_read(env, "TWILIO_PUBLIC_URL", _public_url, d.twilio_public_url),
+        asterisk_basic_auth=_read(env, "ASTERISK_BASIC_AUTH", _basic, d.asterisk_basic_auth),
+        asterisk_bearer_token=_read(env, "ASTERISK_BEARER_TOKEN", _secret, d.asterisk_bearer_token),
+        call_log_path=_read(env, "CALL_LOG_PATH", _path, d.call_log_path),
     )
 
 

@@ -1,0 +1,498 @@
+"""One call channel: the task tree of one phone call, from carrier start to hang-up.
+
+::
+
+    run_call ── nursery (the call; cancelling it ends everything below)
+      ├── carrier reader: WebSocket messages → dialect events → PCM → pre-stream channel
+      └── conversation: wait for the carrier's start, fetch the prompt, open Sonic, then
+            ├── audio-in pump:  PCM → ~32 ms audioInput events (comfort silence when quiet)
+            ├── Sonic reader:   output events → carrier frames into the outbound queue;
+            │                   barge-in clears the queue and sends the carrier's clear
+            └── carrier writer: outbound queue → WebSocket (held while the carrier says XOFF)
+
+Every task turns the domain errors it meets into one :class:`~sessions.close_codes.CallEnd`
+through :meth:`CallChannel.end`, which cancels the call's tree; the first end wins. Leaving
+the Sonic stream's block closes it politely (contentEnd/promptEnd/sessionEnd, signed end
+frame) under a shielded timeout, and the carrier gets a close code and reason. An
+unexpected exception escapes to the supervisor, which ends only this call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import attrs
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from actors.audio_codec import CarrierCodec, MediaFormat, Rechunker
+from actors.audio_pumps import (
+    AudioInStatistics,
+    OutboundQueue,
+    PcmFrame,
+    run_audio_in_pump,
+)
+from actors.errors import CarrierError, CarrierUnsupportedMedia, PromptError, SonicError
+from actors.prompt_fetch import PromptFetcher, prompt_log_fields
+from actors.prompt_store import StoredPrompt
+from actors.sonic import events, output
+from sessions import close_codes
+from sessions.close_codes import CallEnd, end_for_error
+from sessions.dialects.base import (
+    AudioReceived,
+    CallStarted,
+    CallStopped,
+    ClearAudio,
+    Dialect,
+    DtmfReceived,
+    Event,
+    FlowPaused,
+    FlowResumed,
+    MarkPlayed,
+    Message,
+    SendAudio,
+    SendMark,
+)
+from sessions.logs import CallLog, current_call
+from sessions.metrics import CallMetrics, Metrics
+
+logger = logging.getLogger("novavoice.call")
+
+_SONIC_RATES = (8000, 16000, 24000)
+
+
+class SonicStreamLike(Protocol):
+    """What a call needs of a Sonic stream (``actors.sonic.stream.SonicStream``)."""
+
+    async def send(self, nova_event_json: bytes) -> None:
+        """Send one Nova Sonic input event."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[output.OutputEvent]:
+        """Iterate the stream's output events."""
+        ...
+
+
+class SonicOpener(Protocol):
+    """What a call needs of the Sonic client (``actors.sonic.stream.SonicClient``)."""
+
+    def open_stream(self) -> AbstractAsyncContextManager[SonicStreamLike]:
+        """Open one bidirectional stream for the duration of the block."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class CallSettings:
+    """Per-call behaviour, fixed by the daemon's configuration."""
+
+    default_assistant: str | None = None
+    """Assistant used when the carrier names none (``None``: such calls are refused)."""
+    voice_id: str = "matthew"
+    endpointing_sensitivity: str | None = "MEDIUM"
+    max_tokens: int = 1024
+    top_p: float = 0.9
+    temperature: float = 0.7
+    start_timeout: float = 10.0
+    """Seconds the carrier has, after the upgrade, to start the media stream."""
+    chunk_ms: int = 32
+    """Duration of one ``audioInput`` chunk (reference nova-sonic.md §4: about 32 ms)."""
+    silence_after: float = 0.2
+    """Quiet seconds from the carrier after which comfort silence is sent to Sonic."""
+    pre_stream_seconds: float = 10.0
+    """Caller audio kept while the Sonic stream opens; beyond it the newest is dropped."""
+    outbound_seconds: float = 2.0
+    """Assistant audio queued towards a slow or paused carrier before Sonic is held back."""
+    close_timeout: float = 2.0
+    """Seconds allowed for the carrier's close handshake at the end of a call."""
+
+
+@attrs.frozen(kw_only=True)
+class CallDeps:
+    """What every call shares: built once by the daemon, never broken by one call."""
+
+    prompts: PromptFetcher
+    sonic: SonicOpener
+    metrics: Metrics
+    call_log: CallLog
+    settings: CallSettings
+
+
+@attrs.define(eq=False, kw_only=True)
+class CallSummary:
+    """What happened in one call: the call-end log line and the demo's summary."""
+
+    call_id: str | None = None
+    assistant: str | None = None
+    prompt_version: str | None = None
+    end: CallEnd | None = None
+    first_audio_seconds: float | None = None
+    turns: int = 0
+    barge_ins: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    marks_sent: int = 0
+    marks_played: int = 0
+    pre_stream_drops: int = 0
+    audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)
+
+
+class CallChannel:
+    """The state and tasks of one call. Built and run by :func:`run_call`."""
+
+    def __init__(
+        self, ws: WebSocketConnection, dialect: Dialect, deps: CallDeps, cm: CallMetrics
+    ) -> None:
+        self._ws = ws
+        self._dialect = dialect
+        self._deps = deps
+        self._cm = cm
+        self._settings = deps.settings
+        self.summary = CallSummary()
+        self._scope = trio.CancelScope()
+        self._started = trio.Event()
+        self._start: CallStarted | None = None
+        self._codec: CarrierCodec | None = None
+        self._t0 = time.perf_counter()
+        # Caller audio waits here until the Sonic stream is open (bounded: see settings).
+        frames = max(1, int(self._settings.pre_stream_seconds * 50))
+        self._pcm_send, self._pcm_receive = trio.open_memory_channel[PcmFrame](frames)
+        self._sonic_ready = False
+        # Resized when the media format is known; items are (messages, Sonic arrival stamp).
+        self._out: OutboundQueue[tuple[list[Message], float | None]] = OutboundQueue(max_bytes=1)
+        self._out_chunker: Rechunker | None = None
+        self._flow_open = trio.Event()
+        self._flow_open.set()
+        self._interrupted: set[str] = set()
+        self._content_roles: dict[str, tuple[str | None, output.GenerationStage | None]] = {}
+
+    # --- ending ---------------------------------------------------------------------------
+
+    def end(self, end: CallEnd) -> None:
+        """End the call for ``end`` (the first end wins) and cancel its task tree."""
+        if self.summary.end is None:
+            self.summary.end = end
+            self._cm.end_reason = end.reason
+        self._scope.cancel(reason=end.reason)
+
+    def end_for(self, exc: Exception) -> None:
+        """End the call because of a domain error, logging it once."""
+        end = end_for_error(exc)
+        if isinstance(exc, SonicError):
+            self._deps.metrics.sonic_error(exc)
+        if self.summary.end is None:
+            logger.warning(
+                "call failed",
+                extra={"error": type(exc).__name__, "detail": str(exc), "close_code": end.code},
+            )
+        self.end(end)
+
+    # --- the tree -------------------------------------------------------------------------
+
+    async def run(self) -> CallSummary:
+        """Run the call until it ends; then close the carrier socket politely."""
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_carrier, name="carrier_reader")
+                nursery.start_soon(self._converse, name="conversation")
+        if self.summary.end is None:  # cancelled from outside: daemon shutdown
+            self.end(CallEnd("shutdown", close_codes.GOING_AWAY, "server shutting down"))
+        end = self.summary.end
+        assert end is not None
+        with trio.move_on_after(self._settings.close_timeout, shield=True):
+            with contextlib.suppress(
+                ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError
+            ):
+                await self._ws.aclose(code=end.code, reason=end.text)
+        self.summary.frames_in = self._cm.frames_in
+        self.summary.frames_out = self._cm.frames_out
+        return self.summary
+
+    # --- carrier → daemon -----------------------------------------------------------------
+
+    async def _read_carrier(self) -> None:
+        try:
+            while True:
+                try:
+                    message = await self._ws.get_message()
+                except ConnectionClosed:
+                    self._dispatch(self._dialect.receive_close())
+                    self.end(CallEnd("disconnected", close_codes.NORMAL, "carrier disconnected"))
+                    return
+                if isinstance(message, str):
+                    self._dispatch(self._dialect.receive_text(message))
+                else:
+                    self._dispatch(self._dialect.receive_bytes(message))
+        except CarrierError as exc:
+            self.end_for(exc)
+
+    def _dispatch(self, received: list[Event]) -> None:
+        # Hot path: ~50 media events per second per call, handled without awaiting.
+        for ev in received:
+            if type(ev) is AudioReceived:
+                self._on_audio(ev)
+            elif isinstance(ev, CallStarted):
+                self._on_started(ev)
+            elif isinstance(ev, MarkPlayed):
+                self.summary.marks_played += 1
+            elif isinstance(ev, CallStopped):
+                if ev.reason == "closed":
+                    self.end(CallEnd("disconnected", close_codes.NORMAL, "carrier disconnected"))
+                else:
+                    self.end(CallEnd("hangup", close_codes.NORMAL, "call ended"))
+            elif isinstance(ev, FlowPaused):
+                if self._flow_open.is_set():
+                    self._flow_open = trio.Event()
+            elif isinstance(ev, FlowResumed):
+                self._flow_open.set()
+            elif isinstance(ev, DtmfReceived):
+                logger.info("dtmf", extra={"digit": ev.digit})
+
+    def _on_started(self, ev: CallStarted) -> None:
+        self._start = ev
+        fmt: MediaFormat = ev.media_format
+        self._codec = CarrierCodec(fmt)
+        self._out_chunker = Rechunker(ev.frame_bytes)
+        # Outbound bound in wire bytes (what the queued carrier messages carry).
+        self._out.max_bytes = max(
+            ev.frame_bytes, int(fmt.bytes_for_ms(1000) * self._settings.outbound_seconds)
+        )
+        self.summary.call_id = ev.call_id
+        ctx = current_call()
+        if ctx is not None:
+            ctx.call_id = ev.call_id
+        self._started.set()
+
+    def _on_audio(self, ev: AudioReceived) -> None:
+        self._cm.frames_in += 1
+        codec = self._codec
+        if codec is None:  # the dialect only emits audio after the start
+            return
+        frame = PcmFrame(pcm=codec.decode(ev.payload), arrived=time.perf_counter())
+        try:
+            self._pcm_send.send_nowait(frame)
+        except trio.WouldBlock:
+            if self._sonic_ready:
+                self._cm.queue_dropped("audio_in")
+            else:
+                self._cm.queue_dropped("pre_stream")
+                self.summary.pre_stream_drops += 1
+
+    # --- the conversation -----------------------------------------------------------------
+
+    async def _converse(self) -> None:
+        settings = self._settings
+        with trio.move_on_after(settings.start_timeout) as waited:
+            await self._started.wait()
+        if waited.cancelled_caught:
+            self.end(CallEnd("protocol_error", close_codes.START_TIMEOUT, "stream not started"))
+            return
+        start = self._start
+        assert start is not None
+        assistant = start.assistant or settings.default_assistant
+        ctx = current_call()
+        try:
+            if assistant is None:
+                self.end(CallEnd("prompt_error", close_codes.NO_ASSISTANT, "no assistant named"))
+                return
+            self.summary.assistant = assistant
+            if ctx is not None:
+                ctx.update(assistant=assistant)
+            t = time.perf_counter()
+            prompt = await self._deps.prompts.fetch(assistant)
+            self._deps.metrics.prompt_load_seconds.observe(time.perf_counter() - t)
+            version = prompt.version_id or prompt.etag
+            self.summary.prompt_version = version
+            if ctx is not None:
+                ctx.update(prompt_version=version)
+            logger.info("call prompt loaded", extra=_prompt_fields(prompt))
+            async with self._deps.sonic.open_stream() as stream:
+                self._deps.metrics.sonic_stream_opens.inc()
+                await self._run_conversation(stream, start, prompt)
+        except (CarrierError, PromptError, SonicError) as exc:
+            self.end_for(exc)
+
+    async def _run_conversation(
+        self, stream: SonicStreamLike, start: CallStarted, prompt: StoredPrompt
+    ) -> None:
+        settings = self._settings
+        rate = start.media_format.sample_rate
+        if rate not in _SONIC_RATES:  # the dialects refuse other rates; guard the invariant
+            raise CarrierUnsupportedMedia(f"sample rate {rate} not supported by Nova Sonic")
+        prompt_name = str(uuid.uuid4())
+        audio_name = str(uuid.uuid4())
+        await stream.send(
+            events.session_start(
+                max_tokens=settings.max_tokens,
+                top_p=settings.top_p,
+                temperature=settings.temperature,
+                endpointing_sensitivity=settings.endpointing_sensitivity,
+            )
+        )
+        await stream.send(
+            events.prompt_start(
+                prompt_name=prompt_name, voice_id=settings.voice_id, output_sample_rate=rate
+            )
+        )
+        system_name = str(uuid.uuid4())
+        await stream.send(
+            events.text_content_start(
+                prompt_name=prompt_name, content_name=system_name, role="SYSTEM", interactive=False
+            )
+        )
+        for piece in events.split_text(prompt.text):
+            await stream.send(
+                events.text_input(prompt_name=prompt_name, content_name=system_name, content=piece)
+            )
+        await stream.send(events.content_end(prompt_name=prompt_name, content_name=system_name))
+        await stream.send(
+            events.audio_content_start(
+                prompt_name=prompt_name, content_name=audio_name, sample_rate=rate
+            )
+        )
+        self._sonic_ready = True
+
+        async def send_chunk(pcm: bytes) -> None:
+            await stream.send(
+                events.audio_input(prompt_name=prompt_name, content_name=audio_name, pcm=pcm)
+            )
+
+        chunk_bytes = rate * 2 * settings.chunk_ms // 1000
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                functools.partial(
+                    run_audio_in_pump,
+                    self._pcm_receive,
+                    send_chunk,
+                    chunk_bytes=chunk_bytes,
+                    silence_after=settings.silence_after,
+                    on_latency=self._cm.added_latency_in,
+                    statistics=self.summary.audio_in,
+                ),
+                name="audio_in",
+            )
+            nursery.start_soon(self._write_carrier, name="carrier_writer")
+            await self._read_sonic(stream)
+            # Sonic ended the stream without an error: the session is over.
+            self.end(CallEnd("sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"))
+
+    # --- Sonic → carrier ------------------------------------------------------------------
+
+    async def _read_sonic(self, stream: SonicStreamLike) -> None:
+        codec = self._codec
+        chunker = self._out_chunker
+        assert codec is not None and chunker is not None
+        send = self._dialect.send
+        async for ev in stream:
+            if type(ev) is output.AudioOutput:
+                if ev.content_id in self._interrupted:
+                    continue  # already cut off by a barge-in: the caller must not hear it
+                stamp = time.perf_counter()
+                if self.summary.first_audio_seconds is None:
+                    self.summary.first_audio_seconds = stamp - self._t0
+                    self._cm.first_audio(self.summary.first_audio_seconds)
+                for frame in chunker.push(codec.encode(ev.pcm)):
+                    await self._out.put((send(SendAudio(payload=frame)), stamp), len(frame))
+            elif isinstance(ev, output.TextOutput):
+                if ev.is_barge_in:
+                    await self._barge_in(ev.content_id)
+                else:
+                    await self._transcript(ev)
+            elif isinstance(ev, output.ContentStarted):
+                if ev.content_id is not None:
+                    self._content_roles[ev.content_id] = (ev.role, ev.generation_stage)
+            elif isinstance(ev, output.ContentEnded):
+                await self._on_content_end(ev)
+            elif isinstance(ev, output.CompletionEnded):
+                self.summary.turns += 1
+
+    async def _on_content_end(self, ev: output.ContentEnded) -> None:
+        if ev.content_id is not None:
+            self._content_roles.pop(ev.content_id, None)
+        if ev.stop_reason == "INTERRUPTED":
+            await self._barge_in(ev.content_id)
+        elif ev.kind is output.ContentKind.AUDIO:
+            # End of an assistant answer: send the partial last frame, then a mark so the
+            # carrier tells us when the caller has actually heard all of it.
+            chunker = self._out_chunker
+            codec = self._codec
+            assert chunker is not None and codec is not None
+            tail = chunker.flush(pad=codec.encode(b"\x00\x00"))
+            if tail:
+                await self._out.put((self._dialect.send(SendAudio(payload=tail)), None), len(tail))
+            mark = self._dialect.send(SendMark(name=f"a{self.summary.turns}"))
+            if mark:
+                self.summary.marks_sent += 1
+                await self._out.put((mark, None), 0)
+
+    async def _barge_in(self, content_id: str | None) -> None:
+        """The caller spoke over the assistant: drop queued audio, tell the carrier at once."""
+        if content_id is not None:
+            if content_id in self._interrupted:
+                return  # the text signal and the INTERRUPTED contentEnd name the same turn
+            self._interrupted.add(content_id)
+        dropped = self._out.clear()
+        chunker = self._out_chunker
+        if chunker is not None:
+            chunker.clear()
+        self.summary.barge_ins += 1
+        self._cm.barge_in()
+        logger.info("barge-in", extra={"frames_dropped": dropped})
+        # The queue is empty now, so the clear is the next thing the writer sends.
+        await self._out.put((self._dialect.send(ClearAudio()), None), 0)
+
+    async def _transcript(self, ev: output.TextOutput) -> None:
+        role, stage = self._content_roles.get(ev.content_id or "", (ev.role, None))
+        if stage is output.GenerationStage.SPECULATIVE:
+            return
+        if (role or ev.role) == "USER":
+            await self._deps.call_log.transcript("caller", ev.content)
+        else:
+            await self._deps.call_log.transcript("assistant", ev.content)
+
+    async def _write_carrier(self) -> None:
+        ws = self._ws
+        cm = self._cm
+        try:
+            while True:
+                if not self._flow_open.is_set():
+                    await self._flow_open.wait()
+                (messages, stamp), _queued = await self._out.get()
+                for msg in messages:
+                    await ws.send_message(msg)
+                if stamp is not None:
+                    cm.frames_out += 1
+                    cm.added_latency_out(time.perf_counter() - stamp)
+        except ConnectionClosed:
+            self.end(CallEnd("disconnected", close_codes.NORMAL, "carrier disconnected"))
+
+
+def _prompt_fields(prompt: StoredPrompt) -> dict[str, object]:
+    # Field names avoid the log's redaction guard ("prompt*" is refused): they name the
+    # object and its version, never its text.
+    fields = prompt_log_fields(prompt)
+    return {
+        "event": "call_prompt",
+        "object_key": fields["prompt_key"],
+        "etag": fields["prompt_etag"],
+        "version_id": fields["prompt_version_id"],
+        "object_bytes": fields["prompt_bytes"],
+    }
+
+
+async def run_call(
+    ws: WebSocketConnection, dialect: Dialect, deps: CallDeps, cm: CallMetrics
+) -> CallSummary:
+    """Run one accepted call to its end; returns what happened.
+
+    Domain failures end the call with a specific close code. An unexpected exception
+    propagates (the supervisor logs it and closes the socket with 1011).
+    """
+    channel = CallChannel(ws, dialect, deps, cm)
+    return await channel.run()

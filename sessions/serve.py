@@ -1,0 +1,256 @@
+"""``novavoice serve``: the daemon.
+
+Configured by the environment and ``.env`` (see ``.env.example``), and these flags. Carriers
+connect to ``ws://LISTEN/twilio/<assistant>`` (Twilio Media Streams) or
+``ws://LISTEN/asterisk/<assistant>`` (Asterisk chan_websocket). ``/healthz``, ``/readyz`` and
+``/metrics`` are served on the admin address. Once listening, one JSON log line with
+``"event": "listening"`` gives the bound ``url`` and ``admin_url``.
+
+SIGTERM or SIGINT drains: readiness goes false, no new calls, running calls continue until
+the drain deadline and then end politely. A second signal ends every call at once.
+
+The daemon refuses to listen on a non-loopback address with no carrier authentication
+configured (TWILIO_AUTH_TOKEN, ASTERISK_BASIC_AUTH or ASTERISK_BEARER_TOKEN) unless
+``--insecure`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import ipaddress
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from actors.errors import ConfigError
+from actors.prompt_cache import PromptCache, open_prompt_cache
+from actors.prompt_fetch import PromptFetcher
+from actors.s3_prompt_store import S3PromptStore, make_s3_client
+from actors.sonic.credentials import CredentialsProvider
+from actors.sonic.pool import open_sonic_client
+from sessions.admin import Health, serve_admin
+from sessions.call import CallDeps, CallSettings
+from sessions.config import Settings, load_settings, parse_host_port
+from sessions.logs import configure_logging, log_event, open_call_log
+from sessions.loop_lag import run_loop_lag_monitor
+from sessions.metrics import Metrics
+from sessions.supervisor import AdmissionSettings, Supervisor, serve_calls
+
+logger = logging.getLogger("novavoice.serve")
+
+
+@attrs.frozen(kw_only=True)
+class DaemonOverrides:
+    """What a caller may set beyond :class:`Settings` (the demo, tests, benchmarks)."""
+
+    sonic_endpoint_url: str | None = None
+    """Default: ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, then Bedrock's regional endpoint."""
+    sonic_ca_file: str | None = None
+    """Default: ``AWS_CA_BUNDLE``, then the system's trust store."""
+    sonic_credentials: CredentialsProvider | None = None
+    """Default: botocore's standard credential chain."""
+    s3_endpoint_url: str | None = None
+    """Default: ``AWS_ENDPOINT_URL_S3`` (botocore applies it), then S3's endpoint."""
+    s3_static_credentials: tuple[str, str] | None = None
+    """For local S3 servers only; production uses the standard chain."""
+    call_settings: CallSettings | None = None
+    """Per-call tuning; default derived from :class:`Settings`."""
+
+
+@attrs.frozen(kw_only=True)
+class Daemon:
+    """A running daemon: where it listens and its parts (for the demo and tests)."""
+
+    url: str
+    admin_url: str
+    supervisor: Supervisor
+    metrics: Metrics
+    health: Health
+    prompt_cache: PromptCache
+
+
+def check_listen_security(host: str, settings: Settings, *, insecure: bool) -> None:
+    """Refuse a non-loopback listener without carrier authentication unless ``insecure``."""
+    if insecure or settings.authentication_configured:
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ConfigError(
+            f"NOVAVOICE_LISTEN={host}: refusing to listen beyond loopback with no carrier "
+            "authentication (set TWILIO_AUTH_TOKEN or ASTERISK_BASIC_AUTH/ASTERISK_BEARER_TOKEN,"
+            " or pass --insecure)"
+        )
+
+
+def call_settings_from(settings: Settings) -> CallSettings:
+    """Per-call behaviour from the daemon's settings."""
+    return CallSettings(
+        default_assistant=settings.default_assistant,
+        voice_id=settings.sonic_voice,
+        endpointing_sensitivity=settings.sonic_endpointing,
+    )
+
+
+@asynccontextmanager
+async def open_daemon(
+    settings: Settings, overrides: DaemonOverrides | None = None, *, insecure: bool = False
+) -> AsyncIterator[Daemon]:
+    """Run the whole daemon for the duration of the block.
+
+    Leaving the block ends every call at once (politely); use
+    ``daemon.supervisor.drain(deadline)`` first for a graceful stop.
+    """
+    ov = overrides or DaemonOverrides()
+    host, port = settings.listen
+    admin_host, admin_port = settings.admin_listen
+    check_listen_security(host, settings, insecure=insecure)
+    metrics = Metrics()
+    health = Health()
+    # Built once, in the trio thread: creating boto3 clients concurrently is not safe.
+    s3 = make_s3_client(
+        region=settings.aws_region,
+        max_connections=settings.s3_max_connections,
+        endpoint_url=ov.s3_endpoint_url,
+        static_credentials=ov.s3_static_credentials,
+    )
+    store = S3PromptStore(
+        client=s3,
+        bucket=settings.prompts_bucket,
+        prefix=settings.prompts_prefix,
+        limiter=trio.CapacityLimiter(settings.s3_max_connections),
+        max_bytes=settings.prompt_max_bytes,
+    )
+    async with (
+        open_call_log(settings.call_log_path) as call_log,
+        open_prompt_cache(
+            store,
+            ttl=settings.prompt_cache_ttl,
+            stale_if_error=settings.prompt_stale_if_error,
+            negative_ttl=settings.prompt_negative_ttl,
+            max_entries=settings.prompt_cache_max_entries,
+        ) as cache,
+        open_sonic_client(
+            region=settings.aws_region,
+            model_id=settings.sonic_model_id,
+            endpoint_url=ov.sonic_endpoint_url,
+            ca_file=ov.sonic_ca_file,
+            credentials_provider=ov.sonic_credentials,
+            max_connections=settings.sonic_max_connections,
+            max_streams_per_connection=settings.sonic_streams_per_connection,
+            connect_timeout=settings.sonic_connect_timeout,
+            first_response_timeout=settings.sonic_first_response_timeout,
+        ) as sonic,
+        trio.open_nursery() as nursery,
+    ):
+        metrics.watch_prompt_cache(cache)
+        deps = CallDeps(
+            prompts=PromptFetcher(cache, settings.prompt_fetch_timeout),
+            sonic=sonic,
+            metrics=metrics,
+            call_log=call_log,
+            settings=ov.call_settings or call_settings_from(settings),
+        )
+        admission = AdmissionSettings(
+            max_calls=settings.max_calls,
+            twilio_auth_token=settings.twilio_auth_token,
+            twilio_public_url=settings.twilio_public_url,
+            asterisk_basic=settings.asterisk_basic_auth,
+            asterisk_bearer=settings.asterisk_bearer_token,
+        )
+        bound_admin = await nursery.start(
+            functools.partial(serve_admin, admin_host, admin_port, metrics=metrics, health=health)
+        )
+        nursery.start_soon(run_loop_lag_monitor, metrics, 0.25)
+        supervisor, bound_port = await nursery.start(
+            functools.partial(
+                serve_calls,
+                host,
+                port,
+                deps,
+                admission=admission,
+                health=health,
+                metrics=metrics,
+            )
+        )
+        daemon = Daemon(
+            url=f"ws://{_hostport(host, bound_port)}",
+            admin_url=f"http://{_hostport(bound_admin[0], bound_admin[1])}",
+            supervisor=supervisor,
+            metrics=metrics,
+            health=health,
+            prompt_cache=cache,
+        )
+        log_event(logger, "listening", url=daemon.url, admin_url=daemon.admin_url)
+        try:
+            yield daemon
+        finally:
+            supervisor.end_all_calls()
+            nursery.cancel_scope.cancel(reason="daemon stopped")
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def run_until_signalled(settings: Settings, *, insecure: bool) -> None:
+    """Run the daemon until SIGTERM/SIGINT; drain on the first signal, stop on the second."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with open_daemon(settings, insecure=insecure) as daemon, trio.open_nursery() as n:
+            drained = trio.Event()
+
+            async def drain() -> None:
+                await daemon.supervisor.drain(settings.drain_timeout)
+                drained.set()
+
+            async def watch_signals() -> None:
+                count = 0
+                async for signum in signals:
+                    count += 1
+                    log_event(logger, "signal", signal=signal.Signals(signum).name, count=count)
+                    if count == 1:
+                        n.start_soon(drain)
+                    else:
+                        daemon.supervisor.end_all_calls()
+                        drained.set()
+
+            n.start_soon(watch_signals)
+            await drained.wait()
+            n.cancel_scope.cancel()
+    log_event(logger, "stopped")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``novavoice serve`` (each overrides its environment variable)."""
+    parser.add_argument("--listen", help="carrier WebSockets, HOST:PORT (NOVAVOICE_LISTEN)")
+    parser.add_argument(
+        "--admin-listen", help="health and metrics, HOST:PORT (NOVAVOICE_ADMIN_LISTEN)"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback listener with no carrier authentication",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the daemon until signalled; exit status 0 after a clean drain."""
+    configure_logging(args.log_level.upper())
+    settings = load_settings()
+    try:
+        if args.listen:
+            settings = attrs.evolve(settings, listen=parse_host_port(args.listen))
+        if args.admin_listen:
+            settings = attrs.evolve(settings, admin_listen=parse_host_port(args.admin_listen))
+    except ValueError as exc:
+        raise ConfigError(f"--listen/--admin-listen: {exc}") from None
+    trio.run(functools.partial(run_until_signalled, settings, insecure=args.insecure))
+    return 0

@@ -1,0 +1,288 @@
+"""The supervisor: accepts carrier WebSockets, admits or refuses them, one task tree per call.
+
+Refusals happen before the upgrade, with an HTTP status and a one-line reason: 404 for an
+unknown path, 401/403 for failed authentication, 503 when draining or at capacity. An
+admitted call runs in the calls nursery under a ``one_for_one`` boundary: whatever escapes
+one call is logged and closes that call's socket with 1011, and nothing else notices.
+
+Draining (:meth:`Supervisor.drain`): readiness goes false, the listener stops accepting,
+running calls continue until the deadline, then are cancelled and end politely (Sonic
+closed, carrier told 1001).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+
+import attrs
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    WebSocketServer,
+)
+
+from actors.errors import CarrierAuthError
+from sessions import close_codes
+from sessions.admin import Health
+from sessions.call import CallDeps, run_call
+from sessions.dialects.asterisk import AsteriskDialect, check_upgrade_auth, select_subprotocol
+from sessions.dialects.base import Dialect
+from sessions.dialects.twilio import TwilioDialect
+from sessions.dialects.twilio_signature import validate_twilio_upgrade
+from sessions.logs import bind_call
+from sessions.metrics import Carrier, Metrics
+
+logger = logging.getLogger("novavoice.supervisor")
+
+# Messages larger than these caps close the socket with 1009 inside trio-websocket; the
+# dialects enforce their own (smaller, documented) caps with a specific close code.
+MAX_WS_MESSAGE_BYTES = 256 * 1024
+_CLOSED = (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+@attrs.frozen(kw_only=True)
+class AdmissionSettings:
+    """Who may connect, and how many at once."""
+
+    max_calls: int = 500
+    """Concurrent calls admitted; beyond it upgrades are refused with 503."""
+    twilio_auth_token: str | None = None
+    """When set, Twilio upgrades must carry a valid ``X-Twilio-Signature``."""
+    twilio_public_url: str | None = None
+    """The ``wss://host`` Twilio connects to (the URL the signature covers)."""
+    asterisk_basic: tuple[str, str] | None = None
+    """HTTP Basic user and password Asterisk must present."""
+    asterisk_bearer: str | None = None
+    """Bearer token Asterisk must present."""
+    connect_timeout: float = 10.0
+    """Seconds a client has to complete the WebSocket handshake."""
+
+
+@attrs.define(eq=False)
+class Supervisor:
+    """Admission, the calls nursery, and draining. Built by :func:`serve_calls`."""
+
+    deps: CallDeps
+    admission: AdmissionSettings
+    health: Health
+    metrics: Metrics
+    _calls_nursery: trio.Nursery
+    _listen_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    active_calls: int = 0
+    draining: bool = False
+    _ids: itertools.count[int] = attrs.field(factory=itertools.count)
+    _idle: trio.Event = attrs.field(factory=trio.Event)
+
+    # --- admission ------------------------------------------------------------------------
+
+    def _route(self, path: str) -> Callable[[], Dialect] | None:
+        route = path.split("?", 1)[0]
+        default = self.deps.settings.default_assistant
+        for prefix, factory in (("/twilio", TwilioDialect), ("/asterisk", AsteriskDialect)):
+            if route == prefix or route.startswith(prefix + "/"):
+                return lambda f=factory, p=prefix: f(  # type: ignore[misc]
+                    path=path, path_prefix=p, default_assistant=default
+                )
+        return None
+
+    def _authenticate(self, carrier: str, request: WebSocketRequest) -> None:
+        adm = self.admission
+        if carrier == "twilio" and adm.twilio_auth_token is not None:
+            validate_twilio_upgrade(
+                auth_token=adm.twilio_auth_token,
+                public_url=adm.twilio_public_url or "",
+                path=request.path,
+                headers=request.headers,
+            )
+        elif carrier == "asterisk":
+            check_upgrade_auth(
+                request.headers, basic=adm.asterisk_basic, bearer_token=adm.asterisk_bearer
+            )
+
+    async def _refuse(self, request: WebSocketRequest, status: int, reason: str) -> None:
+        body = reason.encode() + b"\n"
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        if status == 503:
+            headers.append((b"retry-after", b"1"))
+        with (
+            trio.move_on_after(2.0, shield=True),
+            contextlib.suppress(*_CLOSED),
+        ):
+            await request.reject(status, extra_headers=headers, body=body)
+
+    async def handle(self, request: WebSocketRequest) -> None:
+        """trio-websocket's handler: admit or refuse one upgrade request, then run the call.
+
+        Nothing but cancellation escapes: an exception here would reach the calls nursery
+        and end every call.
+        """
+        try:
+            await self._handle(request)
+        except Exception:
+            logger.exception("connection handler failed")
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        make_dialect = self._route(request.path)
+        if make_dialect is None:
+            self.metrics.refused("not_found")
+            await self._refuse(
+                request, 404, "unknown path: use /twilio/<assistant> or /asterisk/<assistant>"
+            )
+            return
+        dialect = make_dialect()
+        carrier: Carrier = "twilio" if dialect.carrier == "twilio" else "asterisk"
+        try:
+            self._authenticate(carrier, request)
+        except CarrierAuthError as exc:
+            self.metrics.refused("unauthorized" if exc.http_status == 401 else "forbidden")
+            logger.warning(
+                "upgrade refused",
+                extra={"carrier": carrier, "status": exc.http_status, "why": exc.reason},
+            )
+            await self._refuse(request, exc.http_status, exc.reason)
+            return
+        if self.draining:
+            self.metrics.refused("draining")
+            await self._refuse(request, 503, "draining: not taking new calls")
+            return
+        if self.active_calls >= self.admission.max_calls:
+            self.metrics.refused("capacity")
+            await self._refuse(request, 503, "at capacity")
+            return
+        self._admitted()
+        try:
+            await self._run_admitted(request, dialect, carrier)
+        finally:
+            self._released()
+
+    def _admitted(self) -> None:
+        self.active_calls += 1
+        if self.active_calls >= self.admission.max_calls:
+            self.health.set_not_ready("at capacity")
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+
+    def _released(self) -> None:
+        self.active_calls -= 1
+        if not self.draining and self.active_calls < self.admission.max_calls:
+            self.health.set_ready()
+        if self.active_calls == 0:
+            self._idle.set()
+
+    async def _run_admitted(
+        self, request: WebSocketRequest, dialect: Dialect, carrier: Carrier
+    ) -> None:
+        subprotocol = (
+            select_subprotocol(request.proposed_subprotocols) if carrier == "asterisk" else None
+        )
+        provisional_id = f"conn-{next(self._ids)}"
+        with (
+            bind_call(provisional_id, carrier) as ctx,
+            self.metrics.call(carrier) as cm,
+        ):
+            t0 = time.perf_counter()
+            try:
+                ws = await request.accept(subprotocol=subprotocol)
+            except ConnectionClosed:
+                cm.end_reason = "disconnected"
+                return
+            logger.info("call accepted", extra={"path": request.path.split("?", 1)[0]})
+            try:
+                summary = await run_call(ws, dialect, self.deps, cm)
+            except Exception as exc:
+                # one_for_one: a bug ends this call only. (An ExceptionGroup made only of
+                # Exceptions lands here too; one holding Cancelled is a BaseExceptionGroup
+                # and propagates, as cancellation must.)
+                cm.end_reason = "internal_error"
+                logger.exception("call crashed", extra={"error": type(exc).__name__})
+                await _close_quietly(ws, close_codes.INTERNAL_ERROR, "internal error")
+                return
+            end = summary.end
+            ctx.update()
+            logger.info(
+                "call ended",
+                extra={
+                    "reason": end.reason if end else None,
+                    "close_code": end.code if end else None,
+                    "duration_s": round(time.perf_counter() - t0, 3),
+                    "first_audio_s": summary.first_audio_seconds,
+                    "turns": summary.turns,
+                    "barge_ins": summary.barge_ins,
+                    "frames_in": summary.frames_in,
+                    "frames_out": summary.frames_out,
+                    "pre_stream_drops": summary.pre_stream_drops,
+                },
+            )
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        """Readiness false and no new connections (running calls are untouched)."""
+        self.draining = True
+        self.health.set_not_ready("draining")
+        self._listen_scope.cancel(reason="draining")
+
+    async def drain(self, deadline: float) -> None:
+        """Stop accepting, wait up to ``deadline`` seconds for calls, then end the rest."""
+        self.stop_accepting()
+        logger.info("draining", extra={"active_calls": self.active_calls, "deadline_s": deadline})
+        if self.active_calls:
+            with trio.move_on_after(deadline):
+                await self._idle.wait()
+        self.end_all_calls()
+
+    def end_all_calls(self) -> None:
+        """Cancel every running call now: each ends politely with close code 1001."""
+        self._calls_nursery.cancel_scope.cancel(reason="shutdown")
+
+
+async def serve_calls(
+    host: str,
+    port: int,
+    deps: CallDeps,
+    *,
+    admission: AdmissionSettings,
+    health: Health,
+    metrics: Metrics,
+    task_status: trio.TaskStatus[tuple[Supervisor, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve carrier WebSockets on ``host:port`` until cancelled or drained.
+
+    Starts with ``(supervisor, bound_port)``. Returns once drained (the listener stopped
+    and every call ended).
+    """
+    async with trio.open_nursery() as calls_nursery:
+        supervisor = Supervisor(deps, admission, health, metrics, calls_nursery)
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        if port == 0:  # several addresses would each get their own port
+            for extra in listeners[1:]:
+                await extra.aclose()
+            listeners = listeners[:1]
+        server = WebSocketServer(
+            supervisor.handle,
+            listeners,
+            handler_nursery=calls_nursery,
+            max_message_size=MAX_WS_MESSAGE_BYTES,
+            connect_timeout=admission.connect_timeout,
+            disconnect_timeout=2.0,
+        )
+        bound = listeners[0].socket.getsockname()[1]
+        with supervisor._listen_scope:
+            async with trio.open_nursery() as listen_nursery:
+                await listen_nursery.start(server.run)
+                health.set_ready()
+                task_status.started((supervisor, bound))
+        # The listener was cancelled (drain): calls continue in calls_nursery until done.
+        for listener in listeners:
+            with trio.move_on_after(1.0, shield=True):
+                await listener.aclose()
+
+
+async def _close_quietly(ws: WebSocketConnection, code: int, reason: str) -> None:
+    with trio.move_on_after(1.0, shield=True), contextlib.suppress(*_CLOSED):
+        await ws.aclose(code=code, reason=reason)
