@@ -24,7 +24,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -50,6 +50,7 @@ from sessions.dialects.base import (
     CallStarted,
     CallStopped,
     ClearAudio,
+    Command,
     Dialect,
     DtmfReceived,
     Event,
@@ -364,23 +365,32 @@ class CallChannel:
             )
 
         chunk_bytes = rate * 2 * settings.chunk_ms // 1000
+        audio_in = functools.partial(
+            run_audio_in_pump,
+            self._pcm_receive,
+            send_chunk,
+            chunk_bytes=chunk_bytes,
+            silence_after=settings.silence_after,
+            on_latency=self._cm.added_latency_in,
+            statistics=self.summary.audio_in,
+        )
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._guarded, audio_in, name="audio_in")
+            nursery.start_soon(self._guarded, self._write_carrier, name="carrier_writer")
             nursery.start_soon(
-                functools.partial(
-                    run_audio_in_pump,
-                    self._pcm_receive,
-                    send_chunk,
-                    chunk_bytes=chunk_bytes,
-                    silence_after=settings.silence_after,
-                    on_latency=self._cm.added_latency_in,
-                    statistics=self.summary.audio_in,
-                ),
-                name="audio_in",
+                self._guarded, functools.partial(self._read_sonic, stream), name="sonic_reader"
             )
-            nursery.start_soon(self._write_carrier, name="carrier_writer")
-            await self._read_sonic(stream)
-            # Sonic ended the stream without an error: the session is over.
-            self.end(CallEnd("sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"))
+
+    async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the call's tasks; a domain error ends the call instead of escaping.
+
+        Errors must be caught here, in the task that raised them: past a nursery they
+        arrive wrapped in an ExceptionGroup.
+        """
+        try:
+            await task()
+        except (CarrierError, PromptError, SonicError) as exc:
+            self.end_for(exc)
 
     # --- Sonic → carrier ------------------------------------------------------------------
 
@@ -389,6 +399,17 @@ class CallChannel:
         chunker = self._out_chunker
         assert codec is not None and chunker is not None
         send = self._dialect.send
+        await self._pump_sonic(stream, codec, chunker, send)
+        # Sonic ended the stream without an error: the session is over.
+        self.end(CallEnd("sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"))
+
+    async def _pump_sonic(
+        self,
+        stream: SonicStreamLike,
+        codec: CarrierCodec,
+        chunker: Rechunker,
+        send: Callable[[Command], list[Message]],
+    ) -> None:
         async for ev in stream:
             if type(ev) is output.AudioOutput:
                 if ev.content_id in self._interrupted:

@@ -1,0 +1,209 @@
+"""Fakes for the call channel: a scripted Sonic client and a Twilio peer over memory streams.
+
+No sockets, no threads: everything runs under the autojump clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+import trio.lowlevel
+import trio.testing
+from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
+
+from actors.fake_prompt_store import FakePromptStore
+from actors.prompt_cache import PromptCache, open_prompt_cache
+from actors.prompt_fetch import PromptFetcher
+from actors.sonic import output
+
+
+@attrs.define(eq=False)
+class FakeSonicStream:
+    """Records what the call sends; yields what the test feeds through :attr:`feed`."""
+
+    sent: list[dict[str, Any]] = attrs.field(factory=list)
+    closed: bool = False
+    _feed_send: trio.MemorySendChannel[output.OutputEvent | Exception] = attrs.field(init=False)
+    _feed_receive: trio.MemoryReceiveChannel[output.OutputEvent | Exception] = attrs.field(
+        init=False
+    )
+    audio_sent: trio.Event = attrs.field(factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self._feed_send, self._feed_receive = trio.open_memory_channel(1000)
+
+    async def send(self, nova_event_json: bytes) -> None:
+        if self.closed:
+            raise AssertionError("send after close")
+        self.sent.append(json.loads(nova_event_json)["event"])
+        if "audioInput" in self.sent[-1]:
+            self.audio_sent.set()
+        await trio.lowlevel.checkpoint()
+
+    def feed(self, item: output.OutputEvent | Exception) -> None:
+        self._feed_send.send_nowait(item)
+
+    def end(self) -> None:
+        self._feed_send.close()
+
+    def __aiter__(self) -> AsyncIterator[output.OutputEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[output.OutputEvent]:
+        async for item in self._feed_receive:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def names(self) -> list[str]:
+        return [next(iter(e)) for e in self.sent]
+
+    def audio_pcm(self) -> bytes:
+        return b"".join(
+            base64.b64decode(e["audioInput"]["content"]) for e in self.sent if "audioInput" in e
+        )
+
+
+@attrs.define(eq=False)
+class FakeSonic:
+    """A Sonic client whose streams are :class:`FakeSonicStream`; opening may be slow or fail."""
+
+    open_delay: float = 0.0
+    open_error: Exception | None = None
+    streams: list[FakeSonicStream] = attrs.field(factory=list)
+    opened: trio.Event = attrs.field(factory=trio.Event)
+
+    @asynccontextmanager
+    async def open_stream(self) -> AsyncIterator[FakeSonicStream]:
+        await trio.sleep(self.open_delay)
+        if self.open_error is not None:
+            raise self.open_error
+        stream = FakeSonicStream()
+        self.streams.append(stream)
+        self.opened.set()
+        try:
+            yield stream
+        finally:
+            stream.closed = True
+
+
+@asynccontextmanager
+async def open_fetcher(store: FakePromptStore) -> AsyncIterator[tuple[PromptFetcher, PromptCache]]:
+    async with open_prompt_cache(
+        store, ttl=300, stale_if_error=60, negative_ttl=5, max_entries=16
+    ) as cache:
+        yield PromptFetcher(cache, timeout=5.0), cache
+
+
+@asynccontextmanager
+async def ws_pair() -> AsyncIterator[tuple[WebSocketConnection, WebSocketConnection]]:
+    """A connected (server, client) WebSocket pair over memory streams."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        server_request: list[Any] = []
+
+        async def serve() -> None:
+            request = await wrap_server_stream(nursery, server_stream)
+            server_request.append(await request.accept())
+
+        nursery.start_soon(serve)
+        client = await wrap_client_stream(nursery, client_stream, "test", "/twilio/esther")
+        while not server_request:
+            await trio.lowlevel.checkpoint()
+        try:
+            yield server_request[0], client
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+class TwilioPeer:
+    """The carrier side of a Twilio Media Stream, scripted by a test."""
+
+    def __init__(self, ws: WebSocketConnection, stream_sid: str = "MZ00", call_sid: str = "CA00"):
+        self.ws = ws
+        self.stream_sid = stream_sid
+        self.call_sid = call_sid
+        self.seq = 0
+        self.received: list[dict[str, Any]] = []
+
+    def _next(self) -> str:
+        self.seq += 1
+        return str(self.seq)
+
+    async def start(self, assistant: str | None = None) -> None:
+        await self.ws.send_message(
+            json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        )
+        custom = {"assistant": assistant} if assistant else {}
+        await self.ws.send_message(
+            json.dumps(
+                {
+                    "event": "start",
+                    "sequenceNumber": self._next(),
+                    "streamSid": self.stream_sid,
+                    "start": {
+                        "streamSid": self.stream_sid,
+                        "accountSid": "AC00",
+                        "callSid": self.call_sid,
+                        "tracks": ["inbound"],
+                        "customParameters": custom,
+                        "mediaFormat": {
+                            "encoding": "audio/x-mulaw",
+                            "sampleRate": 8000,
+                            "channels": 1,
+                        },
+                    },
+                }
+            )
+        )
+
+    async def media(self, payload: bytes, index: int) -> None:
+        await self.ws.send_message(
+            json.dumps(
+                {
+                    "event": "media",
+                    "sequenceNumber": self._next(),
+                    "streamSid": self.stream_sid,
+                    "media": {
+                        "track": "inbound",
+                        "chunk": str(index + 1),
+                        "timestamp": str(index * 20),
+                        "payload": base64.b64encode(payload).decode(),
+                    },
+                }
+            )
+        )
+
+    async def stop(self) -> None:
+        await self.ws.send_message(
+            json.dumps(
+                {
+                    "event": "stop",
+                    "sequenceNumber": self._next(),
+                    "streamSid": self.stream_sid,
+                    "stop": {"accountSid": "AC00", "callSid": self.call_sid},
+                }
+            )
+        )
+
+    async def receive_all(self) -> None:
+        """Collect what the daemon sends until it closes the socket."""
+        from trio_websocket import ConnectionClosed
+
+        try:
+            while True:
+                self.received.append(json.loads(await self.ws.get_message()))
+        except ConnectionClosed:
+            pass
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [m for m in self.received if m.get("event") == name]
+
+    def audio(self) -> bytes:
+        return b"".join(base64.b64decode(m["media"]["payload"]) for m in self.events("media"))

@@ -1,0 +1,307 @@
+"""The call channel alone: a Twilio peer and a scripted Sonic over memory streams.
+
+Runs under the autojump clock (no sockets, no threads), so minutes of call time pass
+instantly and every assertion is about what was sent, never about how long it took.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+
+from actors.audio_codec import pcm16_to_ulaw, ulaw_to_pcm16
+from actors.errors import SonicStreamError
+from actors.fake_prompt_store import FakePromptStore
+from actors.sonic import output
+from sessions import close_codes
+from sessions.call import CallDeps, CallSettings, CallSummary, run_call
+from sessions.dialects.twilio import TwilioDialect
+from sessions.logs import open_call_log
+from sessions.metrics import Metrics
+from tests.daemon.fakes import FakeSonic, TwilioPeer, open_fetcher, ws_pair
+
+Script = Callable[[TwilioPeer, FakeSonic], Awaitable[None]]
+
+IDS: dict[str, Any] = {"session_id": "s", "prompt_name": "p", "completion_id": "c"}
+
+
+def audio_start(content_id: str) -> output.ContentStarted:
+    return output.ContentStarted(
+        **IDS, content_id=content_id, kind=output.ContentKind.AUDIO, role="ASSISTANT"
+    )
+
+
+def audio(content_id: str, pcm: bytes) -> output.AudioOutput:
+    return output.AudioOutput(**IDS, content_id=content_id, pcm=pcm)
+
+
+def audio_end(content_id: str, reason: str = "END_TURN") -> output.ContentEnded:
+    return output.ContentEnded(
+        **IDS, content_id=content_id, kind=output.ContentKind.AUDIO, role="ASSISTANT",
+        stop_reason=reason,
+    )  # fmt: skip
+
+
+def barge_in(content_id: str) -> output.TextOutput:
+    return output.TextOutput(
+        **IDS, content_id=content_id, role="ASSISTANT", content='{ "interrupted" : true }',
+        is_barge_in=True,
+    )  # fmt: skip
+
+
+def ulaw_frames(n: int, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    return [bytes(rng.randrange(256) for _ in range(160)) for _ in range(n)]
+
+
+def pcm_tone(samples: int) -> bytes:
+    return b"".join(
+        ((i * 97) % 4000 - 2000).to_bytes(2, "little", signed=True) for i in range(samples)
+    )
+
+
+async def run_scenario(
+    script: Script,
+    *,
+    sonic: FakeSonic | None = None,
+    store: FakePromptStore | None = None,
+    settings: CallSettings | None = None,
+) -> tuple[CallSummary, TwilioPeer, FakeSonic, Metrics]:
+    sonic = sonic or FakeSonic()
+    if store is None:
+        store = FakePromptStore()
+        store.put("esther", "You are Esther, a helpful receptionist.")
+    metrics = Metrics(process_metrics=False)
+    result: list[CallSummary] = []
+    async with (
+        open_fetcher(store) as (fetcher, _cache),
+        open_call_log(None) as call_log,
+        ws_pair() as (server_ws, client_ws),
+    ):
+        deps = CallDeps(
+            prompts=fetcher,
+            sonic=sonic,
+            metrics=metrics,
+            call_log=call_log,
+            settings=settings or CallSettings(),
+        )
+        peer = TwilioPeer(client_ws)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peer.receive_all)
+
+            async def call() -> None:
+                with metrics.call("twilio") as cm:
+                    dialect = TwilioDialect(path="/twilio/esther")
+                    result.append(await run_call(server_ws, dialect, deps, cm))
+
+            nursery.start_soon(call)
+            await script(peer, sonic)
+    return result[0], peer, sonic, metrics
+
+
+async def send_frames(peer: TwilioPeer, frames: list[bytes], start: int = 0) -> None:
+    for i, frame in enumerate(frames, start):
+        await peer.media(frame, i)
+        await trio.sleep(0.02)
+
+
+async def test_full_call_setup_audio_both_ways_and_hangup(autojump_clock: trio.abc.Clock) -> None:
+    frames = ulaw_frames(100)
+    answer = pcm_tone(8000)  # one second at 8 kHz
+
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await send_frames(peer, frames)
+        stream = sonic.streams[0]
+        for item in (audio_start("a1"), audio("a1", answer[:6000]), audio("a1", answer[6000:])):
+            stream.feed(item)
+        stream.feed(audio_end("a1"))
+        await trio.sleep(1)
+        await peer.stop()
+
+    summary, peer, sonic, _ = await run_scenario(script)
+    stream = sonic.streams[0]
+    names = stream.names()
+    assert names[:6] == [
+        "sessionStart", "promptStart", "contentStart", "textInput", "contentEnd", "contentStart",
+    ]  # fmt: skip
+    assert stream.sent[1]["promptStart"]["audioOutputConfiguration"]["sampleRateHertz"] == 8000
+    assert stream.sent[3]["textInput"]["content"] == "You are Esther, a helpful receptionist."
+    assert stream.sent[5]["contentStart"]["audioInputConfiguration"]["sampleRateHertz"] == 8000
+    # Every caller frame reached Sonic, in order, as PCM16 (then comfort silence).
+    expected = ulaw_to_pcm16(b"".join(frames))
+    assert stream.audio_pcm()[: len(expected)] == expected
+    chunk_sizes = {len(e["audioInput"]["content"]) for e in stream.sent if "audioInput" in e}
+    assert chunk_sizes == {684}  # base64 of 512 bytes = 32 ms at 8 kHz, every chunk
+    # Every byte of the answer reached the carrier, μ-law encoded, then a mark.
+    assert peer.audio()[: len(answer) // 2] == pcm16_to_ulaw(answer)
+    assert len(peer.audio()) == len(answer) // 2
+    assert peer.received[-1]["event"] == "mark"
+    assert summary.end == close_codes.CallEnd("hangup", 1000, "call ended")
+    assert summary.first_audio_seconds is not None
+    assert stream.closed
+
+
+async def test_audio_before_sonic_is_ready_is_kept(autojump_clock: trio.abc.Clock) -> None:
+    frames = ulaw_frames(150, seed=2)  # 3 s of audio while Sonic takes 2 s to open
+
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await send_frames(peer, frames)
+        await trio.sleep(1)
+        await peer.stop()
+
+    summary, _, sonic, _ = await run_scenario(script, sonic=FakeSonic(open_delay=2.0))
+    expected = ulaw_to_pcm16(b"".join(frames))
+    assert sonic.streams[0].audio_pcm()[: len(expected)] == expected
+    assert summary.pre_stream_drops == 0
+
+
+async def test_pre_stream_buffer_is_bounded_and_counts_drops(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    frames = ulaw_frames(100, seed=3)
+
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await send_frames(peer, frames)
+        await trio.sleep(5)
+        await peer.stop()
+
+    settings = CallSettings(pre_stream_seconds=1.0)  # room for 50 frames
+    summary, _, sonic, metrics = await run_scenario(
+        script, sonic=FakeSonic(open_delay=4.0), settings=settings
+    )
+    assert summary.pre_stream_drops == 50
+    kept = ulaw_to_pcm16(b"".join(frames[:50]))
+    assert sonic.streams[0].audio_pcm()[: len(kept)] == kept
+    drops = metrics.registry.get_sample_value(
+        "novavoice_queue_drops_total", {"queue": "pre_stream"}
+    )
+    assert drops == 50
+
+
+async def test_silent_carrier_gets_comfort_silence(autojump_clock: trio.abc.Clock) -> None:
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await trio.sleep(10)  # the carrier sends no media at all for 10 s
+        await peer.stop()
+
+    summary, _, sonic, _ = await run_scenario(script)
+    stream = sonic.streams[0]
+    pcm = stream.audio_pcm()
+    # One 32 ms chunk per silence_after (0.2 s) of quiet: about 50 in 10 s, all zero.
+    assert 40 <= summary.audio_in.silence_chunks_sent <= 51
+    assert pcm == bytes(len(pcm)) and len(pcm) == 512 * summary.audio_in.silence_chunks_sent
+
+
+async def test_barge_in_clears_queued_audio_and_drops_the_rest_of_that_answer(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        stream = sonic.streams[0] if sonic.streams else None
+        while stream is None:
+            await trio.sleep(0.01)
+            stream = sonic.streams[0] if sonic.streams else None
+        stream.feed(audio_start("a1"))
+        stream.feed(audio("a1", pcm_tone(16000)))  # two seconds
+        stream.feed(barge_in("a1"))
+        stream.feed(audio("a1", pcm_tone(8000)))  # late audio of the interrupted answer
+        stream.feed(audio_end("a1", "INTERRUPTED"))
+        stream.feed(audio_start("a2"))
+        stream.feed(audio("a2", pcm_tone(800)))
+        stream.feed(audio_end("a2"))
+        await trio.sleep(1)
+        await peer.stop()
+
+    summary, peer, _, metrics = await run_scenario(script)
+    kinds = [m["event"] for m in peer.received]
+    assert kinds.count("clear") == 1
+    clear_at = kinds.index("clear")
+    before, after = peer.received[:clear_at], peer.received[clear_at + 1 :]
+    # The writer drains as fast as the socket takes frames, so some of the 100 frames of the
+    # first answer went out before the barge-in; the rest were dropped from the queue.
+    frames_before = sum(1 for m in before if m["event"] == "media")
+    assert 0 < frames_before < 100
+    # After the clear: only the next answer (800 samples = 5 frames), then its mark.
+    media_after = [m for m in after if m["event"] == "media"]
+    assert len(media_after) == 5
+    assert after[-1]["event"] == "mark"
+    assert summary.barge_ins == 1
+    assert (
+        metrics.registry.get_sample_value("novavoice_barge_ins_total", {"carrier": "twilio"}) == 1
+    )
+
+
+async def test_missing_prompt_ends_the_call_before_sonic(autojump_clock: trio.abc.Clock) -> None:
+    store = FakePromptStore()
+    store.put("esther", "x")
+
+    async def missing(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+
+    store.delete("esther")
+    summary, _, sonic, _ = await run_scenario(missing, store=store)
+    assert summary.end is not None
+    assert summary.end.code == close_codes.PROMPT_NOT_FOUND
+    assert summary.end.reason == "prompt_error"
+    assert "esther" in summary.end.text and "assistants/" not in summary.end.text
+    assert sonic.streams == []
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (SonicStreamError("throttlingException", "slow down"), close_codes.SONIC_THROTTLED),
+        (SonicStreamError("modelTimeoutException", "8 min"), close_codes.SONIC_SESSION_ENDED),
+        (SonicStreamError("internalServerException", "oops"), close_codes.SONIC_FAILED),
+    ],
+)
+async def test_sonic_error_mid_call_closes_the_carrier_with_its_code(
+    autojump_clock: trio.abc.Clock, error: Exception, code: int
+) -> None:
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await send_frames(peer, ulaw_frames(10))
+        sonic.streams[0].feed(error)
+
+    summary, _, sonic, metrics = await run_scenario(script)
+    assert summary.end is not None
+    assert (summary.end.reason, summary.end.code) == ("sonic_error", code)
+    assert sonic.streams[0].closed
+    assert (
+        metrics.registry.get_sample_value(
+            "novavoice_sonic_errors_total", {"type": "SonicStreamError"}
+        )
+        == 1
+    )
+
+
+async def test_carrier_that_never_starts_is_closed_at_the_deadline(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await trio.sleep(60)
+
+    summary, _, sonic, _ = await run_scenario(script, settings=CallSettings(start_timeout=5))
+    assert summary.end is not None and summary.end.code == close_codes.START_TIMEOUT
+    assert sonic.streams == []
+
+
+async def test_malformed_carrier_message_gets_its_protocol_close_code(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await peer.ws.send_message('{"event": "media", "media": {"payload": "***"}}')
+        await trio.sleep(1)
+
+    summary, _, _, _ = await run_scenario(script)
+    assert summary.end is not None
+    assert summary.end.reason == "protocol_error"
+    assert 4000 <= summary.end.code < 4100
