@@ -1,0 +1,675 @@
+"""One HTTP/2 connection to Bedrock, carrying many Sonic streams at once.
+
+A :class:`Connection` owns one TLS socket and one :class:`h2.connection.H2Connection`. Its
+tasks (in its own nursery, under :meth:`Connection.run`):
+
+- the *reader* feeds socket bytes to h2 and routes events to per-stream state;
+- the *writer* is the only task that writes to the socket. Everyone else mutates h2 state
+  synchronously (no lock, no await: trio runs one task at a time), moves the bytes h2
+  produced into an outgoing buffer and wakes the writer, which sends the whole buffer in one
+  write bounded by ``write_timeout``. A sender waits only when that buffer is above its
+  high-water mark or when *its own* stream's flow-control window is empty, so one stream
+  never holds up another, and one stalled socket is detected instead of hanging everyone;
+- the *keep-alive* sends a PING when nothing arrived for ``keepalive_interval`` and kills
+  the connection if still nothing arrives within ``keepalive_timeout``.
+
+Inbound flow control: received DATA is queued per stream and acknowledged to h2 only when
+the stream's consumer takes it, so a stream whose consumer stops reading stops its own
+sender. The connection-level window is sized to ``stream_window * max_streams``, so the
+sum of every stream's unread data never exhausts it and a stalled stream cannot starve its
+siblings.
+
+GOAWAY: streams above ``last_stream_id`` fail at once (retryable, they were not
+processed); the others run to completion, no new stream is opened, and the connection
+closes when the last one is released. h2 4.x closes its state machine on a received GOAWAY
+(python-hyper/h2#1181), which would kill the running streams, so
+:class:`_GracefulH2Connection` overrides that one frame handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+
+import attrs
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+from h2.errors import ErrorCodes
+from hyperframe.frame import Frame, GoAwayFrame
+
+from actors.errors import LocalProtocolError, SonicConnectionError, SonicError, SonicTimeout
+from actors.sonic.endpoint import Endpoint
+
+__all__ = ["Connection", "ConnectionConfig", "H2Stream", "Opener", "open_tls_stream"]
+
+logger = logging.getLogger(__name__)
+
+Opener = Callable[[], Awaitable[trio.abc.Stream]]
+"""Opens the byte stream a connection runs over (TLS with ALPN h2, or a test stream)."""
+
+_RECEIVE_SIZE = 65536
+_DEFAULT_WINDOW = 65535
+
+
+async def open_tls_stream(endpoint: Endpoint, ssl_context: ssl.SSLContext) -> trio.abc.Stream:
+    """TCP + TLS to ``endpoint`` (SNI = its host), insisting on ALPN ``h2``.
+
+    Raises :class:`SonicConnectionError` when the socket or the handshake fails or the
+    server does not speak HTTP/2; the caller bounds the time.
+    """
+    try:
+        stream = await trio.open_ssl_over_tcp_stream(
+            endpoint.host, endpoint.port, ssl_context=ssl_context, https_compatible=True
+        )
+    except OSError as exc:
+        raise SonicConnectionError(f"cannot connect to {endpoint.authority}: {exc}") from exc
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(stream)
+        reason = exc.__cause__ or exc
+        raise SonicConnectionError(
+            f"TLS handshake with {endpoint.authority} failed: {reason}"
+        ) from exc
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    protocol = stream.selected_alpn_protocol()
+    if protocol != "h2":
+        await trio.aclose_forcefully(stream)
+        raise SonicConnectionError(
+            f"{endpoint.authority} did not negotiate HTTP/2 over TLS (ALPN gave {protocol!r})"
+        )
+    return stream
+
+
+@attrs.frozen(kw_only=True)
+class ConnectionConfig:
+    """Limits and timers of one connection (seconds and bytes)."""
+
+    connect_timeout: float = 10.0
+    """TCP connect + TLS handshake + the server's first SETTINGS."""
+    write_timeout: float = 10.0
+    """Longest one socket write may take before the connection is declared dead."""
+    write_buffer_high: int = 1 << 20
+    """Bytes queued for the socket above which senders wait for the writer."""
+    keepalive_interval: float | None = 20.0
+    """Idle time (nothing received) before a PING; ``None`` disables keep-alive."""
+    keepalive_timeout: float = 10.0
+    """How long after a PING something must arrive before the connection is dead."""
+    stream_window: int = 1 << 20
+    """Our per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE)."""
+    max_streams: int = 100
+    """Most streams we open on one connection, whatever the server allows."""
+    close_timeout: float = 5.0
+    """Time to flush a GOAWAY and close TLS when the connection is retired."""
+
+
+class _GracefulH2Connection(h2.connection.H2Connection):
+    """h2 connection that keeps streams alive after a received GOAWAY.
+
+    Stock h2 moves its state machine to CLOSED and drops queued output on GOAWAY, refusing
+    every later frame; RFC 9113 §6.8 lets streams up to ``last_stream_id`` complete. We
+    only report the event; :class:`Connection` stops opening streams itself.
+    """
+
+    def _receive_goaway_frame(
+        self, frame: GoAwayFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        event = h2.events.ConnectionTerminated()
+        try:
+            event.error_code = ErrorCodes(frame.error_code)
+        except ValueError:
+            event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
+class H2Stream:
+    """One HTTP/2 request stream on a :class:`Connection` (used by :mod:`.stream`).
+
+    Inbound DATA waits in a queue until :meth:`receive_data` takes it; only then is it
+    acknowledged, so this stream's window alone throttles the server.
+    """
+
+    def __init__(self, connection: Connection, stream_id: int) -> None:
+        self._conn = connection
+        self.stream_id = stream_id
+        self._inbound: deque[tuple[bytes, int]] = deque()
+        self._response: tuple[int, tuple[tuple[str, str], ...]] | None = None
+        self._remote_ended = False
+        self._local_ended = False
+        self._send_closed: SonicError | None = None
+        self._error: SonicError | None = None
+        self._released = False
+        self._lot = trio.lowlevel.ParkingLot()
+        self._window_lot = trio.lowlevel.ParkingLot()
+
+    # --- called by the connection (synchronously, from its reader) ---
+
+    def _on_response(self, status: int, headers: tuple[tuple[str, str], ...]) -> None:
+        self._response = (status, headers)
+        self._lot.unpark_all()
+
+    def _on_data(self, data: bytes, flow_controlled_length: int) -> None:
+        self._inbound.append((data, flow_controlled_length))
+        self._lot.unpark_all()
+
+    def _on_end(self) -> None:
+        self._remote_ended = True
+        self._lot.unpark_all()
+
+    def _on_reset(self, error: SonicError) -> None:
+        # A reset after a complete response (RST_STREAM NO_ERROR, RFC 9113 §8.1) only
+        # tells us to stop sending; the response itself is intact.
+        self._send_closed = error
+        if not self._remote_ended:
+            self._error = error
+        self._lot.unpark_all()
+        self._window_lot.unpark_all()
+
+    def _fail(self, error: SonicError) -> None:
+        self._on_reset(error)
+
+    def _wake_sender(self) -> None:
+        self._window_lot.unpark_all()
+
+    # --- public API ---
+
+    @property
+    def remote_ended(self) -> bool:
+        """The server sent END_STREAM (whatever is queued is all there is)."""
+        return self._remote_ended
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Received bytes not yet taken by the consumer (bounded by the stream window)."""
+        return sum(flow for _, flow in self._inbound)
+
+    async def receive_response(self) -> tuple[int, tuple[tuple[str, str], ...]]:
+        """Wait for the response headers: ``(status, headers)`` with lowercase names."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self._response is None:
+            if self._error is not None:
+                raise self._error
+            if self._remote_ended:
+                raise SonicConnectionError(f"stream {self.stream_id} ended without a response")
+            await self._lot.park()
+        return self._response
+
+    async def receive_data(self) -> bytes:
+        """Next chunk of the response body; ``b""`` once the server ended the stream.
+
+        Raises the stream's error (reset, connection lost) once queued data is consumed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._inbound:
+                data, flow = self._inbound.popleft()
+                self._conn._acknowledge(self.stream_id, flow)
+                if data:  # a padding-only frame carries no body bytes
+                    return data
+                continue
+            if self._error is not None:
+                raise self._error
+            if self._remote_ended:
+                return b""
+            await self._lot.park()
+
+    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        """Send ``data`` (any size) as DATA frames, honouring flow control.
+
+        Waits while this stream's (or the connection's) send window is empty, and while the
+        connection's outgoing buffer is above its high-water mark; never holds a lock.
+        """
+        conn = self._conn
+        view = memoryview(data)
+        while True:
+            self._check_sendable()
+            if not view:
+                if end_stream:
+                    conn._h2_call(self, conn._h2.end_stream, self.stream_id)
+                    self._local_ended = True
+                break
+            window = conn._send_window(self)
+            if window <= 0:
+                await self._window_lot.park()
+                continue
+            size = min(window, conn._h2.max_outbound_frame_size, len(view))
+            last = size == len(view)
+            conn._h2_call(
+                self, conn._h2.send_data, self.stream_id, view[:size], end_stream and last
+            )
+            view = view[size:]
+            if last:
+                self._local_ended = self._local_ended or end_stream
+                break
+        await conn._wait_writable()
+
+    async def end_stream(self) -> None:
+        """Half-close our side (an empty DATA frame with END_STREAM)."""
+        await self.send_data(b"", end_stream=True)
+
+    def _check_sendable(self) -> None:
+        if self._released:
+            raise LocalProtocolError(f"stream {self.stream_id} was already released")
+        if self._send_closed is not None:
+            raise self._send_closed
+        if self._local_ended:
+            raise LocalProtocolError(f"stream {self.stream_id} already ended its request body")
+
+    def reset(self, error_code: ErrorCodes = ErrorCodes.CANCEL) -> None:
+        """Abort the stream with RST_STREAM (no-op if it is already closed)."""
+        if self._released or self._send_closed is not None:
+            return
+        if self._local_ended and self._remote_ended:
+            return
+        self._send_closed = SonicConnectionError(f"stream {self.stream_id} was reset by us")
+        self._conn._reset(self.stream_id, error_code)
+
+    def release(self) -> None:
+        """Forget the stream: reset it if still open, give back unread window, free the slot."""
+        if self._released:
+            return
+        self.reset()
+        self._released = True
+        unread = self.buffered_bytes
+        self._inbound.clear()
+        self._conn._release(self, unread)
+        self._lot.unpark_all()
+        self._window_lot.unpark_all()
+
+
+class Connection:
+    """One HTTP/2 connection; see the module docstring for the task structure.
+
+    Run it with ``await nursery.start(connection.run)``: ``start`` returns once the server's
+    SETTINGS arrived (or raises :class:`SonicTimeout` / :class:`SonicConnectionError`), and
+    ``run`` then returns quietly when the connection ends, whatever the reason; its streams
+    see the reason as :class:`SonicConnectionError`. ``on_change`` is called (synchronously)
+    whenever capacity may have changed: a stream released, settings, GOAWAY, death.
+    """
+
+    def __init__(
+        self,
+        opener: Opener,
+        config: ConnectionConfig,
+        *,
+        label: str = "bedrock",
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._opener = opener
+        self._config = config
+        self.label = label
+        self._on_change = on_change
+        h2_config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        self._h2 = _GracefulH2Connection(config=h2_config)
+        self._h2.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.stream_window,
+            },
+        )
+        self._streams: dict[int, H2Stream] = {}
+        self._stream: trio.abc.Stream | None = None
+        self._outbuf = bytearray()
+        self._inflight = 0
+        self._write_lot = trio.lowlevel.ParkingLot()
+        self._drain_lot = trio.lowlevel.ParkingLot()
+        self._ready = trio.Event()  # the server's SETTINGS arrived, or the connection failed
+        self._got_settings = False
+        self._finished = trio.Event()
+        self._started = False
+        self._goaway_last_id: int | None = None
+        self._closing = False
+        self._error: SonicError | None = None
+        self._last_received = 0.0
+        self.streams_opened = 0
+        self.bytes_written = 0
+        self.bytes_received = 0
+
+    # --- state for the pool ---
+
+    @property
+    def alive(self) -> bool:
+        """The connection still runs (it may be draining after GOAWAY)."""
+        return self._started and self._error is None and not self._finished.is_set()
+
+    @property
+    def accepting(self) -> bool:
+        """New streams may be opened here (alive, no GOAWAY, not closing)."""
+        return self.alive and self._goaway_last_id is None and not self._closing
+
+    @property
+    def max_streams(self) -> int:
+        """Streams allowed at once: the server's MAX_CONCURRENT_STREAMS capped by ours."""
+        return min(self._h2.remote_settings.max_concurrent_streams, self._config.max_streams)
+
+    @property
+    def active_streams(self) -> int:
+        """Streams opened here and not yet released."""
+        return len(self._streams)
+
+    def has_capacity(self) -> bool:
+        """Whether :meth:`open_stream` would succeed now."""
+        return self.accepting and len(self._streams) < self.max_streams
+
+    # --- opening streams ---
+
+    def open_stream(self, headers: Sequence[tuple[str, str]]) -> H2Stream:
+        """Send a request's HEADERS (without END_STREAM) on a new stream.
+
+        Synchronous, so a caller that checked :meth:`has_capacity` cannot lose the slot.
+        """
+        if not self.has_capacity():
+            raise SonicConnectionError(f"connection {self.label} takes no new stream")
+        try:
+            stream_id = self._h2.get_next_available_stream_id()
+            stream = H2Stream(self, stream_id)
+            self._streams[stream_id] = stream
+            self._h2.send_headers(stream_id, list(headers), end_stream=False)
+        except h2.exceptions.NoAvailableStreamIDError:
+            self._closing = True
+            self._on_change()
+            raise SonicConnectionError(f"connection {self.label} ran out of stream ids") from None
+        except h2.exceptions.TooManyStreamsError:
+            self._streams.pop(stream_id, None)
+            raise SonicConnectionError(f"connection {self.label} is full") from None
+        self.streams_opened += 1
+        self._flush()
+        return stream
+
+    # --- helpers used by H2Stream (synchronous: no await between check and act) ---
+
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        if data:
+            self._outbuf += data
+            self._write_lot.unpark_all()
+
+    def _h2_call(self, stream: H2Stream, method: Callable[..., None], *args: object) -> None:
+        if self._error is not None:
+            raise self._error
+        try:
+            method(*args)
+        except h2.exceptions.StreamClosedError:
+            raise stream._send_closed or SonicConnectionError(
+                f"stream {stream.stream_id} was closed by the server"
+            ) from None
+        except h2.exceptions.H2Error as exc:
+            raise LocalProtocolError(f"stream {stream.stream_id}: {exc}") from exc
+        self._flush()
+
+    def _send_window(self, stream: H2Stream) -> int:
+        try:
+            return self._h2.local_flow_control_window(stream.stream_id)
+        except h2.exceptions.StreamClosedError:
+            raise stream._send_closed or SonicConnectionError(
+                f"stream {stream.stream_id} was closed by the server"
+            ) from None
+
+    async def _wait_writable(self) -> None:
+        if len(self._outbuf) + self._inflight <= self._config.write_buffer_high:
+            await trio.lowlevel.checkpoint()
+            return
+        while (
+            self._error is None
+            and len(self._outbuf) + self._inflight > self._config.write_buffer_high
+        ):
+            await self._drain_lot.park()
+        if self._error is not None:
+            raise self._error
+
+    def _acknowledge(self, stream_id: int, size: int) -> None:
+        if size and self._error is None:
+            self._h2.acknowledge_received_data(size, stream_id)
+            self._flush()
+
+    def _reset(self, stream_id: int, error_code: ErrorCodes) -> None:
+        if self._error is not None:
+            return
+        try:
+            self._h2.reset_stream(stream_id, error_code)
+        except h2.exceptions.H2Error:
+            return  # already closed in h2's eyes: nothing to reset
+        self._flush()
+
+    def _release(self, stream: H2Stream, unread: int) -> None:
+        self._streams.pop(stream.stream_id, None)
+        self._acknowledge(stream.stream_id, unread)
+        if (self._goaway_last_id is not None or self._closing) and not self._streams:
+            self._finished.set()
+        self._on_change()
+
+    # --- lifecycle ---
+
+    def close(self) -> None:
+        """Retire the connection: no new streams; GOAWAY and close once streams are gone."""
+        self._closing = True
+        if not self._streams:
+            self._finished.set()
+        self._on_change()
+
+    def _fail(self, error: SonicError) -> None:
+        if self._error is None:
+            self._error = error
+            logger.info("sonic connection %s failed: %s", self.label, error)
+        for stream in list(self._streams.values()):
+            stream._fail(error)
+        self._finished.set()
+        self._ready.set()
+        self._drain_lot.unpark_all()
+        self._on_change()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Connection] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Connect, then serve the connection until it ends (see the class docstring)."""
+        deadline = trio.current_time() + self._config.connect_timeout
+        try:
+            with trio.fail_after(self._config.connect_timeout):
+                self._stream = await self._opener()
+        except trio.TooSlowError:
+            raise SonicTimeout(
+                f"connecting to {self.label} took over {self._config.connect_timeout}s"
+            ) from None
+        self._last_received = trio.current_time()
+        try:
+            self._h2.initiate_connection()
+            extra = self._config.stream_window * self._config.max_streams - _DEFAULT_WINDOW
+            if extra > 0:
+                self._h2.increment_flow_control_window(min(extra, 2**31 - 1 - _DEFAULT_WINDOW))
+            self._flush()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write_loop)
+                nursery.start_soon(self._read_loop)
+                with trio.move_on_at(deadline):
+                    await self._ready.wait()
+                if self._error is None and not self._got_settings:
+                    self._fail(
+                        SonicTimeout(f"{self.label} sent no HTTP/2 SETTINGS within the timeout")
+                    )
+                if self._error is None:
+                    self._started = True
+                    task_status.started(self)
+                    self._on_change()
+                    nursery.start_soon(self._keepalive_loop)
+                    await self._finished.wait()
+                    if self._error is None:
+                        await self._send_goaway()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._finished.set()
+            if self._error is None:
+                self._fail(SonicConnectionError(f"connection {self.label} closed"))
+            with trio.move_on_after(self._config.close_timeout, shield=True):
+                await self._stream.aclose()
+        if not self._started:
+            assert self._error is not None  # set by the finally block above
+            raise self._error
+
+    async def _send_goaway(self) -> None:
+        try:
+            self._h2.close_connection()
+        except h2.exceptions.H2Error:
+            return
+        self._flush()
+        with trio.move_on_after(self._config.close_timeout, shield=True):
+            while self._outbuf or self._inflight:
+                if self._error is not None:
+                    return
+                await self._drain_lot.park()
+
+    async def _write_loop(self) -> None:
+        assert self._stream is not None
+        try:
+            while True:
+                while not self._outbuf:
+                    await self._write_lot.park()
+                data, self._outbuf = self._outbuf, bytearray()
+                self._inflight = len(data)
+                with trio.fail_after(self._config.write_timeout):
+                    await self._stream.send_all(data)
+                self.bytes_written += len(data)
+                self._inflight = 0
+                self._drain_lot.unpark_all()
+        except trio.TooSlowError:
+            self._fail(
+                SonicConnectionError(
+                    f"writing to {self.label} stalled for {self._config.write_timeout}s"
+                )
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._fail(SonicConnectionError(f"connection {self.label} lost while writing: {exc}"))
+
+    async def _read_loop(self) -> None:
+        assert self._stream is not None
+        try:
+            while True:
+                data = await self._stream.receive_some(_RECEIVE_SIZE)
+                if not data:
+                    raise SonicConnectionError(f"{self.label} closed the connection")
+                self._last_received = trio.current_time()
+                self.bytes_received += len(data)
+                try:
+                    events = self._h2.receive_data(data)
+                except h2.exceptions.H2Error as exc:
+                    self._flush()  # h2 may have queued a GOAWAY explaining why
+                    raise SonicConnectionError(
+                        f"HTTP/2 protocol error from {self.label}: {exc}"
+                    ) from exc
+                for event in events:
+                    self._handle(event)
+                self._flush()
+        except SonicError as exc:
+            self._fail(exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._fail(SonicConnectionError(f"connection {self.label} lost: {exc}"))
+
+    async def _keepalive_loop(self) -> None:
+        interval = self._config.keepalive_interval
+        if interval is None:
+            return
+        counter = 0
+        while True:
+            await trio.sleep_until(self._last_received + interval)
+            if trio.current_time() < self._last_received + interval:
+                continue
+            counter += 1
+            received_before = self.bytes_received
+            self._h2.ping(counter.to_bytes(8, "big"))
+            self._flush()
+            await trio.sleep(self._config.keepalive_timeout)
+            if self.bytes_received == received_before:  # not even the PING ack came back
+                self._fail(
+                    SonicConnectionError(
+                        f"{self.label} did not answer a PING within "
+                        f"{self._config.keepalive_timeout}s"
+                    )
+                )
+                return
+
+    def _handle(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.DataReceived):
+            stream = self._streams.get(event.stream_id)
+            if stream is None:
+                # Data for a stream we already released: hand the window straight back.
+                self._acknowledge(event.stream_id, event.flow_controlled_length)
+            else:
+                stream._on_data(event.data, event.flow_controlled_length)
+        elif isinstance(event, h2.events.ResponseReceived):
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                headers = tuple((str(k), str(v)) for k, v in event.headers)
+                status = int(dict(headers).get(":status", "0"))
+                stream._on_response(status, headers)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                stream._on_end()
+        elif isinstance(event, h2.events.StreamReset):
+            stream = self._streams.get(event.stream_id)
+            if stream is not None and event.remote_reset:
+                code = _code_name(event.error_code)
+                stream._on_reset(
+                    SonicConnectionError(f"stream {event.stream_id} reset by server ({code})")
+                )
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id == 0:
+                for stream in self._streams.values():
+                    stream._wake_sender()
+            elif (stream := self._streams.get(event.stream_id)) is not None:
+                stream._wake_sender()
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._got_settings = True
+            self._ready.set()
+            for stream in self._streams.values():
+                stream._wake_sender()
+            self._on_change()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self._on_goaway(event.last_stream_id or 0, event.error_code)
+
+    def _on_goaway(self, last_stream_id: int, error_code: ErrorCodes | int | None) -> None:
+        if self._goaway_last_id is None or last_stream_id < self._goaway_last_id:
+            self._goaway_last_id = last_stream_id
+        code = _code_name(error_code)
+        logger.info(
+            "sonic connection %s got GOAWAY (%s, last stream %d)", self.label, code, last_stream_id
+        )
+        for stream_id, stream in list(self._streams.items()):
+            if stream_id > last_stream_id:
+                stream._fail(
+                    SonicConnectionError(
+                        f"stream {stream_id} refused by GOAWAY ({code}); it was not processed"
+                    )
+                )
+        if not self._streams:
+            self._finished.set()
+        self._on_change()
+
+    def statistics(self) -> dict[str, int | bool]:
+        """Counters for metrics and tests."""
+        return {
+            "alive": self.alive,
+            "accepting": self.accepting,
+            "active_streams": len(self._streams),
+            "max_streams": self.max_streams,
+            "streams_opened": self.streams_opened,
+            "bytes_written": self.bytes_written,
+            "bytes_received": self.bytes_received,
+            "write_buffer": len(self._outbuf) + self._inflight,
+        }
+
+
+def _code_name(code: ErrorCodes | int | None) -> str:
+    if isinstance(code, ErrorCodes):
+        return code.name
+    return str(code)
