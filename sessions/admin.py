@@ -169,7 +169,7 @@ class AdminServer:
             extra = [(b"allow", b"GET")]
             await self._send_response(conn, stream, 405, body, True, extra)
             return
-        if conn.their_state is not h11.DONE:
+        if conn.their_state not in (h11.DONE, h11.MUST_CLOSE):  # MUST_CLOSE: "Connection: close"
             await self._send_response(conn, stream, 413, b"request body too large\n", True)
             return
         path = request.target.split(b"?", 1)[0]

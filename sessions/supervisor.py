@@ -77,7 +77,7 @@ class Supervisor:
     active_calls: int = 0
     draining: bool = False
     _ids: itertools.count[int] = attrs.field(factory=itertools.count)
-    _idle: trio.Event = attrs.field(factory=trio.Event)
+    _changed: trio.Event = attrs.field(factory=trio.Event)
 
     # --- admission ------------------------------------------------------------------------
 
@@ -165,14 +165,23 @@ class Supervisor:
         self.active_calls += 1
         if self.active_calls >= self.admission.max_calls:
             self.health.set_not_ready("at capacity")
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self._notify()
 
     def _released(self) -> None:
         self.active_calls -= 1
         if not self.draining and self.active_calls < self.admission.max_calls:
             self.health.set_ready()
-        if self.active_calls == 0:
-            self._idle.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_active_calls(self, predicate: Callable[[int], bool]) -> None:
+        """Wait until ``predicate(active_calls)`` holds (drain, tests, the demo)."""
+        while not predicate(self.active_calls):
+            await self._changed.wait()
+        await trio.lowlevel.checkpoint()
 
     async def _run_admitted(
         self, request: WebSocketRequest, dialect: Dialect, carrier: Carrier
@@ -231,9 +240,8 @@ class Supervisor:
         """Stop accepting, wait up to ``deadline`` seconds for calls, then end the rest."""
         self.stop_accepting()
         logger.info("draining", extra={"active_calls": self.active_calls, "deadline_s": deadline})
-        if self.active_calls:
-            with trio.move_on_after(deadline):
-                await self._idle.wait()
+        with trio.move_on_after(deadline):
+            await self.wait_active_calls(lambda n: n == 0)
         self.end_all_calls()
 
     def end_all_calls(self) -> None:

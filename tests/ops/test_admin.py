@@ -104,6 +104,17 @@ async def test_keep_alive_serves_many_requests_on_one_connection(admin: AdminFix
     assert statuses == [200, 200, 200, 404, 200]
 
 
+async def test_connection_close_request_is_answered(admin: AdminFixture) -> None:
+    # curl and most probes send "Connection: close"; h11 then ends in MUST_CLOSE, not DONE.
+    stream = await admin.connect()
+    with trio.fail_after(GUARD):
+        async with stream:
+            await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = await read_until_eof(stream)
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.endswith(b"ok\n")
+
+
 async def test_oversized_head_is_431_and_server_keeps_serving(admin: AdminFixture) -> None:
     stream = await admin.connect()
     with trio.fail_after(GUARD):

@@ -1,0 +1,100 @@
+"""End-to-end fixtures: moto's S3 server, the Nova Sonic emulator and the daemon, on loopback.
+
+Everything binds 127.0.0.1 port 0 and runs on the real clock (real sockets and moto's
+threads cannot use the autojump clock); the emulator's pauses are scaled down so a turn
+takes about a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import attrs
+import boto3
+import pytest
+
+from actors.sonic.credentials import StaticCredentialsProvider
+from actors.sonic.emulator import EmulatorConfig, StreamPlan, open_emulator
+from actors.sonic.emulator.server import Emulator
+from actors.sonic.signing import Credentials
+from sessions.config import Settings
+from sessions.local_s3 import LocalS3, run_local_s3
+from sessions.serve import Daemon, DaemonOverrides, open_daemon
+
+ACCESS_KEY = "AKIDE2ETEST"
+SECRET_KEY = "e2e-secret-key-not-real"
+BUCKET = "nova-sonic-prompts"
+PROMPTS = {
+    "esther": "You are Esther, the front desk of a dental practice.",
+    "support-agent": "You are a patient support agent for an internet provider.",
+}
+
+
+def seed_prompts(s3: LocalS3) -> None:
+    """Create the versioned prompts bucket and put the example prompts."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    for name, text in PROMPTS.items():
+        client.put_object(Bucket=BUCKET, Key=f"assistants/{name}.md", Body=text.encode())
+
+
+@pytest.fixture
+def local_s3() -> Iterator[LocalS3]:
+    """A seeded moto S3 server for one test (tests may stop it: S3 outages)."""
+    with run_local_s3() as s3:
+        seed_prompts(s3)
+        yield s3
+
+
+def emulator_config(**plan: float | None) -> EmulatorConfig:
+    """Emulator with short pauses and replies (a turn is about a second)."""
+    return EmulatorConfig(
+        credentials={ACCESS_KEY: SECRET_KEY},
+        pause_scale=0.2,
+        plan=StreamPlan(time_to_first_audio=0.1, reply_seconds=1.0, audio_speed=4.0, **plan),
+    )
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    """The Nova Sonic emulator on 127.0.0.1 for one test."""
+    async with open_emulator(emulator_config()) as emu:
+        yield emu
+
+
+def daemon_settings(**changes: object) -> Settings:
+    """Daemon settings for tests: loopback, port 0, fast drain."""
+    base = Settings(
+        listen=("127.0.0.1", 0),
+        admin_listen=("127.0.0.1", 0),
+        drain_timeout=2.0,
+        prompt_fetch_timeout=5.0,
+    )
+    return attrs.evolve(base, **changes)  # type: ignore[arg-type]
+
+
+def daemon_overrides(emu: Emulator, s3: LocalS3) -> DaemonOverrides:
+    """Point the daemon at the emulator and the local S3, with the test credentials."""
+    return DaemonOverrides(
+        sonic_endpoint_url=emu.url,
+        sonic_ca_file=emu.ca_file,
+        sonic_credentials=StaticCredentialsProvider(
+            Credentials(access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY)
+        ),
+        s3_endpoint_url=s3.endpoint_url,
+        s3_static_credentials=("local", "local"),
+    )
+
+
+@pytest.fixture
+async def daemon(emulator: Emulator, local_s3: LocalS3) -> AsyncIterator[Daemon]:
+    """The daemon wired to the emulator and the local S3, default settings."""
+    async with open_daemon(daemon_settings(), daemon_overrides(emulator, local_s3)) as d:
+        yield d
