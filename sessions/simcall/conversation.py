@@ -89,8 +89,10 @@ class CallConversation:
             await self._send(carrier.connected())
             await self._send(carrier.start())
             return
-        for frame in self.voice.noise_frames(99, self.script.early_media_frames * FRAME_S):
+        early = self.script.early_media_frames
+        for frame in self.voice.noise_frames(99, early * FRAME_S)[:early] if early else []:
             await self._send(carrier.media(frame))
+            self.frames_sent += 1
         await self._send(carrier.media_start())
 
     async def _talk(self, stream: trio.abc.Stream) -> None:
@@ -215,7 +217,7 @@ class CallConversation:
     def _closed(self, reason: trio_websocket.CloseReason | None) -> None:
         if reason is not None:
             self.close_code, self.close_reason = reason.code, reason.reason
-        if self.outcome is None and not self.caller_closed:
+        if self.outcome is None and not self.caller_closed and not self.misbehaved:
             self.outcome = "closed_by_daemon"
             turns, length = self.turns, self.script.length
             if turns is not None and length is not None and not turns.done:

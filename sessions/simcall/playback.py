@@ -25,8 +25,11 @@ __all__ = ["PlaybackBuffer"]
 class PlaybackBuffer:
     """Simulated real-time playback of received assistant audio."""
 
-    def __init__(self, *, response_gap: float = 1.0) -> None:
+    def __init__(self, *, response_gap: float = 1.0, underrun_tolerance: float = 0.001) -> None:
         self.response_gap = response_gap
+        # Audio paced at exactly real time arrives as the previous frame ends; timer and
+        # float noise of a millisecond is no audible gap.
+        self.underrun_tolerance = underrun_tolerance
         self.playback_end = 0.0
         """Time at which everything queued so far has been played."""
         self.audio_seconds = 0.0
@@ -48,7 +51,7 @@ class PlaybackBuffer:
             self.response_started = now
         else:
             self.interarrivals.append(now - last)
-            if now > self.playback_end:
+            if now - self.playback_end > self.underrun_tolerance:
                 self.underruns += 1
                 self.underrun_seconds += now - self.playback_end
         self.last_arrival = now
