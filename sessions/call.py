@@ -190,29 +190,46 @@ class CallChannel:
         if self.summary.end is None:
             logger.warning(
                 "call failed",
-                extra={"error": type(exc).__name__, "detail": str(exc), "close_code": end.code},
+                extra={
+                    "event": "call_failed",
+                    "error": type(exc).__name__,
+                    "detail": str(exc),
+                    "close_code": end.code,
+                },
             )
         self.end(end)
 
     # --- the tree -------------------------------------------------------------------------
 
     async def run(self) -> CallSummary:
-        """Run the call until it ends; then close the carrier socket politely."""
-        with self._scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_carrier, name="carrier_reader")
-                nursery.start_soon(self._converse, name="conversation")
-        if self.summary.end is None:  # cancelled from outside: daemon shutdown
-            self.end(CallEnd("shutdown", close_codes.GOING_AWAY, "server shutting down"))
-        end = self.summary.end
-        assert end is not None
-        with trio.move_on_after(self._settings.close_timeout, shield=True):
-            with contextlib.suppress(
-                ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError
+        """Run the call until it ends; then close the carrier socket politely.
+
+        The close happens on every exit: an ordinary end (its own code), a bug escaping
+        (1011, and the exception propagates), or a cancellation from outside, i.e. the
+        daemon shutting down (1001, and the cancellation propagates).
+        """
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read_carrier, name="carrier_reader")
+                    nursery.start_soon(self._converse, name="conversation")
+        except Exception:
+            self.end(CallEnd("internal_error", close_codes.INTERNAL_ERROR, "internal error"))
+            raise
+        finally:
+            if self.summary.end is None:
+                self.end(CallEnd("shutdown", close_codes.GOING_AWAY, "server shutting down"))
+            end = self.summary.end
+            assert end is not None
+            self.summary.frames_in = self._cm.frames_in
+            self.summary.frames_out = self._cm.frames_out
+            with (
+                trio.move_on_after(self._settings.close_timeout, shield=True),
+                contextlib.suppress(
+                    ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError
+                ),
             ):
                 await self._ws.aclose(code=end.code, reason=end.text)
-        self.summary.frames_in = self._cm.frames_in
-        self.summary.frames_out = self._cm.frames_out
         return self.summary
 
     # --- carrier → daemon -----------------------------------------------------------------
@@ -253,7 +270,7 @@ class CallChannel:
             elif isinstance(ev, FlowResumed):
                 self._flow_open.set()
             elif isinstance(ev, DtmfReceived):
-                logger.info("dtmf", extra={"digit": ev.digit})
+                logger.info("dtmf", extra={"event": "dtmf", "digit": ev.digit})
 
     def _on_started(self, ev: CallStarted) -> None:
         self._start = ev
@@ -464,7 +481,7 @@ class CallChannel:
             chunker.clear()
         self.summary.barge_ins += 1
         self._cm.barge_in()
-        logger.info("barge-in", extra={"frames_dropped": dropped})
+        logger.info("barge-in", extra={"event": "barge_in", "frames_dropped": dropped})
         # The queue is empty now, so the clear is the next thing the writer sends.
         await self._out.put((self._dialect.send(ClearAudio()), None), 0)
 

@@ -22,15 +22,13 @@ import attrs
 import trio
 from trio_websocket import (
     ConnectionClosed,
-    WebSocketConnection,
     WebSocketRequest,
     WebSocketServer,
 )
 
 from actors.errors import CarrierAuthError
-from sessions import close_codes
 from sessions.admin import Health
-from sessions.call import CallDeps, run_call
+from sessions.call import CallChannel, CallDeps, CallSummary
 from sessions.dialects.asterisk import AsteriskDialect, check_upgrade_auth, select_subprotocol
 from sessions.dialects.base import Dialect
 from sessions.dialects.twilio import TwilioDialect
@@ -143,7 +141,12 @@ class Supervisor:
             self.metrics.refused("unauthorized" if exc.http_status == 401 else "forbidden")
             logger.warning(
                 "upgrade refused",
-                extra={"carrier": carrier, "status": exc.http_status, "why": exc.reason},
+                extra={
+                    "event": "upgrade_refused",
+                    "carrier": carrier,
+                    "status": exc.http_status,
+                    "why": exc.reason,
+                },
             )
             await self._refuse(request, exc.http_status, exc.reason)
             return
@@ -191,7 +194,7 @@ class Supervisor:
         )
         provisional_id = f"conn-{next(self._ids)}"
         with (
-            bind_call(provisional_id, carrier) as ctx,
+            bind_call(provisional_id, carrier),
             self.metrics.call(carrier) as cm,
         ):
             t0 = time.perf_counter()
@@ -200,33 +203,22 @@ class Supervisor:
             except ConnectionClosed:
                 cm.end_reason = "disconnected"
                 return
-            logger.info("call accepted", extra={"path": request.path.split("?", 1)[0]})
-            try:
-                summary = await run_call(ws, dialect, self.deps, cm)
-            except Exception as exc:
-                # one_for_one: a bug ends this call only. (An ExceptionGroup made only of
-                # Exceptions lands here too; one holding Cancelled is a BaseExceptionGroup
-                # and propagates, as cancellation must.)
-                cm.end_reason = "internal_error"
-                logger.exception("call crashed", extra={"error": type(exc).__name__})
-                await _close_quietly(ws, close_codes.INTERNAL_ERROR, "internal error")
-                return
-            end = summary.end
-            ctx.update()
             logger.info(
-                "call ended",
-                extra={
-                    "reason": end.reason if end else None,
-                    "close_code": end.code if end else None,
-                    "duration_s": round(time.perf_counter() - t0, 3),
-                    "first_audio_s": summary.first_audio_seconds,
-                    "turns": summary.turns,
-                    "barge_ins": summary.barge_ins,
-                    "frames_in": summary.frames_in,
-                    "frames_out": summary.frames_out,
-                    "pre_stream_drops": summary.pre_stream_drops,
-                },
+                "call accepted",
+                extra={"event": "call_accepted", "path": request.path.split("?", 1)[0]},
             )
+            channel = CallChannel(ws, dialect, self.deps, cm)
+            try:
+                await channel.run()
+            except Exception as exc:
+                # one_for_one: a bug ends this call only; run() already closed its socket
+                # with 1011. (An ExceptionGroup of Exceptions lands here too; one holding
+                # Cancelled is a BaseExceptionGroup and propagates, as cancellation must.)
+                logger.exception(
+                    "call crashed", extra={"event": "call_crashed", "error": type(exc).__name__}
+                )
+            finally:
+                _log_call_end(channel.summary, time.perf_counter() - t0)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -239,7 +231,10 @@ class Supervisor:
     async def drain(self, deadline: float) -> None:
         """Stop accepting, wait up to ``deadline`` seconds for calls, then end the rest."""
         self.stop_accepting()
-        logger.info("draining", extra={"active_calls": self.active_calls, "deadline_s": deadline})
+        logger.info(
+            "draining",
+            extra={"event": "draining", "active_calls": self.active_calls, "deadline_s": deadline},
+        )
         with trio.move_on_after(deadline):
             await self.wait_active_calls(lambda n: n == 0)
         self.end_all_calls()
@@ -291,6 +286,20 @@ async def serve_calls(
                 await listener.aclose()
 
 
-async def _close_quietly(ws: WebSocketConnection, code: int, reason: str) -> None:
-    with trio.move_on_after(1.0, shield=True), contextlib.suppress(*_CLOSED):
-        await ws.aclose(code=code, reason=reason)
+def _log_call_end(summary: CallSummary, duration: float) -> None:
+    end = summary.end
+    logger.info(
+        "call ended",
+        extra={
+            "event": "call_ended",
+            "reason": end.reason if end else None,
+            "close_code": end.code if end else None,
+            "duration_s": round(duration, 3),
+            "first_audio_s": summary.first_audio_seconds,
+            "turns": summary.turns,
+            "barge_ins": summary.barge_ins,
+            "frames_in": summary.frames_in,
+            "frames_out": summary.frames_out,
+            "pre_stream_drops": summary.pre_stream_drops,
+        },
+    )
