@@ -4,4 +4,33 @@ Sans-IO layers (no trio, no sockets): :mod:`.eventstream` (the
 ``application/vnd.amazon.eventstream`` codec), :mod:`.signing` (SigV4 of the request and the
 per-event signature chain), :mod:`.events` (Nova Sonic input events and the Bedrock chunk
 wrapping) and :mod:`.output` (typed records of what Sonic sends back).
+
+The client (trio + h2): :func:`open_sonic_client` gives a :class:`SonicClient` whose
+``open_stream()`` yields a :class:`SonicStream`; see :mod:`.pool`, :mod:`.stream`,
+:mod:`.connection`, :mod:`.credentials` and :mod:`.endpoint`.
 """
+
+from actors.sonic.connection import ConnectionConfig
+from actors.sonic.credentials import (
+    BotocoreCredentialsProvider,
+    CredentialsProvider,
+    StaticCredentialsProvider,
+)
+from actors.sonic.endpoint import Endpoint, resolve_endpoint
+from actors.sonic.pool import open_sonic_client
+from actors.sonic.signing import Credentials
+from actors.sonic.stream import DEFAULT_MODEL_ID, SonicClient, SonicStream
+
+__all__ = [
+    "DEFAULT_MODEL_ID",
+    "BotocoreCredentialsProvider",
+    "ConnectionConfig",
+    "Credentials",
+    "CredentialsProvider",
+    "Endpoint",
+    "SonicClient",
+    "SonicStream",
+    "StaticCredentialsProvider",
+    "open_sonic_client",
+    "resolve_endpoint",
+]

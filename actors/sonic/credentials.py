@@ -13,6 +13,7 @@ caller rotate the stream itself in time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -95,9 +96,12 @@ class BotocoreCredentialsProvider:
 
     ``refresh_margin`` is how long before expiry cached credentials stop being handed to
     new streams; it should exceed the longest stream you plan to keep (Nova Sonic caps a
-    stream at 8 minutes), so a stream never outlives its keys. Concurrent callers share
-    one resolution. ``session_factory`` builds the botocore session (in the worker thread);
-    ``now`` is the wall clock (credential expiry is wall time).
+    stream at 8 minutes), so a stream never outlives its keys, and stay within botocore's
+    own advisory refresh window (15 minutes), so that resolving again really yields new
+    keys. If the chain still returns keys inside the margin (a source that cannot refresh),
+    they are used, and the chain is asked again at most every ``retry_interval`` seconds.
+    Concurrent callers share one resolution. ``session_factory`` builds the botocore
+    session (in the worker thread); ``now`` is the wall clock (expiry is wall time).
     """
 
     def __init__(
@@ -105,12 +109,16 @@ class BotocoreCredentialsProvider:
         *,
         session_factory: Callable[[], Any] = botocore.session.Session,
         refresh_margin: timedelta = timedelta(minutes=10),
+        retry_interval: float = 30.0,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._session_factory = session_factory
         self._session: Any = None
         self._refresh_margin = refresh_margin
         self._now = now
+        self._retry_interval = retry_interval
+        self._resolved_at = -math.inf
+        self._came_stale = False
         self._cached: Credentials | None = None
         self._lock = trio.Lock()
         self.resolutions = 0
@@ -121,7 +129,13 @@ class BotocoreCredentialsProvider:
             return False
         if credentials.expiry is None:
             return True
-        return self._now() < credentials.expiry - self._refresh_margin
+        now = self._now()
+        if now < credentials.expiry - self._refresh_margin:
+            return True
+        # The chain already handed us these keys inside the margin: do not ask it again on
+        # every stream; they remain usable until they really expire.
+        recently = trio.current_time() - self._resolved_at < self._retry_interval
+        return self._came_stale and recently and now < credentials.expiry
 
     async def get_credentials(self) -> Credentials:
         """Cached credentials, or resolve them in a worker thread (one resolution at a time).
@@ -141,6 +155,9 @@ class BotocoreCredentialsProvider:
             except botocore.exceptions.BotoCoreError as exc:
                 raise SigningError(f"resolving AWS credentials failed: {exc}") from exc
             self.resolutions += 1
+            self._resolved_at = trio.current_time()
+            self._came_stale = False
+            self._came_stale = not self._fresh(credentials)
             self._cached = credentials
             return credentials
 
