@@ -112,7 +112,7 @@ class CallReport:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists; ``duration_s`` and ``ok`` included)."""
-        out = attrs.asdict(self, retain_collection_types=False)
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.asdict(self).items()}
         out["duration_s"] = self.duration_s
         out["ok"] = self.ok
         return out

@@ -1,0 +1,318 @@
+"""Drive simulated carrier calls against a NovaVoice URL and measure them.
+
+``novavoice loadtest ws://127.0.0.1:8080 --calls 300 --duration 60 --json-out run.json``
+holds up to ``--calls`` simultaneous calls for ``--duration`` seconds: calls start at no
+more than ``--ramp`` per second, and each ended call is replaced by a new one until the
+duration is over (``--total`` caps how many calls start in all: ``--calls 1000 --total
+1000 --ramp 1000`` is a cold burst, ``--calls 1 --total 10000`` a sequential soak). Each
+call speaks the Twilio or Asterisk dialect as the carrier does (20 ms frames in real time,
+marks, stop), with speech-like caller audio deterministic by ``--seed``; a share of callers
+barge in, a share misbehave (split evenly between abrupt disconnect, malformed frames and
+silence). Progress goes to stderr once a second; results (per call and aggregate) to
+``--json-out``; ``--png`` draws concurrency, first-audio percentiles and errors over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from actors.errors import ConfigError
+from sessions.simcall.aggregate import summarize, timeline
+from sessions.simcall.call import CallerAuth, run_simulated_call
+from sessions.simcall.report import CallReport, percentile
+from sessions.simcall.script import CallScript, Misbehaviour
+
+MISBEHAVIOURS = (Misbehaviour.ABRUPT_DISCONNECT, Misbehaviour.MALFORMED, Misbehaviour.SILENCE)
+
+
+@attrs.frozen
+class CallLength:
+    """Call length in seconds: fixed (``low == high``) or uniform on ``[low, high]``."""
+
+    low: float
+    high: float
+
+    def draw(self, rng: random.Random) -> float:
+        """One call's length."""
+        return self.low if self.low == self.high else rng.uniform(self.low, self.high)
+
+
+def parse_call_length(text: str) -> CallLength:
+    """``"30"`` (fixed) or ``"20:40"`` (uniform); raises ``argparse.ArgumentTypeError``."""
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"call length {text!r}: SECONDS or MIN:MAX") from None
+    if len(parts) not in (1, 2) or min(parts) <= 0 or parts[0] > parts[-1]:
+        raise argparse.ArgumentTypeError(f"call length {text!r}: SECONDS or MIN:MAX, MIN <= MAX")
+    return CallLength(parts[0], parts[-1])
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"share {text!r} must be within 0..1")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class LoadPlan:
+    """Everything a load run does, fixed before it starts."""
+
+    url: str
+    calls: int
+    duration: float
+    dialect: str = "twilio"
+    assistant: str | None = "esther"
+    ramp: float = 20.0
+    """Call starts per second at most (0: no limit)."""
+    total: int | None = None
+    call_length: CallLength = attrs.field(factory=lambda: CallLength(30.0, 30.0))
+    barge_in_share: float = 0.0
+    misbehave_share: float = 0.0
+    seed: int = 0
+    auth: CallerAuth = attrs.field(factory=CallerAuth)
+    asterisk_format: str = "ulaw"
+
+    def call(self, index: int) -> tuple[CallScript, int]:
+        """Script and audio seed of call number ``index`` (deterministic by ``seed``)."""
+        rng = random.Random(f"{self.seed}:{index}")
+        misbehaviour = Misbehaviour.NONE
+        if rng.random() < self.misbehave_share:
+            misbehaviour = MISBEHAVIOURS[rng.randrange(len(MISBEHAVIOURS))]
+        script = CallScript(
+            length=self.call_length.draw(rng),
+            barge_in_turn=0 if rng.random() < self.barge_in_share else None,
+            misbehaviour=misbehaviour,
+            misbehave_after=rng.uniform(1.0, 5.0),
+        )
+        return script, rng.getrandbits(31)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}s"
+
+
+@attrs.define
+class LoadRun:
+    """The state of a run in progress (shared by its tasks) and its results."""
+
+    plan: LoadPlan
+    origin: float = 0.0
+    end: float = 0.0
+    started: int = 0
+    active: int = 0
+    reports: list[CallReport] = attrs.field(factory=list)
+    _next_start: float = 0.0
+
+    def _reserve(self, now: float) -> float | None:
+        plan = self.plan
+        if plan.total is not None and self.started >= plan.total:
+            return None
+        at = max(now, self._next_start)
+        if at >= self.origin + plan.duration:
+            return None
+        self._next_start = at + (1.0 / plan.ramp if plan.ramp > 0 else 0.0)
+        self.started += 1
+        return at
+
+    async def _slot(self) -> None:
+        plan = self.plan
+        while True:
+            at = self._reserve(trio.current_time())
+            if at is None:
+                return
+            index = self.started - 1
+            await trio.sleep_until(at)
+            script, seed = plan.call(index)
+            self.active += 1
+            try:
+                report = await run_simulated_call(
+                    plan.url,
+                    dialect=plan.dialect,
+                    assistant=plan.assistant,
+                    script=script,
+                    seed=seed,
+                    label=f"call-{index}",
+                    auth=plan.auth,
+                    asterisk_format=plan.asterisk_format,
+                )
+            finally:
+                self.active -= 1
+            self.reports.append(report)
+
+    def progress_line(self, now: float) -> str:
+        """One line of live progress."""
+        healthy = [r.first_audio_s for r in self.reports if r.misbehaviour == "none"]
+        audio = [v for v in healthy if v is not None]
+        p50, p99 = percentile(audio, 50), percentile(audio, 99)
+        failed = sum(not r.ok for r in self.reports)
+        return (
+            f"t={now - self.origin:5.0f}s active={self.active} done={len(self.reports)} "
+            f"failed={failed} first-audio p50={_seconds(p50)} p99={_seconds(p99)}"
+        )
+
+    async def run(self, progress: Callable[[str], None] | None = None) -> None:
+        """Run every slot to completion, reporting progress once a second."""
+        self.origin = self._next_start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            if progress is not None:
+                nursery.start_soon(self._progress, progress)
+            async with trio.open_nursery() as slots:
+                for _ in range(self.plan.calls):
+                    slots.start_soon(self._slot)
+            nursery.cancel_scope.cancel()
+        self.end = trio.current_time()
+        if progress is not None:
+            progress(self.progress_line(self.end))
+
+    async def _progress(self, progress: Callable[[str], None]) -> None:
+        tick = self.origin
+        while True:
+            tick += 1.0
+            await trio.sleep_until(tick)
+            progress(self.progress_line(tick))
+
+    def results(self) -> dict[str, Any]:
+        """The JSON document: plan, aggregate, per-second timeline, per-call reports."""
+        plan = attrs.asdict(self.plan, recurse=True)
+        plan["auth"] = {k: v is not None for k, v in attrs.asdict(self.plan.auth).items()}
+        calls = []
+        for report in sorted(self.reports, key=lambda r: r.started_at):
+            row = report.to_json()
+            row["started_at"] -= self.origin
+            row["ended_at"] -= self.origin
+            calls.append(row)
+        return {
+            "plan": plan,
+            "elapsed_s": self.end - self.origin,
+            "aggregate": summarize(self.reports),
+            "timeline": timeline(self.reports, origin=self.origin, end=self.end),
+            "calls": calls,
+        }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``novavoice loadtest``."""
+    env = os.environ.get
+    parser.add_argument("url", help="daemon base URL, ws://host:port or wss://host")
+    parser.add_argument("--calls", type=int, required=True, help="simultaneous calls (slots)")
+    parser.add_argument("--duration", type=float, required=True, help="seconds to keep calling")
+    parser.add_argument("--json-out", type=Path, required=True, help="write results here")
+    parser.add_argument("--png", type=Path, help="draw concurrency/latency/errors here")
+    parser.add_argument("--dialect", choices=("twilio", "asterisk"), default="twilio")
+    parser.add_argument("--asterisk-format", choices=("ulaw", "slin16"), default="ulaw")
+    parser.add_argument("--assistant", default="esther", help="assistant named in the path")
+    parser.add_argument("--ramp", type=float, default=20.0, help="call starts/s (0: no limit)")
+    parser.add_argument("--total", type=int, help="start at most this many calls in all")
+    parser.add_argument(
+        "--call-length",
+        type=parse_call_length,
+        default=CallLength(30.0, 30.0),
+        help="seconds per call: SECONDS or MIN:MAX (uniform); default 30",
+    )
+    parser.add_argument("--barge-in-share", type=_share, default=0.0, metavar="0..1")
+    parser.add_argument(
+        "--misbehave-share",
+        type=_share,
+        default=0.0,
+        metavar="0..1",
+        help="callers that disconnect abruptly, send a malformed frame, or stay silent",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--twilio-auth-token",
+        default=env("TWILIO_AUTH_TOKEN"),
+        help="sign upgrades (X-Twilio-Signature); default $TWILIO_AUTH_TOKEN",
+    )
+    parser.add_argument(
+        "--twilio-public-url",
+        default=env("TWILIO_PUBLIC_URL"),
+        help="the wss:// base the signature covers; default the URL called",
+    )
+    parser.add_argument(
+        "--asterisk-basic-auth",
+        default=env("ASTERISK_BASIC_AUTH"),
+        metavar="USER:PASSWORD",
+        help="default $ASTERISK_BASIC_AUTH",
+    )
+    parser.add_argument(
+        "--asterisk-bearer-token",
+        default=env("ASTERISK_BEARER_TOKEN"),
+        help="default $ASTERISK_BEARER_TOKEN",
+    )
+
+
+def plan_from_args(args: argparse.Namespace) -> LoadPlan:
+    """A :class:`LoadPlan` from parsed options; raises ``ConfigError`` on bad ones."""
+    if args.calls < 1 or args.duration <= 0 or (args.total is not None and args.total < 1):
+        raise ConfigError("--calls and --total must be >= 1 and --duration > 0")
+    basic = None
+    if args.asterisk_basic_auth:
+        user, sep, password = args.asterisk_basic_auth.partition(":")
+        if not sep:
+            raise ConfigError("--asterisk-basic-auth must be USER:PASSWORD")
+        basic = (user, password)
+    auth = CallerAuth(
+        twilio_auth_token=args.twilio_auth_token if args.dialect == "twilio" else None,
+        twilio_public_url=args.twilio_public_url,
+        basic=basic if args.dialect == "asterisk" else None,
+        bearer_token=args.asterisk_bearer_token if args.dialect == "asterisk" else None,
+    )
+    return LoadPlan(
+        url=args.url,
+        calls=args.calls,
+        duration=args.duration,
+        dialect=args.dialect,
+        assistant=args.assistant or None,
+        ramp=args.ramp,
+        total=args.total,
+        call_length=args.call_length,
+        barge_in_share=args.barge_in_share,
+        misbehave_share=args.misbehave_share,
+        seed=args.seed,
+        auth=auth,
+        asterisk_format=args.asterisk_format,
+    )
+
+
+def write_outputs(run: LoadRun, json_out: Path, png: Path | None) -> dict[str, Any]:
+    """Write the JSON results (and the PNG if asked); returns the results."""
+    results = run.results()
+    json_out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    if png is not None:
+        from sessions.simcall.plot import write_png  # matplotlib only when a PNG is wanted
+
+        plan = run.plan
+        title = f"novavoice loadtest: {plan.calls} x {plan.dialect} calls, {plan.url}"
+        write_png(results["timeline"], png, title=title)
+    return results
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the load test; 0 unless no call at all succeeded."""
+    plan = plan_from_args(args)
+    run = LoadRun(plan)
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    trio.run(run.run, progress)
+    results = write_outputs(run, args.json_out, args.png)
+    agg = results["aggregate"]
+    first = agg["first_audio_s"]
+    print(
+        f"{agg['calls']} calls: {agg['ok']} ok, {agg['failed']} failed; first audio "
+        f"p50={first['p50']} p99={first['p99']} s; results in {args.json_out}"
+    )
+    return 0 if agg["ok"] or not agg["calls"] else 1

@@ -1,0 +1,106 @@
+"""``novavoice loadtest``: a small run against the relay, its JSON schema and its PNG."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+from sessions.cli import build_parser
+from sessions.cli import main as cli_main
+from sessions.loadtest import CallLength, LoadPlan, LoadRun, parse_call_length, write_outputs
+from sessions.simcall import CallReport
+from tests.simcall.relay import RelayPlan, open_relay
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_call_length_parsing() -> None:
+    assert parse_call_length("30") == CallLength(30.0, 30.0)
+    assert parse_call_length("20:40") == CallLength(20.0, 40.0)
+    for bad in ("", "x", "40:20", "0", "1:2:3"):
+        with pytest.raises(Exception, match="call length"):
+            parse_call_length(bad)
+
+
+def test_plan_is_deterministic_and_honours_shares() -> None:
+    plan = LoadPlan(
+        url="ws://x", calls=1, duration=1, barge_in_share=0.5, misbehave_share=0.3, seed=4
+    )
+    scripts = [plan.call(i) for i in range(400)]
+    assert scripts == [plan.call(i) for i in range(400)]
+    barging = sum(s.barge_in_turn is not None for s, _ in scripts)
+    kinds = {s.misbehaviour.value for s, _ in scripts}
+    misbehaving = sum(s.misbehaviour.value != "none" for s, _ in scripts)
+    assert 150 < barging < 250 and 80 < misbehaving < 160
+    assert kinds == {"none", "abrupt_disconnect", "malformed", "silence"}
+
+
+async def test_small_run_writes_json_and_png(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    async with open_relay(RelayPlan(reply_delay=0.2, reply_frames=25)) as relay:
+        plan = LoadPlan(
+            url=relay.url,
+            calls=3,
+            duration=8.0,
+            ramp=2.0,
+            call_length=CallLength(3.0, 5.0),
+            barge_in_share=0.5,
+            misbehave_share=0.3,
+            seed=1,
+        )
+        run = LoadRun(plan)
+        await run.run(lines.append)
+    assert all(c.errors == [] for c, r in zip(relay.connections, run.reports, strict=False)
+               if r.misbehaviour not in ("malformed",))  # fmt: skip
+    # Ramp 2/s over 8 s with 3 slots: starts at 0, 0.5, 1.0, ... until the duration ends.
+    assert run.started == len(run.reports) == len(relay.connections)
+    assert 3 < run.started <= 16
+    assert lines and lines[0].startswith("t=    1s active=")
+    json_out, png = tmp_path / "run.json", tmp_path / "run.png"
+    write_outputs(run, json_out, png)
+    doc = json.loads(json_out.read_text())
+    assert set(doc) == {"plan", "elapsed_s", "aggregate", "timeline", "calls"}
+    assert doc["plan"]["auth"] == {
+        "twilio_auth_token": False,
+        "twilio_public_url": False,
+        "basic": False,
+        "bearer_token": False,
+    }
+    agg = doc["aggregate"]
+    assert agg["calls"] == len(doc["calls"]) == run.started
+    assert agg["ok"] + agg["failed"] == agg["calls"]
+    assert set(agg["first_audio_s"]) == {"count", "p50", "p90", "p99", "max"}
+    assert agg["first_audio_s"]["count"] >= 1
+    assert agg["first_audio_s"]["p50"] == pytest.approx(0.2, abs=0.021)
+    assert max(row["active"] for row in doc["timeline"]) <= 3
+    assert len(doc["timeline"]) == pytest.approx(doc["elapsed_s"], abs=1)
+    for row in doc["calls"]:
+        report = CallReport.from_json(row)  # every row is a complete report
+        assert report.to_json() == row
+        assert 0 <= row["started_at"] <= row["ended_at"]
+    data = png.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (900, 800)
+
+
+def test_cli_runs_and_reports_refusals(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # bound, not listening: every connect is refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        json_out = tmp_path / "out.json"
+        argv = ["loadtest", f"ws://127.0.0.1:{port}", "--calls", "2", "--duration", "0.5"]
+        argv += ["--json-out", str(json_out), "--ramp", "8", "--dialect", "asterisk"]
+        argv += ["--asterisk-basic-auth", "u:p"]
+        assert build_parser().parse_args(argv).calls == 2
+        assert cli_main(argv) == 1  # no call succeeded
+    doc = json.loads(json_out.read_text())
+    assert doc["aggregate"]["outcomes"] == {"connect_failed": doc["aggregate"]["calls"]}
+    assert doc["plan"]["auth"]["basic"] is True and doc["plan"]["dialect"] == "asterisk"
+    assert 1 <= doc["aggregate"]["calls"] <= 5
