@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("sessions.demo", "run the embedded demo on this machine, no AWS account needed"),
     "serve": ("sessions.serve", "run the daemon: carrier WebSockets in, Nova Sonic out"),
     "emulator": ("actors.sonic.emulator.cli", "run the local Nova Sonic emulator"),
+    "loadtest": ("sessions.loadtest", "drive simulated carrier calls at a URL and measure them"),
 }
 
 
