@@ -318,3 +318,8 @@ class CarrierForbidden(CarrierAuthError):
 
     close_code = 4403
     http_status = 403
+
+
+class SonicStreamRefused(SonicConnectionError):
+    """The server did not process the stream at all (it was above a GOAWAY's
+    ``last_stream_id``, or reset with REFUSED_STREAM), so opening it again is safe."""
