@@ -43,7 +43,13 @@ import trio
 from h2.errors import ErrorCodes
 from hyperframe.frame import Frame, GoAwayFrame
 
-from actors.errors import LocalProtocolError, SonicConnectionError, SonicError, SonicTimeout
+from actors.errors import (
+    LocalProtocolError,
+    SonicConnectionError,
+    SonicError,
+    SonicStreamRefused,
+    SonicTimeout,
+)
 from actors.sonic.endpoint import Endpoint
 
 __all__ = ["Connection", "ConnectionConfig", "H2Stream", "Opener", "open_tls_stream"]
@@ -619,9 +625,12 @@ class Connection:
             stream = self._streams.get(event.stream_id)
             if stream is not None and event.remote_reset:
                 code = _code_name(event.error_code)
-                stream._on_reset(
-                    SonicConnectionError(f"stream {event.stream_id} reset by server ({code})")
+                kind = (
+                    SonicStreamRefused
+                    if event.error_code == ErrorCodes.REFUSED_STREAM
+                    else SonicConnectionError
                 )
+                stream._on_reset(kind(f"stream {event.stream_id} reset by server ({code})"))
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:
                 for stream in self._streams.values():
@@ -647,7 +656,7 @@ class Connection:
         for stream_id, stream in list(self._streams.items()):
             if stream_id > last_stream_id:
                 stream._fail(
-                    SonicConnectionError(
+                    SonicStreamRefused(
                         f"stream {stream_id} refused by GOAWAY ({code}); it was not processed"
                     )
                 )

@@ -34,6 +34,7 @@ from actors.errors import (
     LocalProtocolError,
     SonicError,
     SonicHTTPError,
+    SonicStreamRefused,
     SonicTimeout,
 )
 from actors.sonic import events, output, signing
@@ -53,6 +54,7 @@ DEFAULT_MODEL_ID = "amazon.nova-2-sonic-v1:0"
 USER_AGENT = "novavoice/0.1 (trio; h2)"
 _ERROR_BODY_LIMIT = 64 * 1024
 _DRAIN_TIMEOUT = 1.0
+_REFUSED_RETRIES = 3
 # audioInput is most of the traffic and opens or closes nothing: skip parsing it.
 _AUDIO_INPUT_PREFIX = b'{"event":{"audioInput"'
 
@@ -336,6 +338,7 @@ class SonicClient:
         self._first_response_timeout = first_response_timeout
         self._close_timeout = close_timeout
         self.streams_opened = 0
+        self.streams_retried = 0
 
     @property
     def endpoint(self) -> Endpoint:
@@ -355,11 +358,40 @@ class SonicClient:
 
         With ``wait_for_response=False`` it yields as soon as the request headers are sent,
         and the response status is checked by the first read (for servers that answer only
-        after the first events). Raises :class:`SonicHTTPError`, :class:`SonicTimeout`,
+        after the first events). A stream the server provably did not process (above a
+        GOAWAY's last stream id, or REFUSED_STREAM) is opened again elsewhere, up to
+        ``_REFUSED_RETRIES`` times. Raises :class:`SonicHTTPError`, :class:`SonicTimeout`,
         :class:`SonicConnectionError` or :class:`SigningError`.
         """
+        stream = await self._open(model_id or self._model_id, wait_for_response)
+        try:
+            yield stream
+        finally:
+            await stream._close(self._close_timeout)
+
+    async def _open(self, model_id: str, wait_for_response: bool) -> SonicStream:
+        attempt = 0
+        while True:
+            stream = await self._start(model_id)
+            if not wait_for_response:
+                return stream
+            try:
+                await stream.wait_response()
+            except SonicStreamRefused:
+                stream._h2.release()
+                attempt += 1
+                if attempt > _REFUSED_RETRIES:
+                    raise
+                self.streams_retried += 1
+                continue
+            except BaseException:
+                await stream._close(self._close_timeout)
+                raise
+            return stream
+
+    async def _start(self, model_id: str) -> SonicStream:
         credentials = await self._credentials.get_credentials()
-        path = self._endpoint.request_path(signing.request_path(model_id or self._model_id))
+        path = self._endpoint.request_path(signing.request_path(model_id))
         signed = signing.sign_request(
             credentials=credentials,
             region=self._region,
@@ -378,7 +410,7 @@ class SonicClient:
         ]
         h2_stream = await self._pool.open_stream(headers)
         self.streams_opened += 1
-        stream = SonicStream(
+        return SonicStream(
             h2_stream,
             signing.EventSigner(
                 credentials=credentials, region=self._region, seed_signature=signed.signature
@@ -386,9 +418,3 @@ class SonicClient:
             credentials_expiry=credentials.expiry,
             first_response_timeout=self._first_response_timeout,
         )
-        try:
-            if wait_for_response:
-                await stream.wait_response()
-            yield stream
-        finally:
-            await stream._close(self._close_timeout)

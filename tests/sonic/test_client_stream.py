@@ -428,3 +428,27 @@ async def test_connect_failure_is_a_domain_error(autojump_clock: trio.abc.Clock)
             async with client.open_stream():
                 raise AssertionError("must not be reached")
         assert client.pool.statistics()["connect_failures"] == 1
+
+
+async def test_stream_refused_by_goaway_is_retried_elsewhere(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def handler(st: ServerStream) -> None:
+        if st.conn is server.connections[0] and st.stream_id > 1:
+            # the request raced a GOAWAY: it is above last_stream_id, so never processed
+            await st.conn.goaway(last_stream_id=1)
+            return
+        await st.respond()
+        await st.receive_messages()
+        await st.end()
+
+    async with (
+        fake_server(handler) as server,
+        client_for(server) as client,
+        client.open_stream(),
+        client.open_stream() as retried,
+    ):
+        assert retried.status == 200
+        assert client.streams_retried == 1
+        assert len(server.connections) == 2
+        assert [sorted(c.streams) for c in server.connections] == [[1, 3], [1]]
