@@ -17,7 +17,6 @@ transcripts never count: they are what the caller said, not a signal.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import enum
 import json
@@ -271,7 +270,7 @@ def _parse(name: str, body: Mapping[str, Any]) -> OutputEvent:
     }
     if name == "audioOutput":
         try:
-            pcm = base64.b64decode(_require_str(body, "content", name), validate=True)
+            pcm = binascii.a2b_base64(_require_str(body, "content", name), strict_mode=True)
         except binascii.Error as exc:
             raise RemoteProtocolError(f"audioOutput.content is not base64: {exc}") from exc
         return AudioOutput(**ids, content_id=_str(body, "contentId"), pcm=pcm)

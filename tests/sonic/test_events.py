@@ -290,3 +290,11 @@ def test_split_text_keeps_words_and_characters_whole() -> None:
 def test_vectors_are_found() -> None:
     assert {p.name for p in VECTORS} >= {"basic-session.json", "session-token.json"}
     assert all(isinstance(p, Path) for p in VECTORS)
+
+
+def test_chunk_payload_with_json_escapes_takes_the_general_path() -> None:
+    # '{"bytes":"YQ\u003d\u003d"}' is valid JSON for "YQ==" but defeats the byte-slice fast path.
+    escaped = Message((), b'{"bytes":"YQ\\u003d\\u003d"}')
+    assert events.chunk_event_json(escaped) == b"a"
+    spaced = Message((), b'{ "bytes" : "YQ==" }')
+    assert events.chunk_event_json(spaced) == b"a"
