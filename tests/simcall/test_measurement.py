@@ -192,3 +192,17 @@ async def test_daemon_closing_early_counts_unsent_frames(
     assert report.outcome == "closed_by_daemon" and report.closed_by == "daemon"
     assert (report.close_code, report.close_reason) == (1011, "boom")
     assert report.frames_unsent == pytest.approx(4.0 / FRAME_S, abs=2)
+
+
+async def test_asterisk_queue_over_xoff_level_pauses_then_resumes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = RelayPlan(reply_frames=950, mark_every=0)  # 19 s queued at once: over 900 frames
+    async with open_relay(plan) as relay:
+        report = await run_simulated_call(
+            relay.url, dialect="asterisk", script=CallScript(length=None, max_turns=1)
+        )
+    flow = [type(e).__name__ for e in relay.connections[0].events]
+    flow = [name for name in flow if name.startswith("Flow")]
+    assert flow == ["FlowPaused", "FlowResumed"]
+    assert report.outcome == "completed" and report.assistant_audio_s == pytest.approx(19.0)
