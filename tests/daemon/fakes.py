@@ -113,7 +113,12 @@ async def ws_pair() -> AsyncIterator[tuple[WebSocketConnection, WebSocketConnect
             server_request.append(await request.accept())
 
         nursery.start_soon(serve)
-        client = await wrap_client_stream(nursery, client_stream, "test", "/twilio/esther")
+        client = await wrap_client_stream(
+            nursery,
+            client_stream,  # type: ignore[arg-type]  # any trio Stream works; the hint is narrow
+            "test",
+            "/twilio/esther",
+        )
         while not server_request:
             await trio.lowlevel.checkpoint()
         try:

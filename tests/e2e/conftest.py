@@ -8,6 +8,7 @@ takes about a second.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import attrs
 import boto3
@@ -53,12 +54,13 @@ def local_s3() -> Iterator[LocalS3]:
         yield s3
 
 
-def emulator_config(**plan: float | None) -> EmulatorConfig:
+def emulator_config(**plan: Any) -> EmulatorConfig:
     """Emulator with short pauses and replies (a turn is about a second)."""
+    base = StreamPlan(time_to_first_audio=0.1, reply_seconds=1.0, audio_speed=4.0)
     return EmulatorConfig(
         credentials={ACCESS_KEY: SECRET_KEY},
         pause_scale=0.2,
-        plan=StreamPlan(time_to_first_audio=0.1, reply_seconds=1.0, audio_speed=4.0, **plan),
+        plan=attrs.evolve(base, **plan),
     )
 
 

@@ -116,7 +116,7 @@ async def test_sigterm_drains_running_calls_then_exits(
                     while True:
                         await ws.get_message()
                 except ConnectionClosed as closed:
-                    assert closed.reason.code == 1000
+                    assert closed.reason is not None and closed.reason.code == 1000
             assert await served.process.wait() == 0
             call_end = await served.wait_for("call_ended")
             assert call_end["reason"] == "hangup"
@@ -138,7 +138,7 @@ async def test_drain_deadline_ends_calls_politely_with_1001(
                     while True:
                         await ws.get_message()
                 except ConnectionClosed as closed:
-                    assert closed.reason.code == 1001
+                    assert closed.reason is not None and closed.reason.code == 1001
             assert await served.process.wait() == 0
             call_end = await served.wait_for("call_ended")
             assert call_end["reason"] == "shutdown"
@@ -158,5 +158,5 @@ async def test_second_signal_ends_everything_at_once(emulator: Emulator, local_s
                     while True:
                         await ws.get_message()
                 except ConnectionClosed as closed:
-                    assert closed.reason.code == 1001
+                    assert closed.reason is not None and closed.reason.code == 1001
             assert await served.process.wait() == 0
