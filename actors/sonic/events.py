@@ -161,7 +161,7 @@ def chunk_event_json(message: Message) -> bytes:
         if not isinstance(encoded, str):
             raise TypeError("bytes member is not a string")
         return binascii.a2b_base64(encoded, strict_mode=True)
-    except (ValueError, TypeError, KeyError, binascii.Error) as exc:
+    except (ValueError, TypeError, KeyError, RecursionError, binascii.Error) as exc:
         raise RemoteProtocolError(f"malformed chunk payload: {exc}") from exc
 
 

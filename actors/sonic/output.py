@@ -206,7 +206,7 @@ def is_barge_in_text(content: str) -> bool:
         return False
     try:
         value = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     # ``is True``: {"interrupted": 1} == {"interrupted": True} in Python, but is not the signal.
     return isinstance(value, dict) and len(value) == 1 and value.get("interrupted") is True
@@ -239,7 +239,7 @@ def _stage(body: Mapping[str, Any]) -> GenerationStage | None:
     if isinstance(fields, str):  # a JSON document inside a JSON string
         try:
             fields = json.loads(fields)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     stage = fields.get("generationStage") if isinstance(fields, Mapping) else None
     return GenerationStage(stage) if isinstance(stage, str) and stage in _STAGES else None
@@ -335,7 +335,7 @@ def parse_output_event_json(nova_event_json: bytes) -> OutputEvent:
     """Parse one Nova output event ``{"event": {"<name>": {...}}}`` into a record."""
     try:
         document = json.loads(nova_event_json)
-    except ValueError as exc:  # includes UnicodeDecodeError
+    except (ValueError, RecursionError) as exc:  # ValueError includes UnicodeDecodeError
         raise RemoteProtocolError(f"output event is not JSON: {exc}") from exc
     event = document.get("event") if isinstance(document, dict) else None
     if not isinstance(event, dict) or len(event) != 1:
@@ -349,8 +349,8 @@ def parse_output_event_json(nova_event_json: bytes) -> OutputEvent:
 def _exception_fields(payload: bytes) -> dict[str, Any]:
     try:
         body = json.loads(payload) if payload else {}
-    except ValueError:
-        return {"message": payload.decode("utf-8", "replace")}
+    except (ValueError, RecursionError):
+        return {"message": payload[:1000].decode("utf-8", "replace")}
     return body if isinstance(body, dict) else {}
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors.errors import RemoteProtocolError, SonicStreamError
 from actors.sonic.events import encode_error, encode_exception, encode_output_chunk
@@ -285,3 +288,78 @@ def test_parse_message_payload_with_padding_member() -> None:
         payload,
     )
     assert parse_output_message(message) == CompletionStarted(**RECORD_IDS)
+
+
+def test_deeply_nested_json_is_a_protocol_error_not_a_crash() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(RemoteProtocolError):
+        parse_output_event_json(deep)
+    chunk = Message((Header.string(":message-type", "event"),), deep)
+    with pytest.raises(RemoteProtocolError):
+        parse_output_message(Message((*chunk.headers, Header.string(":event-type", "chunk")), deep))
+    with pytest.raises(SonicStreamError):
+        parse_output_message(
+            Message(
+                (
+                    Header.string(":message-type", "exception"),
+                    Header.string(":exception-type", "validationException"),
+                ),
+                deep,
+            )
+        )
+    nested_fields = json.dumps(
+        {"event": {"contentStart": {"type": "TEXT", "additionalModelFields": "[" * 100_000}}}
+    ).encode()
+    record = parse_output_event_json(nested_fields)
+    assert isinstance(record, ContentStarted)
+    assert record.generation_stage is None
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = st.sampled_from(
+    [
+        "sessionId",
+        "promptName",
+        "completionId",
+        "contentId",
+        "type",
+        "role",
+        "content",
+        "additionalModelFields",
+        "audioOutputConfiguration",
+        "stopReason",
+        "toolName",
+        "toolUseId",
+        "details",
+        "totalTokens",
+    ]
+)
+NAMES = st.sampled_from(
+    [
+        "completionStart",
+        "contentStart",
+        "textOutput",
+        "audioOutput",
+        "toolUse",
+        "contentEnd",
+        "completionEnd",
+        "usageEvent",
+        "other",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(NAMES, st.dictionaries(FIELDS, JSON, max_size=8))
+def test_any_field_values_give_a_record_or_a_protocol_error(
+    name: str, body: dict[str, Any]
+) -> None:
+    nova = json.dumps({"event": {name: body}}).encode()
+    with contextlib.suppress(RemoteProtocolError):
+        parse_output_event_json(nova)
