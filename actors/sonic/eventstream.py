@@ -20,8 +20,8 @@ measured with ``bench/eventstream_decode.py`` and the AWS suite, it
   ``UnicodeDecodeError`` on hostile input that passes the CRCs (our fuzz tests demand
   only :class:`~actors.errors.EventStreamError`), so every call would need wrapping;
 - re-copies its whole buffer for every header and every message (``bytes`` slicing). On
-  Nova Sonic output frames (bench, 2-core box, CPU time) it decoded ~64-96k frames/s fed one
-  per call vs ~167-243k for this module, ~90k vs ~375k in 64 KiB chunks, and 400 vs 1,650
+  Nova Sonic output frames (bench, 2-core box, CPU time) it decoded ~65-110k frames/s fed one
+  per call vs ~165-280k for this module, ~90-105k vs ~375k in 64 KiB chunks, and 400 vs 1,650
   frames/s for a 3.9 KB frame fed one byte at a time.
 
 So decoding is ours too; it is a few dozen lines and is checked against the same AWS suite.
