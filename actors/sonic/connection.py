@@ -115,6 +115,9 @@ class ConnectionConfig:
     """Most streams we open on one connection, whatever the server allows."""
     close_timeout: float = 5.0
     """Time to flush a GOAWAY and close TLS when the connection is retired."""
+    write_coalesce_delay: float = 0.0
+    """Seconds the writer waits for more frames before a small write (0: one scheduling
+    round only). A millisecond or two batches paced audio of many calls per syscall."""
 
 
 class _GracefulH2Connection(h2.connection.H2Connection):
@@ -236,6 +239,34 @@ class H2Stream:
         connection's outgoing buffer is above its high-water mark; never holds a lock.
         """
         conn = self._conn
+        size = len(data)
+        if (
+            0 < size <= conn._h2.max_outbound_frame_size
+            and not end_stream
+            and self._send_closed is None
+            and not self._released
+            and not self._local_ended
+            and conn._error is None
+        ):
+            # Fast path (one audio event: far below one frame and the window): no slicing.
+            try:
+                if size <= conn._h2.local_flow_control_window(self.stream_id):
+                    conn._h2.send_data(self.stream_id, data)
+                    conn._flush()
+                    conn._pass_window()
+                    await conn._wait_writable()
+                    return
+            except h2.exceptions.H2Error:
+                pass  # the general path below maps the error
+        try:
+            await self._send_slow(data, end_stream)
+        finally:
+            # Whatever happened, a sender woken for the connection window hands it on.
+            conn._pass_window()
+        await conn._wait_writable()
+
+    async def _send_slow(self, data: bytes, end_stream: bool) -> None:
+        conn = self._conn
         view = memoryview(data)
         while True:
             self._check_sendable()
@@ -243,10 +274,15 @@ class H2Stream:
                 if end_stream:
                     conn._h2_call(self, conn._h2.end_stream, self.stream_id)
                     self._local_ended = True
-                break
+                return
             window = conn._send_window(self)
             if window <= 0:
-                await self._window_lot.park()
+                if conn._h2.outbound_flow_control_window <= 0:
+                    # Blocked by the shared window: queue FIFO, woken one at a time (no herd).
+                    await conn._conn_window_lot.park()
+                else:
+                    conn._pass_window()
+                    await self._window_lot.park()
                 continue
             size = min(window, conn._h2.max_outbound_frame_size, len(view))
             last = size == len(view)
@@ -256,8 +292,7 @@ class H2Stream:
             view = view[size:]
             if last:
                 self._local_ended = self._local_ended or end_stream
-                break
-        await conn._wait_writable()
+                return
 
     async def end_stream(self) -> None:
         """Half-close our side (an empty DATA frame with END_STREAM)."""
@@ -329,6 +364,7 @@ class Connection:
         self._outbuf = bytearray()
         self._inflight = 0
         self._write_lot = trio.lowlevel.ParkingLot()
+        self._conn_window_lot = trio.lowlevel.ParkingLot()
         self._drain_lot = trio.lowlevel.ParkingLot()
         self._ready = trio.Event()  # the server's SETTINGS arrived, or the connection failed
         self._got_settings = False
@@ -422,6 +458,10 @@ class Connection:
                 f"stream {stream.stream_id} was closed by the server"
             ) from None
 
+    def _pass_window(self) -> None:
+        if self._conn_window_lot and self._h2.outbound_flow_control_window > 0:
+            self._conn_window_lot.unpark()
+
     async def _wait_writable(self) -> None:
         if len(self._outbuf) + self._inflight <= self._config.write_buffer_high:
             await trio.lowlevel.checkpoint()
@@ -473,6 +513,7 @@ class Connection:
         self._finished.set()
         self._ready.set()
         self._drain_lot.unpark_all()
+        self._conn_window_lot.unpark_all()
         self._on_change()
 
     async def run(
@@ -540,6 +581,13 @@ class Connection:
             while True:
                 while not self._outbuf:
                     await self._write_lot.park()
+                # Let other senders add their frames first: fewer, larger TLS records and
+                # syscalls. One scheduling round under load; with paced traffic (audio every
+                # 20-32 ms per call) a short delay batches many calls' frames per write.
+                if self._config.write_coalesce_delay > 0 and len(self._outbuf) < 16384:
+                    await trio.sleep(self._config.write_coalesce_delay)
+                else:
+                    await trio.lowlevel.checkpoint()
                 data, self._outbuf = self._outbuf, bytearray()
                 self._inflight = len(data)
                 with trio.fail_after(self._config.write_timeout):
@@ -633,8 +681,7 @@ class Connection:
                 stream._on_reset(kind(f"stream {event.stream_id} reset by server ({code})"))
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:
-                for stream in self._streams.values():
-                    stream._wake_sender()
+                self._conn_window_lot.unpark()  # the first in line; it passes the window on
             elif (stream := self._streams.get(event.stream_id)) is not None:
                 stream._wake_sender()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
@@ -642,6 +689,7 @@ class Connection:
             self._ready.set()
             for stream in self._streams.values():
                 stream._wake_sender()
+            self._conn_window_lot.unpark_all()
             self._on_change()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._on_goaway(event.last_stream_id or 0, event.error_code)

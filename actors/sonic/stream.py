@@ -193,18 +193,25 @@ class SonicStream:
         Raises :class:`LocalProtocolError` after :meth:`end_input`, or the stream's
         connection error (:class:`SonicConnectionError`) if it broke.
         """
-        async with self._send_lock:
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()  # uncontended (the usual case): no extra scheduling round
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             if self._input_ended:
                 raise LocalProtocolError("this Sonic stream's input was already ended")
             if self._response_error is not None:
                 raise self._response_error
             inner = events.encode_input_chunk(nova_event_json)
-            # Signing and the synchronous part of the write happen without a checkpoint in
-            # between, so the chain order is the wire order.
+            # The lock keeps sign-then-write atomic per stream, so the chain order is the
+            # wire order even when several tasks send.
             await self._h2.send_data(self._signer.sign(inner, _now_ms()))
             self.events_sent += 1
             if not nova_event_json.startswith(_AUDIO_INPUT_PREFIX):
                 self._track(nova_event_json)
+        finally:
+            lock.release()
 
     def _track(self, nova_event_json: bytes) -> None:
         try:

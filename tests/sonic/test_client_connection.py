@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import pytest
 import trio
@@ -271,3 +272,32 @@ async def test_max_concurrent_streams_is_read_from_server(autojump_clock: trio.a
         assert not conn.has_capacity()
         a.release()
         assert conn.has_capacity()
+
+
+async def test_streams_blocked_on_the_connection_window_all_get_through(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Stream windows are large, the connection window is HTTP/2's 64 KiB: ten streams of
+    # 20 KB queue on the shared window, are woken one at a time, and all finish.
+    received: dict[int, int] = {}
+
+    async def handler(st: ServerStream) -> None:
+        await st.respond()
+        total = 0
+        while chunk := await st.receive_chunk():
+            total += len(chunk)
+            await trio.sleep(0.01)  # a slow reader: the window opens bit by bit
+        received[st.stream_id] = total
+        await st.end()
+
+    async with (
+        fake_server(handler, initial_window=1 << 20, auto_ack=False) as server,
+        connected(server.opener) as conn,
+    ):
+        streams = [conn.open_stream(HEADERS) for _ in range(10)]
+        async with trio.open_nursery() as nursery:
+            for st in streams:
+                nursery.start_soon(partial(st.send_data, b"z" * 20_000, end_stream=True))
+        for st in streams:
+            await read_all(st)
+    assert sorted(received.values()) == [20_000] * 10
