@@ -207,8 +207,10 @@ class MiniConnection:
                 self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size
             )
             if window <= 0:
+                # Take the event before awaiting anything, or an update could be missed.
+                updated = self.window
                 await self.flush()
-                await self.window.wait()
+                await updated.wait()
                 continue
             self.h2.send_data(stream_id, view[:window].tobytes())
             view = view[window:]
@@ -246,7 +248,10 @@ class MiniConnection:
 
     async def reader(self) -> None:
         while True:
-            data = await self.tls.receive_some(65536)
+            try:
+                data = await self.tls.receive_some(65536)
+            except trio.BrokenResourceError:
+                break  # the server dropped the connection (GOAWAY/abort tests)
             if not data:
                 break
             for event in self.h2.receive_data(data):
@@ -278,9 +283,11 @@ class MiniConnection:
 
 
 @asynccontextmanager
-async def connect(emulator: Emulator) -> AsyncIterator[MiniConnection]:
-    url = urlsplit(emulator.url)
-    ctx = ssl.create_default_context(cadata=emulator.ca_pem.decode())
+async def connect(emulator: Emulator | tuple[str, bytes]) -> AsyncIterator[MiniConnection]:
+    """Connect to an in-process emulator or to ``(url, ca_pem)``."""
+    raw_url, ca_pem = emulator if isinstance(emulator, tuple) else (emulator.url, emulator.ca_pem)
+    url = urlsplit(raw_url)
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
     ctx.set_alpn_protocols(["h2"])
     tcp = await trio.open_tcp_stream(url.hostname or "", url.port or 443)
     tls = trio.SSLStream(tcp, ctx, server_hostname=url.hostname)
@@ -289,14 +296,17 @@ async def connect(emulator: Emulator) -> AsyncIterator[MiniConnection]:
     conn = MiniConnection(tls, url.netloc)
     conn.h2.initiate_connection()
     await conn.flush()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(conn.reader)
-        try:
-            yield conn
-        finally:
-            nursery.cancel_scope.cancel()
-            with trio.move_on_after(1, shield=True):
-                await tls.aclose()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.reader)
+            try:
+                yield conn
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        # Close only after the reader has stopped, so it never sees the close as an error.
+        with trio.move_on_after(1, shield=True):
+            await tls.aclose()
 
 
 # --- tests ----------------------------------------------------------------------------------

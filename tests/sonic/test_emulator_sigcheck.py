@@ -91,18 +91,25 @@ def test_tampering_is_refused(path: Path) -> None:
 
 
 def test_event_signature_depends_on_payload_date_and_chain() -> None:
-    base = {
-        "secret": "s",
-        "region": "us-east-1",
-        "service": "bedrock",
-        "prior_signature": "00" * 32,
-    }
-    sig = event_signature(**base, date_ms=1_700_000_000_000, payload=b"x")
-    assert event_signature(**base, date_ms=1_700_000_000_000, payload=b"y") != sig
-    assert event_signature(**base, date_ms=1_700_000_000_001, payload=b"x") != sig
-    assert (
-        event_signature(
-            **{**base, "prior_signature": "11" * 32}, date_ms=1_700_000_000_000, payload=b"x"
+    def sig(
+        prior: str = "00" * 32, date_ms: int = 1_700_000_000_000, payload: bytes = b"x"
+    ) -> bytes:
+        return event_signature(
+            secret="s",
+            region="us-east-1",
+            service="bedrock",
+            prior_signature=prior,
+            date_ms=date_ms,
+            payload=payload,
         )
-        != sig
-    )
+
+    base = sig()
+    assert sig(payload=b"y") != base
+    assert sig(date_ms=1_700_000_000_001) != base
+    assert sig(prior="11" * 32) != base
+    keys: dict[str, bytes] = {}
+    cached = event_signature(
+        secret="s", region="us-east-1", service="bedrock", prior_signature="00" * 32,
+        date_ms=1_700_000_000_000, payload=b"x", keys=keys,
+    )  # fmt: skip
+    assert cached == base and list(keys) == ["20231114"]

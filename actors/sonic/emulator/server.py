@@ -9,6 +9,7 @@ acknowledged when the stream's session takes it, and sending waits for the clien
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import re
@@ -43,6 +44,7 @@ __all__ = ["Emulator", "open_emulator", "serve_emulator"]
 _PATH = re.compile(r"^/model/(?P<model>[^/?]+)/invoke-with-bidirectional-stream(?:\?.*)?$")
 _CORAL = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 _HANDSHAKE_TIMEOUT = 10.0
+_log = logging.getLogger(__name__)
 
 
 class _StreamGone(Exception):
@@ -325,7 +327,8 @@ class _Connection:
                 return
             try:
                 events = self.h2.receive_data(data)
-            except h2.exceptions.ProtocolError:
+            except h2.exceptions.ProtocolError as exc:
+                _log.warning("emulator: HTTP/2 protocol error from client, closing: %s", exc)
                 self._closing = True  # h2 queued a GOAWAY; the writer flushes it and stops
                 self.wake()
                 await trio.sleep_forever()

@@ -133,6 +133,7 @@ class StreamSession:
         self._voices = voices
         self._wall_ms = wall_ms
         self._prior = auth.seed_signature
+        self._keys: dict[str, bytes] = {}
         self._decoder = MessageDecoder()
         self._rules = EventRules()
         self._out_send, self._out_recv = trio.open_memory_channel[object](0)
@@ -285,6 +286,7 @@ class StreamSession:
             prior_signature=self._prior,
             date_ms=date.value,
             payload=outer.payload,
+            keys=self._keys,
         )
         if not hmac.compare_digest(expected, signature):
             self._counters.signature_failures += 1

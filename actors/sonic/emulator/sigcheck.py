@@ -186,9 +186,19 @@ def verify_request(
 
 
 def event_signature(
-    *, secret: str, region: str, service: str, prior_signature: str, date_ms: int, payload: bytes
+    *,
+    secret: str,
+    region: str,
+    service: str,
+    prior_signature: str,
+    date_ms: int,
+    payload: bytes,
+    keys: dict[str, bytes] | None = None,
 ) -> bytes:
-    """The 32-byte ``:chunk-signature`` an event with this ``:date`` and payload must carry."""
+    """The 32-byte ``:chunk-signature`` an event with this ``:date`` and payload must carry.
+
+    ``keys`` (date → signing key), owned by the caller, saves re-deriving the key per event.
+    """
     when = datetime.fromtimestamp(date_ms // 1000, tz=UTC)
     date_header = b"\x05:date\x08" + struct.pack(">q", date_ms)
     string_to_sign = "\n".join(
@@ -201,5 +211,11 @@ def event_signature(
             hashlib.sha256(payload).hexdigest(),
         ]
     )
-    key = derive_key(secret, f"{when:%Y%m%d}", region, service)
+    day = f"{when:%Y%m%d}"
+    key = keys.get(day) if keys is not None else None
+    if key is None:
+        key = derive_key(secret, day, region, service)
+        if keys is not None:
+            keys.clear()  # one date at a time: a stream crossing midnight re-derives once
+            keys[day] = key
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).digest()
