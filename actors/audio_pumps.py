@@ -72,11 +72,15 @@ async def run_audio_in_pump(
     silence = bytes(chunk_bytes)
     task_status.started()
     while True:
+        # Only the wait is under the timeout: a send cancelled half-way would break the
+        # stream's signature chain (and lose the chunk), so sends always run to completion.
+        frame: PcmFrame | None = None
         with trio.move_on_after(silence_after):
             try:
                 frame = await frames.receive()
             except trio.EndOfChannel:
                 break
+        if frame is not None:
             for chunk in rechunker.push(frame.pcm):
                 await send_chunk(chunk)
                 stats.chunks_sent += 1

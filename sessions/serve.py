@@ -21,7 +21,7 @@ import functools
 import ipaddress
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import attrs
@@ -34,7 +34,7 @@ from actors.s3_prompt_store import S3PromptStore, make_s3_client
 from actors.sonic.credentials import CredentialsProvider
 from actors.sonic.pool import open_sonic_client
 from sessions.admin import Health, serve_admin
-from sessions.call import CallDeps, CallSettings
+from sessions.call import CallDeps, CallSettings, SonicOpener
 from sessions.config import Settings, load_settings, parse_host_port
 from sessions.logs import configure_logging, log_event, open_call_log
 from sessions.loop_lag import run_loop_lag_monitor
@@ -60,6 +60,8 @@ class DaemonOverrides:
     """For local S3 servers only; production uses the standard chain."""
     call_settings: CallSettings | None = None
     """Per-call tuning; default derived from :class:`Settings`."""
+    sonic_middleware: Callable[[SonicOpener], SonicOpener] | None = None
+    """Wraps the Sonic client every call uses (instrumentation; fault injection in tests)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -153,7 +155,7 @@ async def open_daemon(
         metrics.watch_prompt_cache(cache)
         deps = CallDeps(
             prompts=PromptFetcher(cache, settings.prompt_fetch_timeout),
-            sonic=sonic,
+            sonic=ov.sonic_middleware(sonic) if ov.sonic_middleware else sonic,
             metrics=metrics,
             call_log=call_log,
             settings=ov.call_settings or call_settings_from(settings),

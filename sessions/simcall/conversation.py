@@ -77,7 +77,11 @@ class CallConversation:
                     await self._talk(stream)
                     nursery.cancel_scope.cancel()
             except* ConnectionClosed:
-                pass  # the receiver records how the socket closed
+                pass  # the receiver records how the socket closed...
+        if self.close_code is None and ws.closed is not None:
+            # ...unless the sender saw the close first and the receiver was cancelled
+            # before it could record it: then the connection still knows the reason.
+            self._closed(ws.closed)
         if self.turns is not None:
             self.turns.finish()
 

@@ -1,0 +1,259 @@
+"""Whole calls over real sockets: simulated carriers → daemon → emulator, prompts from moto.
+
+Each test places calls with the load harness's simulated carrier (``sessions.simcall``),
+which plays Twilio or Asterisk exactly as the real platform does (20 ms frames in real time,
+marks echoed at playback, clear/FLUSH_MEDIA honoured) and reports what it saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from actors.sonic import output
+from actors.sonic.emulator import open_emulator
+from actors.sonic.emulator.server import Emulator
+from sessions import close_codes
+from sessions.call import SonicOpener, SonicStreamLike
+from sessions.local_s3 import LocalS3, S3RequestCounter
+from sessions.logs import current_call
+from sessions.serve import Daemon, open_daemon
+from sessions.simcall import CallerAuth, CallReport, CallScript, run_simulated_call
+from tests.e2e.conftest import (
+    daemon_overrides,
+    daemon_settings,
+    emulator_config,
+    seed_prompts,
+)
+
+REPLY_FRAMES = 50  # the emulator's replies last 1.0 s: 50 frames of 20 ms
+
+
+def ended(daemon: Daemon, reason: str, carrier: str = "twilio") -> float:
+    value = daemon.metrics.registry.get_sample_value(
+        "novavoice_calls_ended_total", {"carrier": carrier, "reason": reason}
+    )
+    return value or 0.0
+
+
+def drops(daemon: Daemon) -> float:
+    return sum(
+        daemon.metrics.registry.get_sample_value("novavoice_queue_drops_total", {"queue": q}) or 0.0
+        for q in ("audio_in", "pre_stream", "audio_out")
+    )
+
+
+async def test_twilio_call_turns_and_hangup(daemon: Daemon, emulator: Emulator) -> None:
+    script = CallScript(length=None, max_turns=2, utterance_seconds=(0.6, 0.6))
+    with trio.fail_after(30):
+        report = await run_simulated_call(daemon.url, assistant="esther", script=script)
+        await daemon.supervisor.wait_active_calls(lambda n: n == 0)
+        await emulator.wait_idle()
+    assert report.outcome == "completed", report
+    assert report.turns == 2 and report.responses == 2
+    assert report.frames_received == 2 * REPLY_FRAMES  # every frame of both answers
+    assert report.underruns == 0
+    assert report.marks_received == 2 and report.marks_echoed == 2
+    assert report.close_code == 1000 and report.closed_by == "caller"
+    stats = emulator.statistics()
+    assert stats.streams_completed == 1  # the stream was closed politely (sessionEnd...)
+    assert ended(daemon, "hangup") == 1
+    assert drops(daemon) == 0
+
+
+async def test_asterisk_slin16_call(emulator: Emulator, local_s3: LocalS3) -> None:
+    settings = daemon_settings(asterisk_bearer_token="asterisk-bearer-token")
+    script = CallScript(length=None, max_turns=1, utterance_seconds=(0.6, 0.6))
+    with trio.fail_after(30):
+        async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
+            report = await run_simulated_call(
+                daemon.url,
+                dialect="asterisk",
+                assistant="support-agent",
+                asterisk_format="slin16",
+                script=script,
+                auth=CallerAuth(bearer_token="asterisk-bearer-token"),
+            )
+            await daemon.supervisor.wait_active_calls(lambda n: n == 0)
+            await emulator.wait_idle()
+            assert report.outcome == "completed", report
+            assert report.responses == 1
+            assert report.assistant_audio_s >= 1.0  # the whole 1 s answer, 16 kHz end to end
+            assert (
+                ended(daemon, "hangup", "asterisk") + ended(daemon, "disconnected", "asterisk") == 1
+            )
+            assert drops(daemon) == 0
+    assert emulator.statistics().streams_completed == 1
+
+
+async def test_barge_in_clears_playback_and_cuts_the_answer(local_s3: LocalS3) -> None:
+    # Answers of 4 s generated at 4x real time take 1 s to arrive: a barge-in 0.3 s into
+    # playback lands while the daemon is still forwarding, so the rest must be dropped.
+    script = CallScript(
+        length=None,
+        max_turns=2,
+        utterance_seconds=(0.6, 0.6),
+        barge_in_turn=0,
+        barge_in_delay=0.3,
+    )
+    with trio.fail_after(40):
+        async with (
+            open_emulator(emulator_config(reply_seconds=4.0)) as emulator,
+            open_daemon(daemon_settings(), daemon_overrides(emulator, local_s3)) as daemon,
+        ):
+            report = await run_simulated_call(daemon.url, assistant="esther", script=script)
+            barge_ins = daemon.metrics.registry.get_sample_value(
+                "novavoice_barge_ins_total", {"carrier": "twilio"}
+            )
+    assert report.outcome == "completed", report
+    assert report.barge_ins == 1 and report.barge_ins_missed == 0
+    assert report.clears_received == 1 and len(report.barge_in_reactions_s) == 1
+    assert barge_ins == 1
+    # The second answer arrived whole (200 frames); the interrupted one was cut short.
+    assert 200 < report.frames_received < 400
+
+
+def crash_for(assistant: str) -> Any:
+    """Sonic middleware that crashes one assistant's audio-out pump at its first audio."""
+
+    class CrashingStream:
+        def __init__(self, inner: SonicStreamLike) -> None:
+            self._inner = inner
+
+        async def send(self, nova_event_json: bytes) -> None:
+            await self._inner.send(nova_event_json)
+
+        def __aiter__(self) -> AsyncIterator[output.OutputEvent]:
+            return self._events()
+
+        async def _events(self) -> AsyncIterator[output.OutputEvent]:
+            async for event in self._inner:
+                if isinstance(event, output.AudioOutput):
+                    # Before any audio reaches the caller, so its report cannot mistake the
+                    # crash for a short answer followed by its own hang-up.
+                    raise RuntimeError("injected crash in the audio-out pump")
+                yield event
+
+    class Wrapper:
+        def __init__(self, inner: SonicOpener) -> None:
+            self._inner = inner
+
+        def open_stream(self) -> AbstractAsyncContextManager[SonicStreamLike]:
+            ctx = current_call()
+            if ctx is None or ctx.assistant != assistant:
+                return self._inner.open_stream()
+            return self._crashing()
+
+        @asynccontextmanager
+        async def _crashing(self) -> AsyncIterator[SonicStreamLike]:
+            async with self._inner.open_stream() as stream:
+                yield CrashingStream(stream)
+
+    return Wrapper
+
+
+async def test_a_crashing_call_leaves_fifty_others_untouched(
+    emulator: Emulator, local_s3: LocalS3
+) -> None:
+    overrides = attrs.evolve(
+        daemon_overrides(emulator, local_s3), sonic_middleware=crash_for("support-agent")
+    )
+    script = CallScript(length=None, max_turns=1, utterance_seconds=(0.6, 0.6))
+    reports: list[CallReport] = []
+    with trio.fail_after(60):
+        async with open_daemon(daemon_settings(), overrides) as daemon:
+            async with trio.open_nursery() as nursery:
+
+                async def place(assistant: str, seed: int) -> None:
+                    reports.append(
+                        await run_simulated_call(
+                            daemon.url, assistant=assistant, script=script, seed=seed
+                        )
+                    )
+
+                nursery.start_soon(place, "support-agent", 999)
+                for i in range(50):
+                    nursery.start_soon(place, "esther", i)
+            await daemon.supervisor.wait_active_calls(lambda n: n == 0)
+            await emulator.wait_idle()
+            crashed = [r for r in reports if r.assistant == "support-agent"]
+            healthy = [r for r in reports if r.assistant == "esther"]
+            assert len(crashed) == 1 and len(healthy) == 50
+            assert crashed[0].close_code == close_codes.INTERNAL_ERROR
+            for r in healthy:
+                assert r.outcome == "completed", r
+                assert r.frames_received == REPLY_FRAMES, r  # every frame of the answer
+                assert r.close_code == 1000
+            assert ended(daemon, "internal_error") == 1
+            assert ended(daemon, "hangup") == 50
+            assert drops(daemon) == 0
+
+
+async def test_missing_prompt_refuses_only_that_call(daemon: Daemon) -> None:
+    script = CallScript(length=None, max_turns=1, utterance_seconds=(0.6, 0.6))
+    results: dict[str, CallReport] = {}
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+
+            async def place(assistant: str) -> None:
+                results[assistant] = await run_simulated_call(
+                    daemon.url, assistant=assistant, script=script
+                )
+
+            nursery.start_soon(place, "nobody-here")
+            nursery.start_soon(place, "esther")
+    assert results["nobody-here"].close_code == close_codes.PROMPT_NOT_FOUND
+    assert results["nobody-here"].close_reason is not None
+    assert "nobody-here" in results["nobody-here"].close_reason
+    assert results["esther"].outcome == "completed"
+    assert results["esther"].frames_received == REPLY_FRAMES
+
+
+async def test_hostile_assistant_name_is_refused_before_s3(daemon: Daemon) -> None:
+    script = CallScript(length=2.0)
+    with trio.fail_after(30):
+        report = await run_simulated_call(
+            daemon.url, path="/twilio/..%2F..%2Fsecrets", script=script
+        )
+    assert report.close_code == close_codes.NO_ASSISTANT
+
+
+@asynccontextmanager
+async def stoppable_s3() -> AsyncIterator[tuple[LocalS3, ThreadedMotoServer]]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        s3 = LocalS3(endpoint_url=f"http://{host}:{port}", requests=S3RequestCounter())
+        seed_prompts(s3)
+        yield s3, server
+    finally:
+        server.stop()
+
+
+async def test_s3_outage_cached_assistants_still_answer(emulator: Emulator) -> None:
+    script = CallScript(length=None, max_turns=1, utterance_seconds=(0.6, 0.6))
+    settings = daemon_settings(prompt_cache_ttl=0.2, prompt_fetch_timeout=3.0)
+    with trio.fail_after(60):
+        async with (
+            stoppable_s3() as (s3, server),
+            open_daemon(settings, daemon_overrides(emulator, s3)) as daemon,
+        ):
+            if True:
+                first = await run_simulated_call(daemon.url, assistant="esther", script=script)
+                assert first.outcome == "completed"
+                await trio.to_thread.run_sync(server.stop)  # S3 goes down
+                await trio.sleep(0.3)  # the cached prompt is now past its TTL
+                again, never_cached = (
+                    await run_simulated_call(daemon.url, assistant="esther", script=script),
+                    await run_simulated_call(daemon.url, assistant="support-agent", script=script),
+                )
+                stats = daemon.prompt_cache.statistics()
+    assert again.outcome == "completed" and again.frames_received == REPLY_FRAMES
+    assert stats.stale_served >= 1
+    assert never_cached.close_code in (close_codes.PROMPT_STORE_FAILED, close_codes.PROMPT_TIMEOUT)
