@@ -504,10 +504,11 @@ class Connection:
             self._finished.set()
         self._on_change()
 
-    def _fail(self, error: SonicError) -> None:
+    def _fail(self, error: SonicError, *, log: bool = True) -> None:
         if self._error is None:
             self._error = error
-            logger.info("sonic connection %s failed: %s", self.label, error)
+            if log:
+                logger.info("sonic connection %s failed: %s", self.label, error)
         for stream in list(self._streams.values()):
             stream._fail(error)
         self._finished.set()
@@ -555,8 +556,8 @@ class Connection:
                 nursery.cancel_scope.cancel()
         finally:
             self._finished.set()
-            if self._error is None:
-                self._fail(SonicConnectionError(f"connection {self.label} closed"))
+            if self._error is None:  # a normal close: anything still holding a stream fails
+                self._fail(SonicConnectionError(f"connection {self.label} closed"), log=False)
             with trio.move_on_after(self._config.close_timeout, shield=True):
                 await self._stream.aclose()
         if not self._started:

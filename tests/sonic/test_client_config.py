@@ -110,6 +110,21 @@ async def test_botocore_provider_without_credentials_is_a_signing_error() -> Non
         await provider.get_credentials()
 
 
+async def test_keys_that_cannot_refresh_are_not_re_resolved_per_stream() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    source = botocore.credentials.Credentials("ASIAX", "secret", "token")
+    source._expiry_time = now + timedelta(minutes=5)  # type: ignore[attr-defined]
+    session = _FakeSession(source)
+    provider = BotocoreCredentialsProvider(
+        session_factory=lambda: session, refresh_margin=timedelta(minutes=10), now=lambda: now
+    )
+    first = await provider.get_credentials()
+    assert first.expiry == now + timedelta(minutes=5)  # inside the margin, still usable
+    for _ in range(5):
+        assert await provider.get_credentials() is first
+    assert provider.resolutions == 1  # asked again only after retry_interval
+
+
 def test_long_term_keys_have_no_expiry() -> None:
     creds = credentials_from_botocore(botocore.credentials.Credentials("AKIA", "secret"))
     assert (creds.access_key_id, creds.session_token, creds.expiry) == ("AKIA", None, None)

@@ -452,3 +452,23 @@ async def test_stream_refused_by_goaway_is_retried_elsewhere(
         assert client.streams_retried == 1
         assert len(server.connections) == 2
         assert [sorted(c.streams) for c in server.connections] == [[1, 3], [1]]
+
+
+async def test_lazy_response_check_reports_http_error_on_first_read(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def handler(st: ServerStream) -> None:
+        await st.receive_chunk()  # this server answers only once the first event arrived
+        await st.respond(429, (("x-amzn-errortype", "ThrottlingException"),))
+        await st.send(b'{"message":"later"}', end=True)
+
+    async with (
+        fake_server(handler) as server,
+        client_for(server) as client,
+        client.open_stream(wait_for_response=False) as stream,
+    ):
+        assert stream.status is None
+        await stream.send(events.session_start())
+        with pytest.raises(SonicHTTPError) as info:
+            await anext(aiter(stream))
+        assert (info.value.status, info.value.message) == (429, "later")
