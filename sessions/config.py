@@ -18,7 +18,7 @@ from dotenv import dotenv_values
 
 from actors.assistant_names import validate_assistant_name
 from actors.errors import ConfigError, InvalidAssistantName
-from actors.sonic.emulator.rules import KNOWN_VOICES as VOICES
+from actors.sonic.events import VOICES
 
 T = TypeVar("T")
 

@@ -35,6 +35,7 @@ __all__ = [
     "ENDPOINTING_SENSITIVITIES",
     "SAMPLE_RATES",
     "TEXT_INPUT_LIMIT",
+    "VOICES",
     "ToolSpec",
     "audio_content_start",
     "audio_input",
@@ -57,6 +58,13 @@ __all__ = [
 
 SAMPLE_RATES: Final = frozenset({8000, 16000, 24000})
 ENDPOINTING_SENSITIVITIES: Final = frozenset({"HIGH", "MEDIUM", "LOW"})
+# Nova 2 and v1 voice ids (reference nova-sonic.md §3.7), lowercase as the service expects.
+VOICES: Final = frozenset(
+    {
+        "matthew", "tiffany", "amy", "olivia", "kiara", "arjun", "ambre", "florian",
+        "beatrice", "lorenzo", "tina", "greta", "lennart", "lupe", "carlos", "carolina", "leo",
+    }
+)  # fmt: skip
 TEXT_ROLES: Final = frozenset({"SYSTEM", "USER", "ASSISTANT", "SYSTEM_SPEECH"})
 TEXT_INPUT_LIMIT: Final = 1024
 

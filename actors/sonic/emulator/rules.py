@@ -15,6 +15,8 @@ from typing import Any
 
 import attrs
 
+from actors.sonic.events import VOICES
+
 __all__ = [
     "KNOWN_EVENTS",
     "KNOWN_VOICES",
@@ -47,13 +49,7 @@ KNOWN_EVENTS = frozenset(
         "sessionEnd",
     }
 )
-# Nova 2 and v1 voices (reference §3.7), lowercase as the service expects.
-KNOWN_VOICES = frozenset(
-    {
-        "matthew", "tiffany", "amy", "olivia", "kiara", "arjun", "ambre", "florian",
-        "beatrice", "lorenzo", "tina", "greta", "lennart", "lupe", "carlos", "carolina", "leo",
-    }
-)  # fmt: skip
+KNOWN_VOICES = VOICES
 SAMPLE_RATES = frozenset({8000, 16000, 24000})
 MAX_TEXT_INPUT_BYTES = 1024
 MAX_HISTORY_BYTES = 40 * 1024
