@@ -23,25 +23,20 @@ GOAWAY: streams above ``last_stream_id`` fail at once (retryable, they were not
 processed); the others run to completion, no new stream is opened, and the connection
 closes when the last one is released. h2 4.x closes its state machine on a received GOAWAY
 (python-hyper/h2#1181), which would kill the running streams, so
-:class:`_GracefulH2Connection` overrides that one frame handler.
+:class:`~actors.sonic.transport.GracefulH2Connection` overrides that frame handler.
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
-import attrs
 import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
 import trio
 from h2.errors import ErrorCodes
-from hyperframe.frame import Frame, GoAwayFrame
 
 from actors.errors import (
     LocalProtocolError,
@@ -50,282 +45,20 @@ from actors.errors import (
     SonicStreamRefused,
     SonicTimeout,
 )
-from actors.sonic.endpoint import Endpoint
+from actors.sonic.h2stream import H2Stream
+from actors.sonic.transport import (
+    ConnectionConfig,
+    GracefulH2Connection,
+    Opener,
+    open_tls_stream,
+)
 
 __all__ = ["Connection", "ConnectionConfig", "H2Stream", "Opener", "open_tls_stream"]
 
 logger = logging.getLogger(__name__)
 
-Opener = Callable[[], Awaitable[trio.abc.Stream]]
-"""Opens the byte stream a connection runs over (TLS with ALPN h2, or a test stream)."""
-
 _RECEIVE_SIZE = 65536
 _DEFAULT_WINDOW = 65535
-
-
-async def open_tls_stream(endpoint: Endpoint, ssl_context: ssl.SSLContext) -> trio.abc.Stream:
-    """TCP + TLS to ``endpoint`` (SNI = its host), insisting on ALPN ``h2``.
-
-    Raises :class:`SonicConnectionError` when the socket or the handshake fails or the
-    server does not speak HTTP/2; the caller bounds the time.
-    """
-    try:
-        stream = await trio.open_ssl_over_tcp_stream(
-            endpoint.host, endpoint.port, ssl_context=ssl_context, https_compatible=True
-        )
-    except OSError as exc:
-        raise SonicConnectionError(f"cannot connect to {endpoint.authority}: {exc}") from exc
-    try:
-        await stream.do_handshake()
-    except trio.BrokenResourceError as exc:
-        await trio.aclose_forcefully(stream)
-        reason = exc.__cause__ or exc
-        raise SonicConnectionError(
-            f"TLS handshake with {endpoint.authority} failed: {reason}"
-        ) from exc
-    except BaseException:
-        await trio.aclose_forcefully(stream)
-        raise
-    protocol = stream.selected_alpn_protocol()
-    if protocol != "h2":
-        await trio.aclose_forcefully(stream)
-        raise SonicConnectionError(
-            f"{endpoint.authority} did not negotiate HTTP/2 over TLS (ALPN gave {protocol!r})"
-        )
-    return stream
-
-
-@attrs.frozen(kw_only=True)
-class ConnectionConfig:
-    """Limits and timers of one connection (seconds and bytes)."""
-
-    connect_timeout: float = 10.0
-    """TCP connect + TLS handshake + the server's first SETTINGS."""
-    write_timeout: float = 10.0
-    """Longest one socket write may take before the connection is declared dead."""
-    write_buffer_high: int = 1 << 20
-    """Bytes queued for the socket above which senders wait for the writer."""
-    keepalive_interval: float | None = 20.0
-    """Idle time (nothing received) before a PING; ``None`` disables keep-alive."""
-    keepalive_timeout: float = 10.0
-    """How long after a PING something must arrive before the connection is dead."""
-    stream_window: int = 1 << 20
-    """Our per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE)."""
-    max_streams: int = 100
-    """Most streams we open on one connection, whatever the server allows."""
-    close_timeout: float = 5.0
-    """Time to flush a GOAWAY and close TLS when the connection is retired."""
-    write_coalesce_delay: float = 0.0
-    """Seconds the writer waits for more frames before a small write (0: one scheduling
-    round only). A millisecond or two batches paced audio of many calls per syscall."""
-
-
-class _GracefulH2Connection(h2.connection.H2Connection):
-    """h2 connection that keeps streams alive after a received GOAWAY.
-
-    Stock h2 moves its state machine to CLOSED and drops queued output on GOAWAY, refusing
-    every later frame; RFC 9113 §6.8 lets streams up to ``last_stream_id`` complete. We
-    only report the event; :class:`Connection` stops opening streams itself.
-    """
-
-    def _receive_goaway_frame(
-        self, frame: GoAwayFrame
-    ) -> tuple[list[Frame], list[h2.events.Event]]:
-        event = h2.events.ConnectionTerminated()
-        try:
-            event.error_code = ErrorCodes(frame.error_code)
-        except ValueError:
-            event.error_code = frame.error_code
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
-
-
-class H2Stream:
-    """One HTTP/2 request stream on a :class:`Connection` (used by :mod:`.stream`).
-
-    Inbound DATA waits in a queue until :meth:`receive_data` takes it; only then is it
-    acknowledged, so this stream's window alone throttles the server.
-    """
-
-    def __init__(self, connection: Connection, stream_id: int) -> None:
-        self._conn = connection
-        self.stream_id = stream_id
-        self._inbound: deque[tuple[bytes, int]] = deque()
-        self._response: tuple[int, tuple[tuple[str, str], ...]] | None = None
-        self._remote_ended = False
-        self._local_ended = False
-        self._send_closed: SonicError | None = None
-        self._error: SonicError | None = None
-        self._released = False
-        self._lot = trio.lowlevel.ParkingLot()
-        self._window_lot = trio.lowlevel.ParkingLot()
-
-    # --- called by the connection (synchronously, from its reader) ---
-
-    def _on_response(self, status: int, headers: tuple[tuple[str, str], ...]) -> None:
-        self._response = (status, headers)
-        self._lot.unpark_all()
-
-    def _on_data(self, data: bytes, flow_controlled_length: int) -> None:
-        self._inbound.append((data, flow_controlled_length))
-        self._lot.unpark_all()
-
-    def _on_end(self) -> None:
-        self._remote_ended = True
-        self._lot.unpark_all()
-
-    def _on_reset(self, error: SonicError) -> None:
-        # A reset after a complete response (RST_STREAM NO_ERROR, RFC 9113 §8.1) only
-        # tells us to stop sending; the response itself is intact.
-        self._send_closed = error
-        if not self._remote_ended:
-            self._error = error
-        self._lot.unpark_all()
-        self._window_lot.unpark_all()
-
-    def _fail(self, error: SonicError) -> None:
-        self._on_reset(error)
-
-    def _wake_sender(self) -> None:
-        self._window_lot.unpark_all()
-
-    # --- public API ---
-
-    @property
-    def remote_ended(self) -> bool:
-        """The server sent END_STREAM (whatever is queued is all there is)."""
-        return self._remote_ended
-
-    @property
-    def buffered_bytes(self) -> int:
-        """Received bytes not yet taken by the consumer (bounded by the stream window)."""
-        return sum(flow for _, flow in self._inbound)
-
-    async def receive_response(self) -> tuple[int, tuple[tuple[str, str], ...]]:
-        """Wait for the response headers: ``(status, headers)`` with lowercase names."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while self._response is None:
-            if self._error is not None:
-                raise self._error
-            if self._remote_ended:
-                raise SonicConnectionError(f"stream {self.stream_id} ended without a response")
-            await self._lot.park()
-        return self._response
-
-    async def receive_data(self) -> bytes:
-        """Next chunk of the response body; ``b""`` once the server ended the stream.
-
-        Raises the stream's error (reset, connection lost) once queued data is consumed.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            if self._inbound:
-                data, flow = self._inbound.popleft()
-                self._conn._acknowledge(self.stream_id, flow)
-                if data:  # a padding-only frame carries no body bytes
-                    return data
-                continue
-            if self._error is not None:
-                raise self._error
-            if self._remote_ended:
-                return b""
-            await self._lot.park()
-
-    async def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
-        """Send ``data`` (any size) as DATA frames, honouring flow control.
-
-        Waits while this stream's (or the connection's) send window is empty, and while the
-        connection's outgoing buffer is above its high-water mark; never holds a lock.
-        """
-        conn = self._conn
-        size = len(data)
-        if (
-            0 < size <= conn._h2.max_outbound_frame_size
-            and not end_stream
-            and self._send_closed is None
-            and not self._released
-            and not self._local_ended
-            and conn._error is None
-        ):
-            # Fast path (one audio event: far below one frame and the window): no slicing.
-            try:
-                if size <= conn._h2.local_flow_control_window(self.stream_id):
-                    conn._h2.send_data(self.stream_id, data)
-                    conn._flush()
-                    conn._pass_window()
-                    await conn._wait_writable()
-                    return
-            except h2.exceptions.H2Error:
-                pass  # the general path below maps the error
-        try:
-            await self._send_slow(data, end_stream)
-        finally:
-            # Whatever happened, a sender woken for the connection window hands it on.
-            conn._pass_window()
-        await conn._wait_writable()
-
-    async def _send_slow(self, data: bytes, end_stream: bool) -> None:
-        conn = self._conn
-        view = memoryview(data)
-        while True:
-            self._check_sendable()
-            if not view:
-                if end_stream:
-                    conn._h2_call(self, conn._h2.end_stream, self.stream_id)
-                    self._local_ended = True
-                return
-            window = conn._send_window(self)
-            if window <= 0:
-                if conn._h2.outbound_flow_control_window <= 0:
-                    # Blocked by the shared window: queue FIFO, woken one at a time (no herd).
-                    await conn._conn_window_lot.park()
-                else:
-                    conn._pass_window()
-                    await self._window_lot.park()
-                continue
-            size = min(window, conn._h2.max_outbound_frame_size, len(view))
-            last = size == len(view)
-            conn._h2_call(
-                self, conn._h2.send_data, self.stream_id, view[:size], end_stream and last
-            )
-            view = view[size:]
-            if last:
-                self._local_ended = self._local_ended or end_stream
-                return
-
-    async def end_stream(self) -> None:
-        """Half-close our side (an empty DATA frame with END_STREAM)."""
-        await self.send_data(b"", end_stream=True)
-
-    def _check_sendable(self) -> None:
-        if self._released:
-            raise LocalProtocolError(f"stream {self.stream_id} was already released")
-        if self._send_closed is not None:
-            raise self._send_closed
-        if self._local_ended:
-            raise LocalProtocolError(f"stream {self.stream_id} already ended its request body")
-
-    def reset(self, error_code: ErrorCodes = ErrorCodes.CANCEL) -> None:
-        """Abort the stream with RST_STREAM (no-op if it is already closed)."""
-        if self._released or self._send_closed is not None:
-            return
-        if self._local_ended and self._remote_ended:
-            return
-        self._send_closed = SonicConnectionError(f"stream {self.stream_id} was reset by us")
-        self._conn._reset(self.stream_id, error_code)
-
-    def release(self) -> None:
-        """Forget the stream: reset it if still open, give back unread window, free the slot."""
-        if self._released:
-            return
-        self.reset()
-        self._released = True
-        unread = self.buffered_bytes
-        self._inbound.clear()
-        self._conn._release(self, unread)
-        self._lot.unpark_all()
-        self._window_lot.unpark_all()
 
 
 class Connection:
@@ -351,7 +84,7 @@ class Connection:
         self.label = label
         self._on_change = on_change
         h2_config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
-        self._h2 = _GracefulH2Connection(config=h2_config)
+        self._h2 = GracefulH2Connection(config=h2_config)
         self._h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
