@@ -82,7 +82,9 @@ def end_for_error(exc: Exception) -> CallEnd:
             PROMPT_TIMEOUT: "prompt load timed out for assistant",
             PROMPT_STORE_FAILED: "prompt store failed for assistant",
         }[code]
-        return CallEnd("prompt_error", code, _short(f"{what} {exc.assistant!r}"))
+        # InvalidAssistantName already carries the name escaped and quoted.
+        name = exc.assistant if code == NO_ASSISTANT else repr(exc.assistant)
+        return CallEnd("prompt_error", code, _short(f"{what} {name}"))
     if isinstance(exc, SonicError):
         if isinstance(exc, SonicTimeout):
             code = SONIC_TIMEOUT

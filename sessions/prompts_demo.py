@@ -1,8 +1,9 @@
 """Show the prompt path working end to end against a local S3 (moto's server), no AWS needed.
 
-This is the interim ``novavoice demo``: it starts an S3-compatible server on 127.0.0.1,
-creates a versioned prompts bucket seeded with example prompts for ``esther`` and
-``support-agent``, points a real boto3 client at it, opens the shared prompt cache, then:
+``novavoice prompts-demo`` shows the prompt path alone (``novavoice demo`` runs whole
+calls). It starts an S3-compatible server on 127.0.0.1, creates a versioned prompts
+bucket seeded with example prompts for ``esther`` and ``support-agent``, points a real
+boto3 client at it, opens the shared prompt cache, then:
 
 1. fires a cold burst of concurrent requests for ``esther`` plus requests for
    ``support-agent``, a missing assistant and hostile names, then a warm round;
@@ -10,7 +11,7 @@ creates a versioned prompts bucket seeded with example prompts for ``esther`` an
 3. uploads a new version of Esther's prompt, waits again, and picks it up.
 
 It prints what each request got (prompt version, ETag, error), how many GETs the S3 server
-saw, and the cache's statistics. The full call demo will replace this module.
+saw, and the cache's statistics.
 """
 
 from __future__ import annotations
@@ -28,25 +29,12 @@ from actors.prompt_cache import PromptCacheStatistics, open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
 from actors.s3_prompt_store import S3PromptStore, make_s3_client
 from sessions.config import Settings, load_settings
+from sessions.example_prompts import EXAMPLE_PROMPTS, seed_example_prompts
 from sessions.local_s3 import LocalS3, run_local_s3
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.client import S3Client
+    pass
 
-EXAMPLE_PROMPTS = {
-    "esther": (
-        "You are Esther, the receptionist of the Lindenhof medical practice.\n"
-        "Greet callers warmly, find out whether they need an appointment, a prescription\n"
-        "renewal or to leave a message for a doctor, and keep every answer short: the\n"
-        "caller is on the phone. Never give medical advice; offer a call-back instead.\n"
-    ),
-    "support-agent": (
-        "You are the support line of Northwind Internet.\n"
-        "Ask for the customer number first. Walk callers through restarting their router\n"
-        "before anything else, one step at a time, and confirm each step was done.\n"
-        "If the line is still down, open a ticket and read its number back slowly.\n"
-    ),
-}
 UPDATED_ESTHER = EXAMPLE_PROMPTS["esther"] + "The practice is closed on Wednesday afternoons.\n"
 
 HOSTILE_NAMES = ["../secrets", "esther.md", "Esther", "\u0435sther", "support--agent", "a" * 65]
@@ -73,22 +61,6 @@ def main(args: argparse.Namespace) -> int:
     settings = load_settings()
     with run_local_s3() as s3:
         return trio.run(run_demo, s3, settings, args.burst, args.ttl_ms / 1000.0, print)
-
-
-def _seed(client: S3Client, settings: Settings) -> None:
-    bucket = settings.prompts_bucket
-    if settings.aws_region == "us-east-1":
-        client.create_bucket(Bucket=bucket)
-    else:
-        client.create_bucket(
-            Bucket=bucket,
-            CreateBucketConfiguration={"LocationConstraint": settings.aws_region},  # type: ignore[typeddict-item]
-        )
-    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    for name, text in EXAMPLE_PROMPTS.items():
-        client.put_object(
-            Bucket=bucket, Key=f"{settings.prompts_prefix}{name}.md", Body=text.encode()
-        )
 
 
 async def _ask(fetcher: PromptFetcher, name: str, tally: collections.Counter[str]) -> None:
@@ -130,7 +102,7 @@ async def run_demo(s3: LocalS3, settings: Settings, burst: int, ttl: float, out:
         static_credentials=("demo", "demo"),
     )
     limiter = trio.CapacityLimiter(settings.s3_max_connections)
-    await trio.to_thread.run_sync(_seed, client, settings, limiter=limiter)
+    await trio.to_thread.run_sync(seed_example_prompts, client, settings, limiter=limiter)
     s3.requests.reset()
     store = S3PromptStore(
         client=client,

@@ -295,11 +295,16 @@ def _log_call_end(summary: CallSummary, duration: float) -> None:
             "reason": end.reason if end else None,
             "close_code": end.code if end else None,
             "duration_s": round(duration, 3),
-            "first_audio_s": summary.first_audio_seconds,
             "turns": summary.turns,
             "barge_ins": summary.barge_ins,
             "frames_in": summary.frames_in,
             "frames_out": summary.frames_out,
             "pre_stream_drops": summary.pre_stream_drops,
+            # Numeric only: the log's redaction guard drops "audio" fields that are not.
+            **(
+                {"first_audio_s": round(summary.first_audio_seconds, 4)}
+                if summary.first_audio_seconds is not None
+                else {}
+            ),
         },
     )

@@ -1,4 +1,4 @@
-"""The interim demo runs end to end against moto's server and its own checks pass."""
+"""The prompt-path demo runs end to end against moto's server and its own checks pass."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from sessions import demo
+from sessions import prompts_demo as demo
 
 
 def test_demo_runs_and_its_checks_pass(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,22 @@
+"""README command (1): the embedded demo runs whole calls and its own checks pass."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from sessions import demo
+
+
+def test_demo_places_calls_and_every_check_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    status = demo.main(parser.parse_args(["--burst", "5"]))
+    output = capsys.readouterr().out
+    assert status == 0, output
+    assert "FAILED" not in output
+    assert "[ok] the cold burst cost exactly one S3 GET" in output
+    assert "[ok] the barge-in cleared playback" in output
+    # Versions and outcomes are shown; prompt text never is.
+    assert "Lindenhof" not in output and "Northwind" not in output
