@@ -271,7 +271,7 @@ def _parse(name: str, body: Mapping[str, Any]) -> OutputEvent:
     if name == "audioOutput":
         try:
             pcm = binascii.a2b_base64(_require_str(body, "content", name), strict_mode=True)
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
             raise RemoteProtocolError(f"audioOutput.content is not base64: {exc}") from exc
         return AudioOutput(**ids, content_id=_str(body, "contentId"), pcm=pcm)
     if name == "textOutput":
