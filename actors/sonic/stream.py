@@ -126,6 +126,7 @@ class SonicStream:
         self._response_error: SonicError | None = None
         self._receive_error: SonicError | None = None
         self._input_ended = False
+        self._send_broken: LocalProtocolError | None = None
         self._session_open = False
         self._prompts: dict[str, None] = {}
         self._contents: dict[tuple[str, str], None] = {}
@@ -203,10 +204,23 @@ class SonicStream:
                 raise LocalProtocolError("this Sonic stream's input was already ended")
             if self._response_error is not None:
                 raise self._response_error
+            if self._send_broken is not None:
+                raise self._send_broken
             inner = events.encode_input_chunk(nova_event_json)
             # The lock keeps sign-then-write atomic per stream, so the chain order is the
             # wire order even when several tasks send.
-            await self._h2.send_data(self._signer.sign(inner, _now_ms()))
+            signed = self._signer.sign(inner, _now_ms())
+            try:
+                await self._h2.send_data(signed)
+            except BaseException:
+                # Cancelled or failed after signing (maybe half written): every later event
+                # would fail the server's chain check, so the stream is unusable. Say so
+                # plainly to later senders and reset it; the exception itself propagates.
+                self._send_broken = LocalProtocolError(
+                    f"a send on Sonic stream {self.stream_id} was interrupted after signing"
+                )
+                self._h2.reset()
+                raise
             self.events_sent += 1
             if not nova_event_json.startswith(_AUDIO_INPUT_PREFIX):
                 self._track(nova_event_json)

@@ -17,6 +17,7 @@ import trio.testing
 
 from actors.errors import (
     EventStreamError,
+    LocalProtocolError,
     SonicConnectionError,
     SonicHTTPError,
     SonicStreamError,
@@ -472,3 +473,27 @@ async def test_lazy_response_check_reports_http_error_on_first_read(
         with pytest.raises(SonicHTTPError) as info:
             await anext(aiter(stream))
         assert (info.value.status, info.value.message) == (429, "later")
+
+
+async def test_a_send_cancelled_after_signing_breaks_the_stream_loudly(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The server never acknowledges data, so the window (4 KiB) fills and a send waits.
+    # Cancelling that send leaves a signed event unsent: every later event would fail the
+    # server's chain check, so later sends must fail here, plainly, instead.
+    async def handler(st: ServerStream) -> None:
+        await st.respond()
+        await trio.sleep_forever()
+
+    pcm = bytes(1024)
+    async with (
+        fake_server(handler, initial_window=4096, auto_ack=False) as server,
+        client_for(server) as client,
+        client.open_stream() as stream,
+    ):
+        with trio.move_on_after(5) as waited:
+            while True:
+                await stream.send(events.audio_input(prompt_name="p", content_name="c", pcm=pcm))
+        assert waited.cancelled_caught
+        with pytest.raises(LocalProtocolError, match="interrupted after signing"):
+            await stream.send(events.audio_input(prompt_name="p", content_name="c", pcm=pcm))
