@@ -14,6 +14,7 @@ background until they end.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import math
@@ -64,6 +65,7 @@ class ConnectionPool:
         self._connecting = 0
         self._closed = False
         self._lot = trio.lowlevel.ParkingLot()
+        self._context = contextvars.copy_context()
         self._serial = 0
         self.connections_opened = 0
         self.connect_failures = 0
@@ -126,20 +128,38 @@ class ConnectionPool:
             on_change=self._changed,
         )
         self._connecting += 1
+        done_send, done_recv = trio.open_memory_channel[Exception | None](1)
+        # A connection serves every call, so its tasks are spawned in the pool's own context,
+        # not in the context of the call that happened to need it: they must not log with
+        # that call's id, and that call hanging up must not abort the connect for the rest.
+        self._context.run(self._nursery.start_soon, self._run_connect, conn, done_send)
         try:
-            await self._nursery.start(conn.run)
-        except BaseException:
-            self.connect_failures += 1
-            raise
-        else:
-            self.connections_opened += 1
-            if self._closed:
-                conn.close()
+            error = await done_recv.receive()
+        except trio.EndOfChannel:
+            raise SonicConnectionError(f"the Sonic client for {self._label} is closed") from None
+        if error is not None:
+            raise error
+
+    async def _run_connect(
+        self, conn: Connection, done: trio.MemorySendChannel[Exception | None]
+    ) -> None:
+        with done:  # closed without a value if this task is cancelled (the pool closes)
+            error: Exception | None = None
+            try:
+                await self._nursery.start(conn.run)
+            except Exception as exc:
+                self.connect_failures += 1
+                error = exc
             else:
-                self._connections.append(conn)
-        finally:
-            self._connecting -= 1
-            self._lot.unpark_all()
+                self.connections_opened += 1
+                if self._closed:
+                    conn.close()
+                else:
+                    self._connections.append(conn)
+            finally:
+                self._connecting -= 1
+                self._lot.unpark_all()
+            done.send_nowait(error)
 
     def close(self) -> None:
         """Refuse new streams and retire every connection (each sends GOAWAY and closes)."""

@@ -4,6 +4,7 @@ cancellation, the pool's connection policy, and errors that come out unwrapped."
 
 from __future__ import annotations
 
+import contextvars
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -497,3 +498,27 @@ async def test_a_send_cancelled_after_signing_breaks_the_stream_loudly(
         assert waited.cancelled_caught
         with pytest.raises(LocalProtocolError, match="interrupted after signing"):
             await stream.send(events.audio_input(prompt_name="p", content_name="c", pcm=pcm))
+
+
+CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
+
+
+async def test_connection_tasks_do_not_inherit_the_first_callers_context(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The daemon binds each call's log fields in a ContextVar; a shared connection opened on
+    # behalf of one call must not carry that call's identity into its own tasks.
+    async def handler(st: ServerStream) -> None:
+        await st.respond()
+        await trio.sleep_forever()
+
+    async with fake_server(handler) as server, client_for(server) as client:
+        token = CALLER.set("call-1")
+        try:
+            async with client.open_stream():
+                nursery = client.pool._nursery
+                tasks = list(nursery.child_tasks)
+                assert tasks, "the pool runs its connections in its own nursery"
+                assert all(task.context.get(CALLER) is None for task in tasks)
+        finally:
+            CALLER.reset(token)
