@@ -28,6 +28,7 @@ added latency p99 ≤ 5 ms at 300 calls.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from harness import (
     histogram_quantile,
     latency_summary,
     load_results,
+    machine_busy_seconds,
     metric,
     open_stack,
     rss_bytes,
@@ -66,6 +68,8 @@ class Probe:
     pid: int
     counts: Callable[[], tuple[int, int]]
     scrape: Callable[[], Samples] | None = None
+    others: tuple[int, ...] = ()
+    """Processes beside it whose CPU use is reported too (the emulator)."""
 
 
 def daemon_probe(stack: Stack) -> Probe:
@@ -77,7 +81,7 @@ def daemon_probe(stack: Stack) -> Probe:
             metric(s, "novavoice_frames_total", direction="in")
         )
 
-    return Probe(stack.daemon_pid, counts, lambda: scrape(stack.admin_url))
+    return Probe(stack.daemon_pid, counts, lambda: scrape(stack.admin_url), (stack.emulator_pid,))
 
 
 def measure_level(
@@ -111,6 +115,8 @@ def measure_level(
         before = probe.scrape() if probe.scrape else None
         active0, frames0 = probe.counts()
         cpu0, t0, load_cpu0 = cpu_seconds(probe.pid), time.monotonic(), cpu_seconds(load.pid)
+        others0 = sum(cpu_seconds(p) for p in probe.others)
+        busy0 = machine_busy_seconds()
         active_samples = [active0]
         rss_samples = [rss_bytes(probe.pid)]
         while time.monotonic() - t0 < window:
@@ -118,6 +124,8 @@ def measure_level(
             active_samples.append(probe.counts()[0])
             rss_samples.append(rss_bytes(probe.pid))
         cpu1, t1, load_cpu1 = cpu_seconds(probe.pid), time.monotonic(), cpu_seconds(load.pid)
+        others1 = sum(cpu_seconds(p) for p in probe.others)
+        busy1 = machine_busy_seconds()
         _, frames1 = probe.counts()
         after = probe.scrape() if probe.scrape else None
     finally:
@@ -138,8 +146,14 @@ def measure_level(
         "cpu_ms_per_call_second": cpu * 1000 / call_seconds,
         "frames_in": frames,
         "cpu_us_per_frame_in": cpu * 1e6 / frames if frames else None,
+        # A real call delivers 50 caller frames a second; when the load generator falls
+        # behind (2 shared cores), this is the honest per-call-second figure.
+        "cpu_ms_per_realtime_call_second": cpu * 1e3 * 50 / frames if frames else None,
         "rss_bytes": max(rss_samples),
         "loadtest_cores_used": (load_cpu1 - load_cpu0) / elapsed,
+        "emulator_cores_used": (others1 - others0) / elapsed,
+        "machine_cores_busy": (busy1 - busy0) / elapsed,
+        "real_time_frames_per_call_second": frames / call_seconds,
     }
     if before is not None and after is not None:
         out["added_latency"] = latency_summary(before, after)
@@ -174,10 +188,15 @@ def print_level(name: str, level: dict[str, Any], baseline_rss: int) -> None:
     print(
         f"{name} @ {level['calls']} calls (active {level['active_min']}-{level['active_max']}, "
         f"{level['window_s']:.0f} s window): CPU {level['cores_used']:.2f} cores = "
-        f"{level['cpu_ms_per_call_second']:.2f} ms per call-second, "
+        f"{level['cpu_ms_per_call_second']:.2f} ms per call-second as run, "
+        f"{level['cpu_ms_per_realtime_call_second']:.2f} ms per real-time call-second, "
         f"{level['cpu_us_per_frame_in'] or 0:.1f} µs per carrier frame in; "
         f"RSS {level['rss_bytes'] / 2**20:.1f} MiB = {per_call_kb:.0f} KiB per call over idle; "
         f"load generator {level['loadtest_cores_used']:.2f} cores, "
+        f"emulator {level['emulator_cores_used']:.2f} cores, "
+        f"whole machine {level['machine_cores_busy']:.2f} of {os.cpu_count()} cores busy; "
+        f"caller frames arrived at {level['real_time_frames_per_call_second']:.0f}/s per call "
+        f"(real time: 50), "
         f"frames late {level['loadtest']['frames_late']}, failed {level['loadtest']['failed']}"
     )
     if "added_latency" in level:
@@ -301,12 +320,12 @@ def main() -> int:
         )
     print("goals:")
     for level in lv:
-        c = level["cpu_ms_per_call_second"]
+        c = level["cpu_ms_per_realtime_call_second"]
         print(
             _verdict(
                 c <= GOAL_CPU_MS,
-                f"{level['calls']} calls: {c:.2f} ms CPU per "
-                f"call-second (goal ≤ {GOAL_CPU_MS}; {c / GOAL_CPU_MS:.2f}x)",
+                f"{level['calls']} calls: {c:.2f} ms CPU per real-time call-second (50 "
+                f"frames/s; goal ≤ {GOAL_CPU_MS}; {c / GOAL_CPU_MS:.2f}x)",
             )
         )
         kb = level["rss_kb_per_call"]

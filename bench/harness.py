@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -193,9 +194,11 @@ class Stack:
     url: str
     admin_url: str
     daemon_pid: int
+    emulator_pid: int
     emulator_url: str
     s3: S3Server
     out: Path
+    daemon_log: Path
 
     def prompt_gets(self, assistant: str) -> int:
         """S3 GETs of ``assistant``'s prompt object, counted on the S3 server's side."""
@@ -250,9 +253,11 @@ def open_stack(
             url=listening["url"],
             admin_url=listening["admin_url"],
             daemon_pid=daemon.pid,
+            emulator_pid=emu.pid,
             emulator_url=emulator["url"],
             s3=s3,
             out=OUT,
+            daemon_log=daemon_log,
         )
 
 
@@ -265,6 +270,24 @@ def run_loadtest(
     proc = subprocess.Popen(command, cwd=ROOT, env=_base_env(), stdout=sink, stderr=sink, text=True)
     sink.close()  # the child holds its own descriptor
     return proc
+
+
+def twilio_call_sid(seed: int) -> str:
+    """The ``callSid`` a simulated Twilio call with this seed sends (the daemon logs it as
+    ``call_id``); mirrors ``sessions.simcall.call``: a stream sid, then the call sid."""
+    rng = random.Random(seed)
+    rng.getrandbits(128)
+    return f"CA{rng.getrandbits(128):032x}"
+
+
+def call_ends(log: Path) -> dict[str, dict[str, Any]]:
+    """The daemon's ``call_ended`` log lines, by call id."""
+    out: dict[str, dict[str, Any]] = {}
+    for raw in log.read_text(errors="replace").splitlines():
+        if '"call_ended"' in raw:
+            line = json.loads(raw)
+            out[line.get("call_id") or ""] = line
+    return out
 
 
 def load_results(path: Path) -> dict[str, Any]:
@@ -288,6 +311,13 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (``/proc/stat``), to see who else runs."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK
 
 
 # --- /metrics ----------------------------------------------------------------------------------
