@@ -55,7 +55,7 @@ def main() -> int:
     """Run the burst; print the GET count, arrival spread and latencies; 1 if GETs != 1."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--length", type=float, default=6.0, help="seconds per call")
+    parser.add_argument("--length", type=float, default=12.0, help="seconds per call")
     args = parser.parse_args()
     print(MACHINE_NOTE)
     # Enough Sonic connections for every stream at once (the emulator allows 1,000 streams

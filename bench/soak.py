@@ -1,6 +1,6 @@
 """Soak: 10,000 short calls one after another (per slot) → the daemon's RSS growth (no leak).
 
-Reproduce (about 9 minutes on 2 cores; each of the 20 slots places its calls back to back):
+Reproduce (about 9 minutes on 2 cores; each of the 30 slots places its calls back to back):
 
     .venv/bin/python bench/soak.py                      # 10,000 calls
     .venv/bin/python bench/soak.py --total 1000         # quick check
@@ -47,7 +47,7 @@ def main() -> int:
     """Run warm-up and soak; print RSS growth and the goal."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total", type=int, default=10_000)
-    parser.add_argument("--slots", type=int, default=20, help="calls in progress at once")
+    parser.add_argument("--slots", type=int, default=30, help="calls in progress at once")
     parser.add_argument("--length", type=float, default=1.0, help="seconds per call")
     parser.add_argument("--warmup", type=int, default=200)
     args = parser.parse_args()
