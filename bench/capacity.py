@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -85,7 +88,15 @@ def daemon_probe(stack: Stack) -> Probe:
 
 
 def measure_level(
-    probe: Probe, url: str, calls: int, *, window: float, ramp: float, settle: float, tag: str
+    probe: Probe,
+    url: str,
+    calls: int,
+    *,
+    window: float,
+    ramp: float,
+    settle: float,
+    tag: str,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """Ramp up ``calls`` calls, measure ``window`` seconds at full load, return the figures."""
     ramp_s = calls / ramp
@@ -117,6 +128,26 @@ def measure_level(
         cpu0, t0, load_cpu0 = cpu_seconds(probe.pid), time.monotonic(), cpu_seconds(load.pid)
         others0 = sum(cpu_seconds(p) for p in probe.others)
         busy0 = machine_busy_seconds()
+        spy = None
+        if profile is not None:
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-p",
+                    str(probe.pid),
+                    "-d",
+                    str(int(window)),
+                    "-f",
+                    "raw",
+                    "--function",
+                    "-o",
+                    str(profile),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         active_samples = [active0]
         rss_samples = [rss_bytes(probe.pid)]
         while time.monotonic() - t0 < window:
@@ -126,6 +157,8 @@ def measure_level(
         cpu1, t1, load_cpu1 = cpu_seconds(probe.pid), time.monotonic(), cpu_seconds(load.pid)
         others1 = sum(cpu_seconds(p) for p in probe.others)
         busy1 = machine_busy_seconds()
+        if spy is not None:
+            spy.wait(timeout=60)
         _, frames1 = probe.counts()
         after = probe.scrape() if probe.scrape else None
     finally:
@@ -172,6 +205,26 @@ def measure_level(
     out["loadtest"] = {k: agg[k] for k in ("calls", "ok", "failed", "frames_late", "outcomes")}
     out["loadtest"]["first_audio_s"] = agg["first_audio_s"]
     return out
+
+
+def _frame_name(frame: str) -> str:
+    """``func (path/to/file.py:12)`` → ``func file.py``."""
+    func, _, where = frame.partition(" (")
+    return f"{func} {where.rstrip(')').split('/')[-1].split(':')[0]}"
+
+
+def summarize_profile(path: Path, top: int = 25) -> list[tuple[str, float]]:
+    """py-spy's collapsed stacks → the ``top`` frames by share of samples (inclusive)."""
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        frames = {_frame_name(f) for f in stack.split(";")}
+        for frame in frames:
+            inclusive[frame] += n
+    return [(frame, n / total) for frame, n in inclusive.most_common(top)]
 
 
 def wait_idle(probe: Probe, timeout: float = 60) -> None:
@@ -228,6 +281,11 @@ def main() -> int:
         "until calls fail, frames are late or loop lag p99 passes 50 ms",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the bare relay")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the daemon during the first level's window (pip install py-spy)",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     print(MACHINE_NOTE)
@@ -264,8 +322,14 @@ def main() -> int:
                 ramp=args.ramp,
                 settle=args.settle,
                 tag=f"novavoice{n}",
+                profile=OUT / "capacity.profile.txt" if args.profile and i == 0 else None,
             )
             print_level("novavoice", level, baseline)
+            if args.profile and i == 0:
+                level["profile_top"] = summarize_profile(OUT / "capacity.profile.txt")
+                print("    py-spy, share of daemon samples (inclusive):")
+                for frame, share in level["profile_top"]:
+                    print(f"      {share:6.1%}  {frame}")
             results["levels"].append(level)
             wait_idle(probe)
             i += 1
