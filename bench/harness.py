@@ -159,8 +159,7 @@ def _s3_server(prompts: Mapping[str, str], log: Path) -> Iterator[S3Server]:
 
 def _serve_s3() -> int:
     """``s3-server`` mode: run moto's S3, seed it, print the endpoint, answer count queries."""
-    import boto3
-
+    from actors.s3_prompt_store import make_s3_client
     from sessions.config import settings_from_mapping
     from sessions.example_prompts import seed_example_prompts
     from sessions.local_s3 import run_local_s3
@@ -168,12 +167,11 @@ def _serve_s3() -> int:
     settings = settings_from_mapping({})
     extra: dict[str, str] = json.loads(os.environ.get("BENCH_EXTRA_PROMPTS", "{}"))
     with run_local_s3() as s3:
-        client = boto3.client(
-            "s3",
-            region_name="us-east-1",
+        client = make_s3_client(
+            region=settings.aws_region,
+            max_connections=2,
             endpoint_url=s3.endpoint_url,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
+            static_credentials=(ACCESS_KEY, SECRET_KEY),
         )
         seed_example_prompts(client, settings)
         for name, text in extra.items():

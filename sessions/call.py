@@ -23,10 +23,8 @@ import contextlib
 import functools
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
 
 import attrs
 import trio
@@ -42,7 +40,8 @@ from actors.audio_pumps import (
 from actors.errors import CarrierError, CarrierUnsupportedMedia, PromptError, SonicError
 from actors.prompt_fetch import PromptFetcher, prompt_log_fields
 from actors.prompt_store import StoredPrompt
-from actors.sonic import events, output
+from actors.sonic import output
+from actors.sonic_session import SonicOpener, SonicSession, SonicSessionEnded, SonicStreamLike
 from sessions import close_codes
 from sessions.close_codes import CallEnd, end_for_error
 from sessions.dialects.base import (
@@ -50,7 +49,6 @@ from sessions.dialects.base import (
     CallStarted,
     CallStopped,
     ClearAudio,
-    Command,
     Dialect,
     DtmfReceived,
     Event,
@@ -69,24 +67,16 @@ logger = logging.getLogger("novavoice.call")
 _SONIC_RATES = (8000, 16000, 24000)
 
 
-class SonicStreamLike(Protocol):
-    """What a call needs of a Sonic stream (``actors.sonic.stream.SonicStream``)."""
+@attrs.frozen
+class _CountingOpener:
+    """Counts every Sonic stream a call opens (rotations open more than one)."""
 
-    async def send(self, nova_event_json: bytes) -> None:
-        """Send one Nova Sonic input event."""
-        ...
-
-    def __aiter__(self) -> AsyncIterator[output.OutputEvent]:
-        """Iterate the stream's output events."""
-        ...
-
-
-class SonicOpener(Protocol):
-    """What a call needs of the Sonic client (``actors.sonic.stream.SonicClient``)."""
+    inner: SonicOpener
+    metrics: Metrics
 
     def open_stream(self) -> AbstractAsyncContextManager[SonicStreamLike]:
-        """Open one bidirectional stream for the duration of the block."""
-        ...
+        self.metrics.sonic_stream_opens.inc()
+        return self.inner.open_stream()
 
 
 @attrs.frozen(kw_only=True)
@@ -112,6 +102,9 @@ class CallSettings:
     """Assistant audio queued towards a slow or paused carrier before Sonic is held back."""
     close_timeout: float = 2.0
     """Seconds allowed for the carrier's close handshake at the end of a call."""
+    rotate_after: float = 360.0
+    """Seconds after which a call's Sonic stream is replaced by a fresh one (with the
+    conversation replayed), ahead of Bedrock's 8-minute stream limit."""
 
 
 @attrs.frozen(kw_only=True)
@@ -170,6 +163,8 @@ class CallChannel:
         self._out_chunker: Rechunker | None = None
         self._flow_open = trio.Event()
         self._flow_open.set()
+        self.session: SonicSession | None = None
+        """The call's Sonic session, once the prompt is loaded (rotation statistics)."""
         self._interrupted: set[str] = set()
         self._content_roles: dict[str, tuple[str | None, output.GenerationStage | None]] = {}
 
@@ -330,73 +325,54 @@ class CallChannel:
             if ctx is not None:
                 ctx.update(prompt_version=version)
             logger.info("call prompt loaded", extra=_prompt_fields(prompt))
-            async with self._deps.sonic.open_stream() as stream:
-                self._deps.metrics.sonic_stream_opens.inc()
-                await self._run_conversation(stream, start, prompt)
+            await self._run_conversation(start, prompt)
         except (CarrierError, PromptError, SonicError) as exc:
             self.end_for(exc)
 
-    async def _run_conversation(
-        self, stream: SonicStreamLike, start: CallStarted, prompt: StoredPrompt
-    ) -> None:
+    async def _run_conversation(self, start: CallStarted, prompt: StoredPrompt) -> None:
         settings = self._settings
         rate = start.media_format.sample_rate
         if rate not in _SONIC_RATES:  # the dialects refuse other rates; guard the invariant
             raise CarrierUnsupportedMedia(f"sample rate {rate} not supported by Nova Sonic")
-        prompt_name = str(uuid.uuid4())
-        audio_name = str(uuid.uuid4())
-        await stream.send(
-            events.session_start(
-                max_tokens=settings.max_tokens,
-                top_p=settings.top_p,
-                temperature=settings.temperature,
-                endpointing_sensitivity=settings.endpointing_sensitivity,
-            )
+        session = SonicSession(
+            _CountingOpener(self._deps.sonic, self._deps.metrics),
+            system_prompt=prompt.text,
+            sample_rate=rate,
+            voice_id=settings.voice_id,
+            endpointing_sensitivity=settings.endpointing_sensitivity,
+            max_tokens=settings.max_tokens,
+            top_p=settings.top_p,
+            temperature=settings.temperature,
+            on_event=self._on_sonic_event,
+            rotate_after=settings.rotate_after,
         )
-        await stream.send(
-            events.prompt_start(
-                prompt_name=prompt_name, voice_id=settings.voice_id, output_sample_rate=rate
-            )
-        )
-        system_name = str(uuid.uuid4())
-        await stream.send(
-            events.text_content_start(
-                prompt_name=prompt_name, content_name=system_name, role="SYSTEM", interactive=False
-            )
-        )
-        for piece in events.split_text(prompt.text):
-            await stream.send(
-                events.text_input(prompt_name=prompt_name, content_name=system_name, content=piece)
-            )
-        await stream.send(events.content_end(prompt_name=prompt_name, content_name=system_name))
-        await stream.send(
-            events.audio_content_start(
-                prompt_name=prompt_name, content_name=audio_name, sample_rate=rate
-            )
-        )
-        self._sonic_ready = True
-
-        async def send_chunk(pcm: bytes) -> None:
-            await stream.send(
-                events.audio_input(prompt_name=prompt_name, content_name=audio_name, pcm=pcm)
-            )
-
-        chunk_bytes = rate * 2 * settings.chunk_ms // 1000
+        self.session = session
         audio_in = functools.partial(
             run_audio_in_pump,
             self._pcm_receive,
-            send_chunk,
-            chunk_bytes=chunk_bytes,
+            session.send_audio,
+            chunk_bytes=rate * 2 * settings.chunk_ms // 1000,
             silence_after=settings.silence_after,
             on_latency=self._cm.added_latency_in,
             statistics=self.summary.audio_in,
         )
         async with trio.open_nursery() as nursery:
+            # Caller audio keeps waiting in the pre-stream channel until the first leg is
+            # ready; then the pumps start.
+            await nursery.start(self._guarded_session, session)
+            self._sonic_ready = True
             nursery.start_soon(self._guarded, audio_in, name="audio_in")
             nursery.start_soon(self._guarded, self._write_carrier, name="carrier_writer")
-            nursery.start_soon(
-                self._guarded, functools.partial(self._read_sonic, stream), name="sonic_reader"
-            )
+
+    async def _guarded_session(
+        self, session: SonicSession, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        try:
+            await session.run(task_status=task_status)
+        except SonicSessionEnded:
+            self.end(CallEnd("sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"))
+        except (CarrierError, PromptError, SonicError) as exc:
+            self.end_for(exc)
 
     async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run one of the call's tasks; a domain error ends the call instead of escaping.
@@ -411,44 +387,32 @@ class CallChannel:
 
     # --- Sonic → carrier ------------------------------------------------------------------
 
-    async def _read_sonic(self, stream: SonicStreamLike) -> None:
-        codec = self._codec
-        chunker = self._out_chunker
-        assert codec is not None and chunker is not None
-        send = self._dialect.send
-        await self._pump_sonic(stream, codec, chunker, send)
-        # Sonic ended the stream without an error: the session is over.
-        self.end(CallEnd("sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"))
-
-    async def _pump_sonic(
-        self,
-        stream: SonicStreamLike,
-        codec: CarrierCodec,
-        chunker: Rechunker,
-        send: Callable[[Command], list[Message]],
-    ) -> None:
-        async for ev in stream:
-            if type(ev) is output.AudioOutput:
-                if ev.content_id in self._interrupted:
-                    continue  # already cut off by a barge-in: the caller must not hear it
-                stamp = time.perf_counter()
-                if self.summary.first_audio_seconds is None:
-                    self.summary.first_audio_seconds = stamp - self._t0
-                    self._cm.first_audio(self.summary.first_audio_seconds)
-                for frame in chunker.push(codec.encode(ev.pcm)):
-                    await self._out.put((send(SendAudio(payload=frame)), stamp), len(frame))
-            elif isinstance(ev, output.TextOutput):
-                if ev.is_barge_in:
-                    await self._barge_in(ev.content_id)
-                else:
-                    await self._transcript(ev)
-            elif isinstance(ev, output.ContentStarted):
-                if ev.content_id is not None:
-                    self._content_roles[ev.content_id] = (ev.role, ev.generation_stage)
-            elif isinstance(ev, output.ContentEnded):
-                await self._on_content_end(ev)
-            elif isinstance(ev, output.CompletionEnded):
-                self.summary.turns += 1
+    async def _on_sonic_event(self, ev: output.OutputEvent) -> None:
+        """One output event of the current Sonic leg (hot path: audio)."""
+        if type(ev) is output.AudioOutput:
+            if ev.content_id in self._interrupted:
+                return  # already cut off by a barge-in: the caller must not hear it
+            codec, chunker = self._codec, self._out_chunker
+            assert codec is not None and chunker is not None
+            stamp = time.perf_counter()
+            if self.summary.first_audio_seconds is None:
+                self.summary.first_audio_seconds = stamp - self._t0
+                self._cm.first_audio(self.summary.first_audio_seconds)
+            send = self._dialect.send
+            for frame in chunker.push(codec.encode(ev.pcm)):
+                await self._out.put((send(SendAudio(payload=frame)), stamp), len(frame))
+        elif isinstance(ev, output.TextOutput):
+            if ev.is_barge_in:
+                await self._barge_in(ev.content_id)
+            else:
+                await self._transcript(ev)
+        elif isinstance(ev, output.ContentStarted):
+            if ev.content_id is not None:
+                self._content_roles[ev.content_id] = (ev.role, ev.generation_stage)
+        elif isinstance(ev, output.ContentEnded):
+            await self._on_content_end(ev)
+        elif isinstance(ev, output.CompletionEnded):
+            self.summary.turns += 1
 
     async def _on_content_end(self, ev: output.ContentEnded) -> None:
         if ev.content_id is not None:

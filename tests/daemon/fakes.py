@@ -17,6 +17,7 @@ import trio.lowlevel
 import trio.testing
 from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
 
+from actors.errors import SonicConnectionError
 from actors.fake_prompt_store import FakePromptStore
 from actors.prompt_cache import PromptCache, open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
@@ -38,9 +39,18 @@ class FakeSonicStream:
     def __attrs_post_init__(self) -> None:
         self._feed_send, self._feed_receive = trio.open_memory_channel(1000)
 
+    dead: bool = False
+
+    def kill(self) -> None:
+        """The server ended this stream: later sends fail as they would on a real one."""
+        self.dead = True
+
     async def send(self, nova_event_json: bytes) -> None:
         if self.closed:
             raise AssertionError("send after close")
+        if self.dead:
+            await trio.lowlevel.checkpoint()
+            raise SonicConnectionError("stream closed by the server")
         self.sent.append(json.loads(nova_event_json)["event"])
         if "audioInput" in self.sent[-1]:
             self.audio_sent.set()

@@ -22,7 +22,7 @@ from sessions.call import CallDeps, CallSettings, CallSummary, run_call
 from sessions.dialects.twilio import TwilioDialect
 from sessions.logs import open_call_log
 from sessions.metrics import Metrics
-from tests.daemon.fakes import FakeSonic, TwilioPeer, open_fetcher, ws_pair
+from tests.daemon.fakes import FakeSonic, FakeSonicStream, TwilioPeer, open_fetcher, ws_pair
 
 Script = Callable[[TwilioPeer, FakeSonic], Awaitable[None]]
 
@@ -258,7 +258,7 @@ async def test_missing_prompt_ends_the_call_before_sonic(autojump_clock: trio.ab
     ("error", "code"),
     [
         (SonicStreamError("throttlingException", "slow down"), close_codes.SONIC_THROTTLED),
-        (SonicStreamError("modelTimeoutException", "8 min"), close_codes.SONIC_SESSION_ENDED),
+        (SonicStreamError("validationException", "bad event"), close_codes.SONIC_FAILED),
         (SonicStreamError("internalServerException", "oops"), close_codes.SONIC_FAILED),
     ],
 )
@@ -305,3 +305,113 @@ async def test_malformed_carrier_message_gets_its_protocol_close_code(
     assert summary.end is not None
     assert summary.end.reason == "protocol_error"
     assert 4000 <= summary.end.code < 4100
+
+
+def text_start(content_id: str, role: str, stage: str) -> output.ContentStarted:
+    return output.ContentStarted(
+        **IDS, content_id=content_id, kind=output.ContentKind.TEXT, role=role,
+        generation_stage=output.GenerationStage(stage),
+    )  # fmt: skip
+
+
+def text(content_id: str, role: str, content: str) -> output.TextOutput:
+    return output.TextOutput(
+        **IDS, content_id=content_id, role=role, content=content, is_barge_in=False
+    )
+
+
+def setup_texts(stream: FakeSonicStream) -> list[tuple[str, str]]:
+    """(role, text) of every TEXT block a stream was set up with, in order."""
+    roles = {
+        e["contentStart"]["contentName"]: e["contentStart"]["role"]
+        for e in stream.sent
+        if "contentStart" in e and e["contentStart"]["type"] == "TEXT"
+    }
+    return [
+        (roles[e["textInput"]["contentName"]], e["textInput"]["content"])
+        for e in stream.sent
+        if "textInput" in e
+    ]
+
+
+async def test_long_call_rotates_streams_without_losing_audio(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    frames = ulaw_frames(1750, seed=5)  # 35 s of caller audio; streams last 10 s each
+
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await send_frames(peer, frames[:100])
+        first = sonic.streams[0]
+        for item in (
+            text_start("u1", "USER", "FINAL"),
+            text("u1", "USER", "I need an appointment."),
+            text_start("s1", "ASSISTANT", "SPECULATIVE"),
+            text("s1", "ASSISTANT", "Sure, let me check"),
+            text_start("a1", "ASSISTANT", "FINAL"),
+            text("a1", "ASSISTANT", "Sure, what day suits you?"),
+        ):
+            first.feed(item)
+        await send_frames(peer, frames[100:], start=100)
+        await trio.sleep(1)
+        await peer.stop()
+
+    summary, _, sonic, metrics = await run_scenario(
+        script, settings=CallSettings(rotate_after=10.0)
+    )
+    assert summary.end is not None and summary.end.reason == "hangup"
+    assert len(sonic.streams) == 4  # opened at about 0, 11, 22 and 33 s
+    assert all(stream.closed for stream in sonic.streams)
+    # Every caller frame reached Sonic exactly once, in order, across the streams.
+    expected = ulaw_to_pcm16(b"".join(frames))
+    sent = b"".join(stream.audio_pcm() for stream in sonic.streams)
+    assert sent[: len(expected)] == expected
+    assert len(sent) - len(expected) < 512 * 60  # then only comfort silence, until the hang-up
+    # Each new stream was set up with the system prompt, then the conversation so far
+    # (final transcripts only, no speculative text), before its audio block.
+    later = sonic.streams[1]
+    assert setup_texts(later) == [
+        ("SYSTEM", "You are Esther, a helpful receptionist."),
+        ("USER", "I need an appointment."),
+        ("ASSISTANT", "Sure, what day suits you?"),
+    ]
+    names = later.names()
+    assert names.index("audioInput") > max(i for i, n in enumerate(names) if n == "textInput")
+    opens = metrics.registry.get_sample_value("novavoice_sonic_stream_opens_total")
+    assert opens == 4
+
+
+async def test_stream_time_limit_continues_on_a_new_stream(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    frames = ulaw_frames(400, seed=6)
+
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await send_frames(peer, frames[:150])
+        first = sonic.streams[0]
+        first.kill()  # sends fail from now on, as on a stream the server ended
+        await send_frames(peer, frames[150:160], start=150)
+        first.feed(SonicStreamError("modelTimeoutException", "Model has timed out"))
+        await send_frames(peer, frames[160:], start=160)
+        await trio.sleep(1)
+        await peer.stop()
+
+    summary, _, sonic, _ = await run_scenario(script)  # rotate_after: the 360 s default
+    assert summary.end is not None and summary.end.reason == "hangup"
+    assert len(sonic.streams) == 2
+    expected = ulaw_to_pcm16(b"".join(frames))
+    sent = b"".join(stream.audio_pcm() for stream in sonic.streams)
+    assert sent[: len(expected)] == expected  # the chunks refused by the dead stream re-sent
+
+
+async def test_sonic_ending_the_stream_ends_the_call(autojump_clock: trio.abc.Clock) -> None:
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await send_frames(peer, ulaw_frames(10))
+        sonic.streams[0].end()
+
+    summary, _, _, _ = await run_scenario(script)
+    assert summary.end == close_codes.CallEnd(
+        "sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"
+    )

@@ -11,39 +11,31 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import attrs
-import boto3
 import pytest
 
+from actors.s3_prompt_store import make_s3_client
 from actors.sonic.credentials import StaticCredentialsProvider
 from actors.sonic.emulator import EmulatorConfig, StreamPlan, open_emulator
 from actors.sonic.emulator.server import Emulator
 from actors.sonic.signing import Credentials
 from sessions.config import Settings
+from sessions.example_prompts import seed_example_prompts
 from sessions.local_s3 import LocalS3, run_local_s3
 from sessions.serve import Daemon, DaemonOverrides, open_daemon
 
 ACCESS_KEY = "AKIDE2ETEST"
 SECRET_KEY = "e2e-secret-key-not-real"
-BUCKET = "nova-sonic-prompts"
-PROMPTS = {
-    "esther": "You are Esther, the front desk of a dental practice.",
-    "support-agent": "You are a patient support agent for an internet provider.",
-}
 
 
 def seed_prompts(s3: LocalS3) -> None:
     """Create the versioned prompts bucket and put the example prompts."""
-    client = boto3.client(
-        "s3",
+    client = make_s3_client(
+        region="us-east-1",
+        max_connections=2,
         endpoint_url=s3.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
+        static_credentials=("local", "local"),
     )
-    client.create_bucket(Bucket=BUCKET)
-    client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    for name, text in PROMPTS.items():
-        client.put_object(Bucket=BUCKET, Key=f"assistants/{name}.md", Body=text.encode())
+    seed_example_prompts(client, Settings())
 
 
 @pytest.fixture

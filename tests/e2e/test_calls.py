@@ -18,8 +18,9 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from actors.sonic import output
 from actors.sonic.emulator import open_emulator
 from actors.sonic.emulator.server import Emulator
+from actors.sonic_session import SonicOpener, SonicStreamLike
 from sessions import close_codes
-from sessions.call import SonicOpener, SonicStreamLike
+from sessions.call import CallSettings
 from sessions.local_s3 import LocalS3, S3RequestCounter
 from sessions.logs import current_call
 from sessions.serve import Daemon, open_daemon
@@ -257,3 +258,32 @@ async def test_s3_outage_cached_assistants_still_answer(emulator: Emulator) -> N
     assert again.outcome == "completed" and again.frames_received == REPLY_FRAMES
     assert stats.stale_served >= 1
     assert never_cached.close_code in (close_codes.PROMPT_STORE_FAILED, close_codes.PROMPT_TIMEOUT)
+
+
+async def test_calls_outlive_the_stream_limit(local_s3: LocalS3) -> None:
+    # Streams die after 3 s here (Bedrock: 8 minutes). One call rotates ahead of the limit
+    # (rotate_after 1.5 s), the other only when the limit hits it: both keep talking.
+    script = CallScript(length=None, max_turns=4, utterance_seconds=(0.6, 0.6))
+    with trio.fail_after(60):
+        async with open_emulator(emulator_config(session_limit=3.0)) as emulator:
+            for rotate_after in (1.5, 100.0):
+                settings = daemon_settings()
+                overrides = attrs.evolve(
+                    daemon_overrides(emulator, local_s3),
+                    call_settings=CallSettings(rotate_after=rotate_after),
+                )
+                async with open_daemon(settings, overrides) as daemon:
+                    report = await run_simulated_call(daemon.url, assistant="esther", script=script)
+                    await daemon.supervisor.wait_active_calls(lambda n: n == 0)
+                    opens = daemon.metrics.registry.get_sample_value(
+                        "novavoice_sonic_stream_opens_total"
+                    )
+                assert report.outcome == "completed", (rotate_after, report)
+                assert report.close_code == 1000
+                # Rotating ahead of the limit loses nothing; a stream cut by the limit may
+                # take the turn in flight with it (its audio went to the dying stream).
+                assert report.responses == 4 if rotate_after < 3 else report.responses >= 3
+                assert opens is not None and opens >= 2
+            await emulator.wait_idle()
+            stats = emulator.statistics()
+    assert stats.signature_failures == 0 and stats.validation_errors == 0

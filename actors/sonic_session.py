@@ -1,0 +1,304 @@
+"""The Nova Sonic side of one call: one stream at a time, rotated before its limit.
+
+A Bedrock stream lives about 8 minutes (reference nova-sonic.md §4); a call may last longer.
+:class:`SonicSession` keeps a call on Sonic across streams ("legs"):
+
+- **Proactive rotation.** After ``rotate_after`` seconds (and before the stream's temporary
+  credentials expire), once the assistant is quiet, a new leg is opened *beside* the current
+  one: ``sessionStart``, ``promptStart``, the system prompt, the conversation so far
+  (:mod:`actors.conversation_history`), and the audio block. Only then does caller audio
+  switch to it, between two chunks; the old leg is closed politely. The caller hears no gap
+  and loses no audio.
+- **Reactive rotation.** If a leg ends with ``modelTimeoutException`` anyway, a new leg is
+  opened at once; audio sent meanwhile is re-sent on the new leg.
+
+Output events of the current leg go to ``on_event``; a retired leg's are dropped. Any other
+failure raises a :class:`~actors.errors.SonicError`, which ends the call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Protocol
+
+import attrs
+import trio
+
+from actors.conversation_history import ConversationHistory
+from actors.errors import SonicError, SonicStreamError
+from actors.sonic import events, output
+
+logger = logging.getLogger("novavoice.sonic_session")
+
+# How long the assistant must have been silent before a proactive rotation.
+QUIET_BEFORE_ROTATION = 1.0
+# Rotate even if the assistant never falls quiet, this long after rotation became due.
+MAX_ROTATION_WAIT = 60.0
+# Rotate this long before the leg's temporary credentials expire.
+CREDENTIALS_MARGIN = 180.0
+# How long a failed send waits for a replacement leg before the failure ends the call.
+RESEND_WAIT = 5.0
+
+
+class SonicStreamLike(Protocol):
+    """What a session needs of a Sonic stream (``actors.sonic.stream.SonicStream``)."""
+
+    async def send(self, nova_event_json: bytes) -> None:
+        """Send one Nova Sonic input event."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[output.OutputEvent]:
+        """Iterate the stream's output events."""
+        ...
+
+
+class SonicOpener(Protocol):
+    """What a session needs of the Sonic client (``actors.sonic.stream.SonicClient``)."""
+
+    def open_stream(self) -> AbstractAsyncContextManager[SonicStreamLike]:
+        """Open one bidirectional stream for the duration of the block."""
+        ...
+
+
+class SonicSessionEnded(SonicError):
+    """The Sonic stream ended without an error and without a way to continue."""
+
+
+@attrs.define(eq=False)
+class _Leg:
+    stream: SonicStreamLike
+    generation: int
+    prompt_name: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    audio_name: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    opened_at: float = attrs.field(factory=trio.current_time)
+    retire: trio.Event = attrs.field(factory=trio.Event)
+    dead: bool = False
+
+
+@attrs.define(eq=False, kw_only=True)
+class SonicSessionStatistics:
+    """How the session went (for the call-end log line and tests)."""
+
+    legs_opened: int = 0
+    proactive_rotations: int = 0
+    reactive_rotations: int = 0
+    resent_chunks: int = 0
+
+
+class SonicSession:
+    """Runs the legs of one call's Sonic session (see the module docstring)."""
+
+    def __init__(
+        self,
+        sonic: SonicOpener,
+        *,
+        system_prompt: str,
+        sample_rate: int,
+        voice_id: str,
+        endpointing_sensitivity: str | None,
+        max_tokens: int,
+        top_p: float,
+        temperature: float,
+        on_event: Callable[[output.OutputEvent], Awaitable[None]],
+        rotate_after: float = 360.0,
+    ) -> None:
+        self._sonic = sonic
+        self._system_prompt = system_prompt
+        self._rate = sample_rate
+        self._voice = voice_id
+        self._endpointing = endpointing_sensitivity
+        self._max_tokens, self._top_p, self._temperature = max_tokens, top_p, temperature
+        self._on_event = on_event
+        self._rotate_after = rotate_after
+        self.history = ConversationHistory()
+        self.statistics = SonicSessionStatistics()
+        self._leg: _Leg | None = None
+        self._leg_changed = trio.Event()
+        self._rotate_now = trio.Event()
+        self._assistant_audio_open = False
+        self._last_assistant_audio = -math.inf
+        self._stages: dict[str, tuple[str | None, output.GenerationStage | None]] = {}
+
+    # --- audio in -------------------------------------------------------------------------
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """Send one chunk of caller PCM to the current leg (re-sent if the leg is replaced)."""
+        while True:
+            leg = self._leg
+            assert leg is not None, "run() must have started"
+            try:
+                await leg.stream.send(
+                    events.audio_input(
+                        prompt_name=leg.prompt_name, content_name=leg.audio_name, pcm=pcm
+                    )
+                )
+                return
+            except SonicError:
+                # The leg may be dying (model timeout) and about to be replaced: wait for
+                # its successor briefly, then re-send there; otherwise the failure is real.
+                with trio.move_on_after(RESEND_WAIT):
+                    while self._leg is leg:
+                        await self._leg_changed.wait()
+                if self._leg is leg:
+                    raise
+                self.statistics.resent_chunks += 1
+
+    # --- legs -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the first leg, then rotate legs until cancelled or a leg fails for good.
+
+        Starts (``task_status.started()``) once caller audio can be sent. Raises one
+        :class:`~actors.errors.SonicError` (never a group) when the session cannot go on.
+        """
+        try:
+            await self._run_legs(task_status)
+        except BaseExceptionGroup as group:
+            failures, rest = group.split(SonicError)
+            if failures is None or (rest is not None and rest.split(trio.Cancelled)[1]):
+                raise
+            first = failures.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from group
+
+    async def _run_legs(self, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as legs:
+            await legs.start(self._run_leg, 0)
+            task_status.started()
+            while True:
+                kind = await self._wait_rotation_due()
+                old = self._leg
+                assert old is not None
+                await legs.start(self._run_leg, old.generation + 1)
+                if kind == "proactive":
+                    self.statistics.proactive_rotations += 1
+                else:
+                    self.statistics.reactive_rotations += 1
+                logger.info(
+                    "sonic stream rotated",
+                    extra={"event": "sonic_rotated", "kind": kind, "leg": old.generation + 1},
+                )
+                old.retire.set()
+
+    async def _wait_rotation_due(self) -> str:
+        leg = self._leg
+        assert leg is not None
+        due = leg.opened_at + self._rotate_after
+        expiry = getattr(leg.stream, "credentials_expiry", None)
+        if isinstance(expiry, datetime):
+            left = (expiry - datetime.now(UTC)).total_seconds() - CREDENTIALS_MARGIN
+            due = min(due, trio.current_time() + max(0.0, left))
+        with trio.move_on_at(due):
+            await self._rotate_now.wait()
+        if self._rotate_now.is_set():
+            self._rotate_now = trio.Event()
+            return "reactive"
+        # Due: wait for a quiet moment so no answer is cut, but not forever.
+        with trio.move_on_after(MAX_ROTATION_WAIT):
+            while True:
+                quiet_for = trio.current_time() - self._last_assistant_audio
+                if not self._assistant_audio_open and quiet_for >= QUIET_BEFORE_ROTATION:
+                    break
+                if self._rotate_now.is_set():
+                    break
+                await trio.sleep(max(0.05, QUIET_BEFORE_ROTATION - quiet_for))
+        if self._rotate_now.is_set():
+            self._rotate_now = trio.Event()
+            return "reactive"
+        return "proactive"
+
+    async def _run_leg(self, generation: int, *, task_status: trio.TaskStatus[None]) -> None:
+        async with self._sonic.open_stream() as stream:
+            leg = _Leg(stream, generation)
+            self.statistics.legs_opened += 1
+            await self._set_up(leg)
+            self._leg = leg
+            self._leg_changed.set()
+            self._leg_changed = trio.Event()
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read, leg)
+                await leg.retire.wait()
+                nursery.cancel_scope.cancel()
+            # Leaving the stream's block closes it politely (contentEnd, promptEnd,
+            # sessionEnd, signed end frame) under the client's shielded timeout.
+
+    async def _set_up(self, leg: _Leg) -> None:
+        send = leg.stream.send
+        p = leg.prompt_name
+        await send(
+            events.session_start(
+                max_tokens=self._max_tokens,
+                top_p=self._top_p,
+                temperature=self._temperature,
+                endpointing_sensitivity=self._endpointing,
+            )
+        )
+        await send(
+            events.prompt_start(prompt_name=p, voice_id=self._voice, output_sample_rate=self._rate)
+        )
+        await self._send_text(leg, "SYSTEM", self._system_prompt)
+        for message in self.history.replay():
+            await self._send_text(leg, message.role, message.text)
+        await send(
+            events.audio_content_start(
+                prompt_name=p, content_name=leg.audio_name, sample_rate=self._rate
+            )
+        )
+
+    async def _send_text(self, leg: _Leg, role: str, text: str) -> None:
+        name = str(uuid.uuid4())
+        p = leg.prompt_name
+        send = leg.stream.send
+        await send(
+            events.text_content_start(
+                prompt_name=p, content_name=name, role=role, interactive=False
+            )
+        )
+        for piece in events.split_text(text):
+            await send(events.text_input(prompt_name=p, content_name=name, content=piece))
+        await send(events.content_end(prompt_name=p, content_name=name))
+
+    # --- output ---------------------------------------------------------------------------
+
+    async def _read(self, leg: _Leg) -> None:
+        try:
+            async for ev in leg.stream:
+                self._observe(ev)
+                await self._on_event(ev)
+        except SonicStreamError as exc:
+            if exc.exception_type != "modelTimeoutException" or leg.retire.is_set():
+                raise
+            # The stream hit its time limit before a proactive rotation: continue on a
+            # new leg right away. Audio sent to this one meanwhile is re-sent there.
+            leg.dead = True
+            self._rotate_now.set()
+            await trio.sleep_forever()  # until retired
+        if not leg.retire.is_set():
+            raise SonicSessionEnded("the Nova Sonic stream ended")
+
+    def _observe(self, ev: output.OutputEvent) -> None:
+        """Track what rotation needs: is the assistant speaking, and the final transcripts."""
+        if isinstance(ev, output.AudioOutput):
+            self._last_assistant_audio = trio.current_time()
+        elif isinstance(ev, output.ContentStarted):
+            if ev.kind is output.ContentKind.AUDIO:
+                self._assistant_audio_open = True
+            if ev.content_id is not None:
+                self._stages[ev.content_id] = (ev.role, ev.generation_stage)
+        elif isinstance(ev, output.ContentEnded):
+            if ev.kind is output.ContentKind.AUDIO:
+                self._assistant_audio_open = False
+                self._last_assistant_audio = trio.current_time()
+            if ev.content_id is not None:
+                self._stages.pop(ev.content_id, None)
+        elif isinstance(ev, output.TextOutput) and not ev.is_barge_in:
+            role, stage = self._stages.get(ev.content_id or "", (ev.role, None))
+            if stage is not output.GenerationStage.SPECULATIVE:
+                self.history.add(role or ev.role or "", ev.content)
