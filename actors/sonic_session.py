@@ -105,6 +105,7 @@ class SonicSession:
         top_p: float,
         temperature: float,
         on_event: Callable[[output.OutputEvent], Awaitable[None]],
+        on_transcript: Callable[[str, str], Awaitable[None]] | None = None,
         rotate_after: float = 360.0,
     ) -> None:
         self._sonic = sonic
@@ -114,6 +115,7 @@ class SonicSession:
         self._endpointing = endpointing_sensitivity
         self._max_tokens, self._top_p, self._temperature = max_tokens, top_p, temperature
         self._on_event = on_event
+        self._on_transcript = on_transcript
         self._rotate_after = rotate_after
         self.history = ConversationHistory()
         self.statistics = SonicSessionStatistics()
@@ -270,8 +272,10 @@ class SonicSession:
     async def _read(self, leg: _Leg) -> None:
         try:
             async for ev in leg.stream:
-                self._observe(ev)
+                final = self._observe(ev)
                 await self._on_event(ev)
+                if final is not None and self._on_transcript is not None:
+                    await self._on_transcript(*final)
         except SonicStreamError as exc:
             if exc.exception_type != "modelTimeoutException" or leg.retire.is_set():
                 raise
@@ -283,8 +287,11 @@ class SonicSession:
         if not leg.retire.is_set():
             raise SonicSessionEnded("the Nova Sonic stream ended")
 
-    def _observe(self, ev: output.OutputEvent) -> None:
-        """Track what rotation needs: is the assistant speaking, and the final transcripts."""
+    def _observe(self, ev: output.OutputEvent) -> tuple[str, str] | None:
+        """Track what rotation needs: is the assistant speaking, and the final transcripts.
+
+        Returns ``(role, text)`` when ``ev`` is a final transcript (USER or ASSISTANT).
+        """
         if isinstance(ev, output.AudioOutput):
             self._last_assistant_audio = trio.current_time()
         elif isinstance(ev, output.ContentStarted):
@@ -300,5 +307,8 @@ class SonicSession:
                 self._stages.pop(ev.content_id, None)
         elif isinstance(ev, output.TextOutput) and not ev.is_barge_in:
             role, stage = self._stages.get(ev.content_id or "", (ev.role, None))
+            role = role or ev.role or ""
             if stage is not output.GenerationStage.SPECULATIVE:
-                self.history.add(role or ev.role or "", ev.content)
+                self.history.add(role, ev.content)
+                return role, ev.content
+        return None

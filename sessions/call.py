@@ -59,7 +59,7 @@ from sessions.dialects.base import (
     SendAudio,
     SendMark,
 )
-from sessions.logs import CallLog, current_call
+from sessions.logs import CallLog, Role, current_call
 from sessions.metrics import CallMetrics, Metrics
 
 logger = logging.getLogger("novavoice.call")
@@ -166,7 +166,6 @@ class CallChannel:
         self.session: SonicSession | None = None
         """The call's Sonic session, once the prompt is loaded (rotation statistics)."""
         self._interrupted: set[str] = set()
-        self._content_roles: dict[str, tuple[str | None, output.GenerationStage | None]] = {}
 
     # --- ending ---------------------------------------------------------------------------
 
@@ -344,6 +343,7 @@ class CallChannel:
             top_p=settings.top_p,
             temperature=settings.temperature,
             on_event=self._on_sonic_event,
+            on_transcript=self._transcript,
             rotate_after=settings.rotate_after,
         )
         self.session = session
@@ -404,19 +404,12 @@ class CallChannel:
         elif isinstance(ev, output.TextOutput):
             if ev.is_barge_in:
                 await self._barge_in(ev.content_id)
-            else:
-                await self._transcript(ev)
-        elif isinstance(ev, output.ContentStarted):
-            if ev.content_id is not None:
-                self._content_roles[ev.content_id] = (ev.role, ev.generation_stage)
         elif isinstance(ev, output.ContentEnded):
             await self._on_content_end(ev)
         elif isinstance(ev, output.CompletionEnded):
             self.summary.turns += 1
 
     async def _on_content_end(self, ev: output.ContentEnded) -> None:
-        if ev.content_id is not None:
-            self._content_roles.pop(ev.content_id, None)
         if ev.stop_reason == "INTERRUPTED":
             await self._barge_in(ev.content_id)
         elif ev.kind is output.ContentKind.AUDIO:
@@ -449,14 +442,10 @@ class CallChannel:
         # The queue is empty now, so the clear is the next thing the writer sends.
         await self._out.put((self._dialect.send(ClearAudio()), None), 0)
 
-    async def _transcript(self, ev: output.TextOutput) -> None:
-        role, stage = self._content_roles.get(ev.content_id or "", (ev.role, None))
-        if stage is output.GenerationStage.SPECULATIVE:
-            return
-        if (role or ev.role) == "USER":
-            await self._deps.call_log.transcript("caller", ev.content)
-        else:
-            await self._deps.call_log.transcript("assistant", ev.content)
+    async def _transcript(self, role: str, text: str) -> None:
+        """A final transcript: to the opt-in call log, never to the service log."""
+        who: Role = "caller" if role == "USER" else "assistant"
+        await self._deps.call_log.transcript(who, text)
 
     async def _write_carrier(self) -> None:
         ws = self._ws

@@ -6,8 +6,10 @@ instantly and every assertion is about what was sent, never about how long it to
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +72,7 @@ async def run_scenario(
     sonic: FakeSonic | None = None,
     store: FakePromptStore | None = None,
     settings: CallSettings | None = None,
+    call_log_path: Path | None = None,
 ) -> tuple[CallSummary, TwilioPeer, FakeSonic, Metrics]:
     sonic = sonic or FakeSonic()
     if store is None:
@@ -79,7 +82,7 @@ async def run_scenario(
     result: list[CallSummary] = []
     async with (
         open_fetcher(store) as (fetcher, _cache),
-        open_call_log(None) as call_log,
+        open_call_log(call_log_path) as call_log,
         ws_pair() as (server_ws, client_ws),
     ):
         deps = CallDeps(
@@ -415,3 +418,35 @@ async def test_sonic_ending_the_stream_ends_the_call(autojump_clock: trio.abc.Cl
     assert summary.end == close_codes.CallEnd(
         "sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"
     )
+
+
+async def test_final_transcripts_go_to_the_call_log_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Real clock: the call log writes from a worker thread, which the autojump clock cannot
+    # see (python-trio/trio#456); it would jump to the hang-up before the lines are written.
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await send_frames(peer, ulaw_frames(5))
+        stream = sonic.streams[0]
+        for item in (
+            text_start("u1", "USER", "FINAL"),
+            text("u1", "USER", "My router is down."),
+            text_start("s1", "ASSISTANT", "SPECULATIVE"),
+            text("s1", "ASSISTANT", "Let me think"),
+            text_start("a1", "ASSISTANT", "FINAL"),
+            text("a1", "ASSISTANT", "Please restart it."),
+        ):
+            stream.feed(item)
+        await trio.sleep(1)
+        await peer.stop()
+
+    log_path = tmp_path / "calls.jsonl"
+    caplog.set_level("DEBUG")
+    await run_scenario(script, call_log_path=log_path)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(line["role"], line["text"]) for line in lines] == [
+        ("caller", "My router is down."),
+        ("assistant", "Please restart it."),
+    ]
+    assert "router" not in caplog.text  # the service log never carries transcripts
