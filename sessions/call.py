@@ -4,15 +4,17 @@
 
     run_call ── nursery (the call; cancelling it ends everything below)
       ├── carrier reader: WebSocket messages → dialect events → PCM → pre-stream channel
-      └── conversation: wait for the carrier's start, fetch the prompt, open Sonic, then
+      └── conversation: wait for the carrier's start, fetch the prompt, then
+            ├── Sonic session (actors/sonic_session.py): one stream at a time, rotated
+            │     before Bedrock's limit; its reader hands output events to the call:
+            │     audio → carrier frames into the outbound queue; barge-in clears the
+            │     queue and sends the carrier's clear; final transcripts → call log
             ├── audio-in pump:  PCM → ~32 ms audioInput events (comfort silence when quiet)
-            ├── Sonic reader:   output events → carrier frames into the outbound queue;
-            │                   barge-in clears the queue and sends the carrier's clear
             └── carrier writer: outbound queue → WebSocket (held while the carrier says XOFF)
 
 Every task turns the domain errors it meets into one :class:`~sessions.close_codes.CallEnd`
 through :meth:`CallChannel.end`, which cancels the call's tree; the first end wins. Leaving
-the Sonic stream's block closes it politely (contentEnd/promptEnd/sessionEnd, signed end
+a Sonic stream's block closes it politely (contentEnd/promptEnd/sessionEnd, signed end
 frame) under a shielded timeout, and the carrier gets a close code and reason. An
 unexpected exception escapes to the supervisor, which ends only this call.
 """

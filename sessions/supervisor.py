@@ -218,7 +218,12 @@ class Supervisor:
                     "call crashed", extra={"event": "call_crashed", "error": type(exc).__name__}
                 )
             finally:
-                _log_call_end(channel.summary, time.perf_counter() - t0)
+                session = channel.session
+                _log_call_end(
+                    channel.summary,
+                    time.perf_counter() - t0,
+                    session.statistics.legs_opened if session else 0,
+                )
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -286,7 +291,7 @@ async def serve_calls(
                 await listener.aclose()
 
 
-def _log_call_end(summary: CallSummary, duration: float) -> None:
+def _log_call_end(summary: CallSummary, duration: float, sonic_streams: int) -> None:
     end = summary.end
     logger.info(
         "call ended",
@@ -300,6 +305,7 @@ def _log_call_end(summary: CallSummary, duration: float) -> None:
             "frames_in": summary.frames_in,
             "frames_out": summary.frames_out,
             "pre_stream_drops": summary.pre_stream_drops,
+            "sonic_streams": sonic_streams,
             # Numeric only: the log's redaction guard drops "audio" fields that are not.
             **(
                 {"first_audio_s": round(summary.first_audio_seconds, 4)}
