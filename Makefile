@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit clean
 
 # The stamp is rebuilt whenever pyproject.toml changes, so new dependencies install themselves.
 $(VENV)/.installed: pyproject.toml
@@ -27,9 +27,6 @@ unit: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
-
-bench: $(VENV)/.installed
-	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
