@@ -25,7 +25,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every subcommand's arguments."""
-    parser = argparse.ArgumentParser(prog="novavoice", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="novavoice",
+        description="NovaVoice: phone calls (Twilio, Asterisk) to Amazon Nova Sonic.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)

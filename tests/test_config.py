@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+from dotenv import dotenv_values
 
 from actors.errors import ConfigError
 from sessions.config import Settings, load_settings, settings_from_mapping
@@ -55,3 +59,15 @@ def test_region_falls_back_to_default_region() -> None:
     assert settings_from_mapping({"AWS_DEFAULT_REGION": "eu-west-1"}).aws_region == "eu-west-1"
     s = settings_from_mapping({"AWS_REGION": "us-west-2", "AWS_DEFAULT_REGION": "eu-west-1"})
     assert s.aws_region == "us-west-2"
+
+
+def test_env_example_documents_every_variable_with_its_default() -> None:
+    root = Path(__file__).parents[1]
+    example = {k: v for k, v in dotenv_values(root / ".env.example").items() if v is not None}
+    # Every value shown is the default...
+    assert settings_from_mapping(example) == Settings()
+    # ...and every variable the configuration reads is shown.
+    source = (root / "sessions" / "config.py").read_text()
+    read = set(re.findall(r'_read\(\s*env,\s*"([A-Z0-9_]+)"', source))
+    assert read, "the pattern no longer finds the variables config.py reads"
+    assert read - {"AWS_DEFAULT_REGION"} <= set(example)
