@@ -112,9 +112,16 @@ async def open_fetcher(store: FakePromptStore) -> AsyncIterator[tuple[PromptFetc
 
 
 @asynccontextmanager
-async def ws_pair() -> AsyncIterator[tuple[WebSocketConnection, WebSocketConnection]]:
-    """A connected (server, client) WebSocket pair over memory streams."""
-    client_stream, server_stream = trio.testing.memory_stream_pair()
+async def ws_pair(
+    *, lockstep: bool = False
+) -> AsyncIterator[tuple[WebSocketConnection, WebSocketConnection]]:
+    """A connected (server, client) WebSocket pair over memory streams.
+
+    ``lockstep``: no buffering between the two ends, so a side that stops reading stalls
+    the other's writes, as a slow carrier's full TCP window does.
+    """
+    pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
+    client_stream, server_stream = pair()
     async with trio.open_nursery() as nursery:
         server_request: list[Any] = []
 

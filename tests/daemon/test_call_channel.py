@@ -20,7 +20,7 @@ from actors.errors import SonicStreamError
 from actors.fake_prompt_store import FakePromptStore
 from actors.sonic import output
 from sessions import close_codes
-from sessions.call import CallDeps, CallSettings, CallSummary, run_call
+from sessions.call import CallChannel, CallDeps, CallSettings, CallSummary
 from sessions.dialects.twilio import TwilioDialect
 from sessions.logs import open_call_log
 from sessions.metrics import Metrics
@@ -73,6 +73,8 @@ async def run_scenario(
     store: FakePromptStore | None = None,
     settings: CallSettings | None = None,
     call_log_path: Path | None = None,
+    peer_reads: bool = True,
+    channels: list[CallChannel] | None = None,
 ) -> tuple[CallSummary, TwilioPeer, FakeSonic, Metrics]:
     sonic = sonic or FakeSonic()
     if store is None:
@@ -83,7 +85,7 @@ async def run_scenario(
     async with (
         open_fetcher(store) as (fetcher, _cache),
         open_call_log(call_log_path) as call_log,
-        ws_pair() as (server_ws, client_ws),
+        ws_pair(lockstep=not peer_reads) as (server_ws, client_ws),
     ):
         deps = CallDeps(
             prompts=fetcher,
@@ -94,12 +96,16 @@ async def run_scenario(
         )
         peer = TwilioPeer(client_ws)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(peer.receive_all)
+            if peer_reads:
+                nursery.start_soon(peer.receive_all)
 
             async def call() -> None:
                 with metrics.call("twilio") as cm:
                     dialect = TwilioDialect(path="/twilio/esther")
-                    result.append(await run_call(server_ws, dialect, deps, cm))
+                    channel = CallChannel(server_ws, dialect, deps, cm)
+                    if channels is not None:
+                        channels.append(channel)
+                    result.append(await channel.run())
 
             nursery.start_soon(call)
             await script(peer, sonic)
@@ -450,3 +456,34 @@ async def test_final_transcripts_go_to_the_call_log_only(
         ("assistant", "Please restart it."),
     ]
     assert "router" not in caplog.text  # the service log never carries transcripts
+
+
+async def test_a_carrier_that_stops_reading_cannot_grow_memory(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    channels: list[CallChannel] = []
+    answer = pcm_tone(8000)  # one second of assistant audio per chunk fed
+
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await send_frames(peer, ulaw_frames(5))
+        stream = sonic.streams[0]
+        stream.feed(audio_start("a1"))
+        for _ in range(60):  # a minute of answer, generated at once, never read by the carrier
+            stream.feed(audio("a1", answer))
+        await trio.sleep(30)
+        channel = channels[0]
+        queue = channel._out
+        # The outbound queue stops at its bound (2 s of μ-law) and Sonic is no longer read:
+        # most of the minute still waits in the Sonic stream (HTTP/2 window backpressure).
+        assert queue.statistics.high_water_bytes <= queue.max_bytes + 160
+        assert stream._feed_receive.statistics().current_buffer_used > 40
+        # The carrier catches up: everything flows again, then it hangs up.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peer.receive_all)
+            await trio.sleep(80)
+            await peer.stop()
+
+    summary, peer, _, _ = await run_scenario(script, peer_reads=False, channels=channels)
+    assert summary.end is not None and summary.end.reason == "hangup"
+    assert len(peer.audio()) == 60 * 8000  # nothing was dropped, only delayed
