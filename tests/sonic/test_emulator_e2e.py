@@ -543,3 +543,13 @@ async def test_graceful_goaway_after_n_streams(limit: int) -> None:
         with trio.fail_after(5):
             await conn.goaway.wait()
         assert emulator.statistics().streams_completed == 1
+
+
+async def test_windows_are_sized_for_many_busy_streams() -> None:
+    cfg = config(receive_window=1 << 20, max_concurrent_streams=100)
+    async with open_emulator(cfg) as emulator, connect(emulator) as conn:
+        stream = await conn.open_stream()
+        assert stream.status == 200  # the server's SETTINGS and WINDOW_UPDATE arrived by now
+        assert conn.h2.remote_settings.initial_window_size == 1 << 20
+        assert conn.h2.outbound_flow_control_window == (1 << 20) * 100
+        assert conn.h2.local_flow_control_window(stream.stream_id) == 1 << 20

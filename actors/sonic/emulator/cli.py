@@ -193,6 +193,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SETTINGS_MAX_CONCURRENT_STREAMS per connection (default 1000)",
     )
     parser.add_argument(
+        "--receive-window",
+        type=int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="flow-control window granted to each stream (default 1 MiB; HTTP/2's own "
+        "default of 64 KiB makes a busy connection the bottleneck)",
+    )
+    parser.add_argument(
         "--goaway-after-streams",
         type=int,
         default=0,
@@ -255,6 +263,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         throttle_open_fraction=args.throttle_open_fraction,
         max_active_streams=args.max_active_streams,
         max_concurrent_streams=args.max_concurrent_streams,
+        receive_window=args.receive_window,
         goaway_after_streams=args.goaway_after_streams,
         goaway_after_seconds=args.goaway_after_seconds,
         seed=args.seed,

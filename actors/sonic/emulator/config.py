@@ -139,6 +139,10 @@ class EmulatorConfig:
         throttle_open_fraction: fraction of streams refused with 429, drawn with ``seed``.
         max_active_streams: streams open at once across connections; more get 429 (0 = off).
         max_concurrent_streams: SETTINGS_MAX_CONCURRENT_STREAMS advertised per connection.
+        receive_window: flow-control window (bytes) the emulator grants each stream
+            (SETTINGS_INITIAL_WINDOW_SIZE); the connection's window is sized for
+            ``max_concurrent_streams`` such streams, up to HTTP/2's 2**31 - 1. HTTP/2's
+            64 KiB default would make a busy connection, not the model, the bottleneck.
         goaway_after_streams: after this many streams on one connection, send GOAWAY
             (graceful: running streams finish, new ones must use a new connection; 0 = off).
         goaway_after_seconds: send a graceful GOAWAY once a connection is this old.
@@ -162,6 +166,9 @@ class EmulatorConfig:
     throttle_open_fraction: float = 0.0
     max_active_streams: int = 0
     max_concurrent_streams: int = 1000
+    receive_window: int = attrs.field(
+        default=1 << 20, validator=attrs.validators.in_(range(65_535, 2**31))
+    )
     goaway_after_streams: int = 0
     goaway_after_seconds: float | None = None
     seed: int = 0

@@ -282,9 +282,20 @@ class _Connection:
     # --- tasks ----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        config = self._emulator.config
         self.h2.initiate_connection()
-        limit = self._emulator.config.max_concurrent_streams
-        self.h2.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limit})
+        limit = config.max_concurrent_streams
+        self.h2.update_settings(
+            {
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limit,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: config.receive_window,
+            }
+        )
+        # The connection window starts at 64 KiB whatever the settings say (RFC 9113 §6.9.2):
+        # widen it so many streams can have their windows' worth in flight at once.
+        connection_window = min(2**31 - 1, config.receive_window * max(1, limit))
+        if connection_window > 65_535:
+            self.h2.increment_flow_control_window(connection_window - 65_535)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._writer)
