@@ -15,12 +15,12 @@ empty prompt cache; one ``novavoice loadtest`` process starts every call at once
 - how the arrivals spread (first to last connect attempt, first to last admission);
 - admission (connect → upgrade accepted) p50/p99 at the caller;
 - prompt load p50/p99 inside the daemon (``novavoice_prompt_load_seconds``);
-- call start → first assistant audio sent, per call, from the daemon's ``call_ended`` lines.
-
-The daemon does not expose admission → first ``audioInput`` written to Sonic, so that figure
-is not measured here; the nearest the daemon stamps is call start → first assistant audio
-sent to the carrier, which includes the caller's first utterance, the emulator's endpointing
-pause (1.75 s) and its time to first audio (0.35 s). Results: ``bench/out/cold_burst.json``.
+- admission → first ``audioInput`` written to Sonic p50/p99, stamped inside the daemon
+  (``novavoice_call_setup_seconds``: upgrade, carrier start, prompt load, Sonic stream
+  opened and set up);
+- call start → first assistant audio sent, per call, from the daemon's ``call_ended`` lines
+  (this one includes the caller's first utterance, the emulator's endpointing pause and its
+  time to first audio). Results: ``bench/out/cold_burst.json``.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def main() -> int:
         if (e := ends.get(twilio_call_sid(c["seed"]))) is not None and "first_audio_s" in e
     ]
     load_buckets = histogram_delta(before, after, "novavoice_prompt_load_seconds")
+    setup_buckets = histogram_delta(before, after, "novavoice_call_setup_seconds")
     fetches = metric(after, "novavoice_prompt_cache_fetches") - metric(
         before, "novavoice_prompt_cache_fetches"
     )
@@ -116,6 +117,11 @@ def main() -> int:
             "p50": histogram_quantile(0.5, load_buckets),
             "p99": histogram_quantile(0.99, load_buckets),
             "count": load_buckets[-1][1] if load_buckets else 0,
+        },
+        "admission_to_first_audio_input_s": {
+            "p50": histogram_quantile(0.5, setup_buckets),
+            "p99": histogram_quantile(0.99, setup_buckets),
+            "count": setup_buckets[-1][1] if setup_buckets else 0,
         },
         "daemon_start_to_first_audio_s": {
             "count": len(daemon_first),
@@ -144,7 +150,11 @@ def main() -> int:
         f"  call start → first assistant audio sent (daemon, n={df['count']})  "
         f"p50 {_ms(df['p50'])}  p99 {_ms(df['p99'])}"
     )
-    print("  (admission → first audioInput is not exposed by the daemon; not measured)")
+    su = out["admission_to_first_audio_input_s"]
+    print(
+        f"  admission → first audioInput written (daemon, n={su['count']:.0f})  "
+        f"p50 {_ms(su['p50'])}  p99 {_ms(su['p99'])}"
+    )
     ok = gets == 1
     print("goals:")
     print(f"  [{'met' if ok else 'MISSED'}] exactly 1 S3 GET for the burst (got {gets})")

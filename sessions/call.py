@@ -160,6 +160,7 @@ class CallChannel:
         frames = max(1, int(self._settings.pre_stream_seconds * 50))
         self._pcm_send, self._pcm_receive = trio.open_memory_channel[PcmFrame](frames)
         self._sonic_ready = False
+        self._audio_flowing = False
         # Resized when the media format is known; items are (messages, Sonic arrival stamp).
         self._out: OutboundQueue[tuple[list[Message], float | None]] = OutboundQueue(max_bytes=1)
         self._out_chunker: Rechunker | None = None
@@ -352,7 +353,7 @@ class CallChannel:
         audio_in = functools.partial(
             run_audio_in_pump,
             self._pcm_receive,
-            session.send_audio,
+            self._send_audio,
             chunk_bytes=rate * 2 * settings.chunk_ms // 1000,
             silence_after=settings.silence_after,
             on_latency=self._cm.added_latency_in,
@@ -365,6 +366,14 @@ class CallChannel:
             self._sonic_ready = True
             nursery.start_soon(self._guarded, audio_in, name="audio_in")
             nursery.start_soon(self._guarded, self._write_carrier, name="carrier_writer")
+
+    async def _send_audio(self, pcm: bytes) -> None:
+        session = self.session
+        assert session is not None
+        await session.send_audio(pcm)
+        if not self._audio_flowing:  # the call's setup ends with its first audioInput
+            self._audio_flowing = True
+            self._deps.metrics.call_setup_seconds.observe(time.perf_counter() - self._t0)
 
     async def _guarded_session(
         self, session: SonicSession, *, task_status: trio.TaskStatus[None]

@@ -226,6 +226,12 @@ class Metrics:
             "Time for a call to obtain its assistant's prompt (cache hit or S3).",
             PROMPT_LOAD_BUCKETS,
         )
+        self.call_setup_seconds = histogram(
+            "call_setup_seconds",
+            "From the WebSocket upgrade to the first audioInput written to Nova Sonic "
+            "(carrier start, prompt load, Sonic stream opened and set up).",
+            PROMPT_LOAD_BUCKETS,
+        )
         self.first_audio = histogram(
             "time_to_first_audio_seconds",
             "From call start to the first assistant audio sent to the carrier.",

@@ -132,7 +132,9 @@ async def test_full_call_setup_audio_both_ways_and_hangup(autojump_clock: trio.a
         await trio.sleep(1)
         await peer.stop()
 
-    summary, peer, sonic, _ = await run_scenario(script)
+    summary, peer, sonic, metrics = await run_scenario(script)
+    # Setup (upgrade → first audioInput) is stamped once per call.
+    assert metrics.registry.get_sample_value("novavoice_call_setup_seconds_count") == 1
     stream = sonic.streams[0]
     names = stream.names()
     assert names[:6] == [
