@@ -2,7 +2,7 @@
 
 ::
 
-    run_call ── nursery (the call; cancelling it ends everything below)
+    CallChannel.run ── nursery (the call; cancelling it ends everything below)
       ├── carrier reader: WebSocket messages → dialect events → PCM → pre-stream channel
       └── conversation: wait for the carrier's start, fetch the prompt, then
             ├── Sonic session (actors/sonic_session.py): one stream at a time, rotated
@@ -34,17 +34,17 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from actors.audio_codec import CarrierCodec, MediaFormat, Rechunker
 from actors.audio_pumps import (
-    AudioInStatistics,
     OutboundQueue,
     PcmFrame,
     run_audio_in_pump,
 )
 from actors.errors import CarrierError, CarrierUnsupportedMedia, PromptError, SonicError
-from actors.prompt_fetch import PromptFetcher, prompt_log_fields
+from actors.prompt_fetch import prompt_log_fields
 from actors.prompt_store import StoredPrompt
 from actors.sonic import output
 from actors.sonic_session import SonicOpener, SonicSession, SonicSessionEnded, SonicStreamLike
 from sessions import close_codes
+from sessions.call_records import CallDeps, CallSummary
 from sessions.close_codes import CallEnd, end_for_error
 from sessions.dialects.base import (
     AudioReceived,
@@ -61,7 +61,7 @@ from sessions.dialects.base import (
     SendAudio,
     SendMark,
 )
-from sessions.logs import CallLog, Role, current_call
+from sessions.logs import Role, current_call
 from sessions.metrics import CallMetrics, Metrics
 
 logger = logging.getLogger("novavoice.call")
@@ -81,66 +81,10 @@ class _CountingOpener:
         return self.inner.open_stream()
 
 
-@attrs.frozen(kw_only=True)
-class CallSettings:
-    """Per-call behaviour, fixed by the daemon's configuration."""
-
-    default_assistant: str | None = None
-    """Assistant used when the carrier names none (``None``: such calls are refused)."""
-    voice_id: str = "matthew"
-    endpointing_sensitivity: str | None = "MEDIUM"
-    max_tokens: int = 1024
-    top_p: float = 0.9
-    temperature: float = 0.7
-    start_timeout: float = 10.0
-    """Seconds the carrier has, after the upgrade, to start the media stream."""
-    chunk_ms: int = 32
-    """Duration of one ``audioInput`` chunk (reference nova-sonic.md §4: about 32 ms)."""
-    silence_after: float = 0.2
-    """Quiet seconds from the carrier after which comfort silence is sent to Sonic."""
-    pre_stream_seconds: float = 10.0
-    """Caller audio kept while the Sonic stream opens; beyond it the newest is dropped."""
-    outbound_seconds: float = 2.0
-    """Assistant audio queued towards a slow or paused carrier before Sonic is held back."""
-    close_timeout: float = 2.0
-    """Seconds allowed for the carrier's close handshake at the end of a call."""
-    rotate_after: float = 360.0
-    """Seconds after which a call's Sonic stream is replaced by a fresh one (with the
-    conversation replayed), ahead of Bedrock's 8-minute stream limit."""
-
-
-@attrs.frozen(kw_only=True)
-class CallDeps:
-    """What every call shares: built once by the daemon, never broken by one call."""
-
-    prompts: PromptFetcher
-    sonic: SonicOpener
-    metrics: Metrics
-    call_log: CallLog
-    settings: CallSettings
-
-
-@attrs.define(eq=False, kw_only=True)
-class CallSummary:
-    """What happened in one call: the call-end log line and the demo's summary."""
-
-    call_id: str | None = None
-    assistant: str | None = None
-    prompt_version: str | None = None
-    end: CallEnd | None = None
-    first_audio_seconds: float | None = None
-    turns: int = 0
-    barge_ins: int = 0
-    frames_in: int = 0
-    frames_out: int = 0
-    marks_sent: int = 0
-    marks_played: int = 0
-    pre_stream_drops: int = 0
-    audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)
-
-
 class CallChannel:
-    """The state and tasks of one call. Built and run by :func:`run_call`."""
+    """The state and tasks of one call; the supervisor builds one per admitted call and
+    runs it (domain failures end the call with a specific close code; an unexpected
+    exception propagates after the carrier was told 1011)."""
 
     def __init__(
         self, ws: WebSocketConnection, dialect: Dialect, deps: CallDeps, cm: CallMetrics
@@ -486,15 +430,3 @@ def _prompt_fields(prompt: StoredPrompt) -> dict[str, object]:
         "version_id": fields["prompt_version_id"],
         "object_bytes": fields["prompt_bytes"],
     }
-
-
-async def run_call(
-    ws: WebSocketConnection, dialect: Dialect, deps: CallDeps, cm: CallMetrics
-) -> CallSummary:
-    """Run one accepted call to its end; returns what happened.
-
-    Domain failures end the call with a specific close code. An unexpected exception
-    propagates (the supervisor logs it and closes the socket with 1011).
-    """
-    channel = CallChannel(ws, dialect, deps, cm)
-    return await channel.run()

@@ -35,7 +35,7 @@ from actors.sonic.credentials import CredentialsProvider
 from actors.sonic.pool import open_sonic_client
 from actors.sonic_session import SonicOpener
 from sessions.admin import Health, serve_admin
-from sessions.call import CallDeps, CallSettings
+from sessions.call_records import CallDeps, CallSettings
 from sessions.config import Settings, load_settings, parse_host_port
 from sessions.logs import configure_logging, log_event, open_call_log
 from sessions.loop_lag import run_loop_lag_monitor

@@ -28,7 +28,8 @@ from trio_websocket import (
 
 from actors.errors import CarrierAuthError
 from sessions.admin import Health
-from sessions.call import CallChannel, CallDeps, CallSummary
+from sessions.call import CallChannel
+from sessions.call_records import CallDeps, CallSummary
 from sessions.dialects.asterisk import AsteriskDialect, check_upgrade_auth, select_subprotocol
 from sessions.dialects.base import Dialect
 from sessions.dialects.twilio import TwilioDialect

@@ -20,7 +20,8 @@ from actors.errors import SonicStreamError
 from actors.fake_prompt_store import FakePromptStore
 from actors.sonic import output
 from sessions import close_codes
-from sessions.call import CallChannel, CallDeps, CallSettings, CallSummary
+from sessions.call import CallChannel
+from sessions.call_records import CallDeps, CallSettings, CallSummary
 from sessions.dialects.twilio import TwilioDialect
 from sessions.logs import open_call_log
 from sessions.metrics import Metrics

@@ -20,7 +20,7 @@ from actors.sonic.emulator import open_emulator
 from actors.sonic.emulator.server import Emulator
 from actors.sonic_session import SonicOpener, SonicStreamLike
 from sessions import close_codes
-from sessions.call import CallSettings
+from sessions.call_records import CallSettings
 from sessions.local_s3 import LocalS3, S3RequestCounter
 from sessions.logs import current_call
 from sessions.serve import Daemon, open_daemon
