@@ -41,6 +41,9 @@ QUIET_BEFORE_ROTATION = 1.0
 MAX_ROTATION_WAIT = 60.0
 # Rotate this long before the leg's temporary credentials expire.
 CREDENTIALS_MARGIN = 180.0
+# A leg lives at least this long before a proactive rotation, so credentials that cannot be
+# refreshed in time make the session rotate once a minute at most, not in a tight loop.
+MIN_LEG_SECONDS = 60.0
 # How long a failed send waits for a replacement leg before the failure ends the call.
 RESEND_WAIT = 5.0
 
@@ -195,7 +198,8 @@ class SonicSession:
         expiry = getattr(leg.stream, "credentials_expiry", None)
         if isinstance(expiry, datetime):
             left = (expiry - datetime.now(UTC)).total_seconds() - CREDENTIALS_MARGIN
-            due = min(due, trio.current_time() + max(0.0, left))
+            earliest = leg.opened_at + min(MIN_LEG_SECONDS, self._rotate_after)
+            due = min(due, max(earliest, trio.current_time() + left))
         with trio.move_on_at(due):
             await self._rotate_now.wait()
         if self._rotate_now.is_set():

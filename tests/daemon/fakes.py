@@ -9,6 +9,7 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -40,6 +41,7 @@ class FakeSonicStream:
         self._feed_send, self._feed_receive = trio.open_memory_channel(1000)
 
     dead: bool = False
+    credentials_expiry: datetime | None = None
 
     def kill(self) -> None:
         """The server ended this stream: later sends fail as they would on a real one."""
@@ -86,6 +88,7 @@ class FakeSonic:
 
     open_delay: float = 0.0
     open_error: Exception | None = None
+    credentials_expiry: datetime | None = None
     streams: list[FakeSonicStream] = attrs.field(factory=list)
     opened: trio.Event = attrs.field(factory=trio.Event)
 
@@ -94,7 +97,7 @@ class FakeSonic:
         await trio.sleep(self.open_delay)
         if self.open_error is not None:
             raise self.open_error
-        stream = FakeSonicStream()
+        stream = FakeSonicStream(credentials_expiry=self.credentials_expiry)
         self.streams.append(stream)
         self.opened.set()
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -490,3 +491,19 @@ async def test_a_carrier_that_stops_reading_cannot_grow_memory(
     summary, peer, _, _ = await run_scenario(script, peer_reads=False, channels=channels)
     assert summary.end is not None and summary.end.reason == "hangup"
     assert len(peer.audio()) == 60 * 8000  # nothing was dropped, only delayed
+
+
+async def test_expiring_credentials_rotate_ahead_but_never_in_a_tight_loop(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Credentials that expire within the rotation margin and are never refreshed: every new
+    # stream is "due" at once. The session still keeps each stream a minute.
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await trio.sleep(200)
+        await peer.stop()
+
+    soon = datetime.now(UTC) + timedelta(seconds=100)
+    summary, _, sonic, _ = await run_scenario(script, sonic=FakeSonic(credentials_expiry=soon))
+    assert summary.end is not None and summary.end.reason == "hangup"
+    assert 3 <= len(sonic.streams) <= 4  # about one per minute of the 200 s call
