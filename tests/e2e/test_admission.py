@@ -107,3 +107,24 @@ def test_public_listener_without_authentication_is_refused() -> None:
     check_listen_security("127.0.0.1", settings, insecure=False)  # loopback is fine
     secured = daemon_settings(asterisk_bearer_token="a-long-bearer-token")
     check_listen_security("0.0.0.0", secured, insecure=False)
+
+
+async def test_garbage_and_plain_http_do_not_disturb_the_daemon(daemon: Daemon) -> None:
+    host_port = daemon.url.removeprefix("ws://")
+    host, _, port = host_port.rpartition(":")
+    with trio.fail_after(20):
+        for payload in (
+            b"\x16\x03\x01\x02\x00garbage that is not HTTP\r\n\r\n",
+            b"GET /twilio/esther HTTP/1.1\r\nHost: x\r\n\r\n",  # no Upgrade header
+            b"GET /twilio/esther HTTP/1.1\r\n",  # then hang up half-way
+        ):
+            stream = await trio.open_tcp_stream(host, int(port))
+            async with stream:
+                await stream.send_all(payload)
+                with trio.move_on_after(1):
+                    while await stream.receive_some():
+                        pass
+        # The daemon is still up and serving: a real upgrade is still answered.
+        assert await rejected_status(daemon.url + "/nowhere") == 404
+        status, _ = await http_get(daemon.admin_url + "/healthz")
+        assert status == 200
