@@ -55,6 +55,10 @@ class SonicStreamLike(Protocol):
         """Send one Nova Sonic input event."""
         ...
 
+    async def wait_response(self) -> None:
+        """Wait for the HTTP response; raise ``SonicHTTPError`` unless it is 200."""
+        ...
+
     def __aiter__(self) -> AsyncIterator[output.OutputEvent]:
         """Iterate the stream's output events."""
         ...
@@ -63,7 +67,9 @@ class SonicStreamLike(Protocol):
 class SonicOpener(Protocol):
     """What a session needs of the Sonic client (``actors.sonic.stream.SonicClient``)."""
 
-    def open_stream(self) -> AbstractAsyncContextManager[SonicStreamLike]:
+    def open_stream(
+        self, *, wait_for_response: bool = True
+    ) -> AbstractAsyncContextManager[SonicStreamLike]:
         """Open one bidirectional stream for the duration of the block."""
         ...
 
@@ -122,6 +128,8 @@ class SonicSession:
         self._rotate_after = rotate_after
         self.history = ConversationHistory()
         self.statistics = SonicSessionStatistics()
+        self.ready = False
+        """True once the first stream is set up and caller audio can be sent."""
         self._leg: _Leg | None = None
         self._leg_changed = trio.Event()
         self._rotate_now = trio.Event()
@@ -175,6 +183,7 @@ class SonicSession:
     async def _run_legs(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as legs:
             await legs.start(self._run_leg, 0)
+            self.ready = True
             task_status.started()
             while True:
                 kind = await self._wait_rotation_due()
@@ -220,10 +229,19 @@ class SonicSession:
         return "proactive"
 
     async def _run_leg(self, generation: int, *, task_status: trio.TaskStatus[None]) -> None:
-        async with self._sonic.open_stream() as stream:
+        # Like the official SDK, send the set-up events before waiting for the HTTP response:
+        # whether Bedrock answers before it has seen any event is not documented, and
+        # waiting first would then stall every call until the first-response timeout.
+        async with self._sonic.open_stream(wait_for_response=False) as stream:
             leg = _Leg(stream, generation)
             self.statistics.legs_opened += 1
-            await self._set_up(leg)
+            try:
+                await self._set_up(leg)
+            except SonicError:
+                # A refused stream (403, 429, ...) may first show as a failed send: report
+                # the HTTP answer when there is one, it says more than "stream closed".
+                await stream.wait_response()
+                raise
             self._leg = leg
             self._leg_changed.set()
             self._leg_changed = trio.Event()
@@ -252,6 +270,10 @@ class SonicSession:
         await self._send_text(leg, "SYSTEM", self._system_prompt)
         for message in self.history.replay():
             await self._send_text(leg, message.role, message.text)
+        # Audio only once the stream is accepted: under load Bedrock rejected audio that
+        # raced the history ("Chat history should be sent completely before streaming
+        # audio", reference nova-sonic.md §3.1, as LiveKit found).
+        await leg.stream.wait_response()
         await send(
             events.audio_content_start(
                 prompt_name=p, content_name=leg.audio_name, sample_rate=self._rate

@@ -76,9 +76,11 @@ class _CountingOpener:
     inner: SonicOpener
     metrics: Metrics
 
-    def open_stream(self) -> AbstractAsyncContextManager[SonicStreamLike]:
+    def open_stream(
+        self, *, wait_for_response: bool = True
+    ) -> AbstractAsyncContextManager[SonicStreamLike]:
         self.metrics.sonic_stream_opens.inc()
-        return self.inner.open_stream()
+        return self.inner.open_stream(wait_for_response=wait_for_response)
 
 
 class CallChannel:
@@ -328,6 +330,11 @@ class CallChannel:
             self.end(CallEnd("sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"))
         except (CarrierError, PromptError, SonicError) as exc:
             self.end_for(exc)
+            if not session.ready:
+                # The first stream never opened. The call is ending (its scope is cancelled);
+                # report "started" so nursery.start() returns instead of raising
+                # RuntimeError, and the pumps it would start exit at once.
+                task_status.started()
 
     async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run one of the call's tasks; a domain error ends the call instead of escaping.

@@ -50,13 +50,22 @@ class FakeSonicStream:
     async def send(self, nova_event_json: bytes) -> None:
         if self.closed:
             raise AssertionError("send after close")
-        if self.dead:
+        if self.dead or self.refused is not None:
             await trio.lowlevel.checkpoint()
             raise SonicConnectionError("stream closed by the server")
         self.sent.append(json.loads(nova_event_json)["event"])
         if "audioInput" in self.sent[-1]:
             self.audio_sent.set()
         await trio.lowlevel.checkpoint()
+
+    refused: Exception | None = None
+    """The HTTP answer was a refusal: sends fail as on a reset stream, wait_response raises."""
+
+    async def wait_response(self) -> None:
+        """The fake answers at once: 200, or ``refused``."""
+        await trio.lowlevel.checkpoint()
+        if self.refused is not None:
+            raise self.refused
 
     def feed(self, item: output.OutputEvent | Exception) -> None:
         self._feed_send.send_nowait(item)
@@ -89,15 +98,19 @@ class FakeSonic:
     open_delay: float = 0.0
     open_error: Exception | None = None
     credentials_expiry: datetime | None = None
+    refuse_with: Exception | None = None
     streams: list[FakeSonicStream] = attrs.field(factory=list)
     opened: trio.Event = attrs.field(factory=trio.Event)
 
     @asynccontextmanager
-    async def open_stream(self) -> AsyncIterator[FakeSonicStream]:
+    async def open_stream(
+        self, *, wait_for_response: bool = True
+    ) -> AsyncIterator[FakeSonicStream]:
         await trio.sleep(self.open_delay)
         if self.open_error is not None:
             raise self.open_error
         stream = FakeSonicStream(credentials_expiry=self.credentials_expiry)
+        stream.refused = self.refuse_with
         self.streams.append(stream)
         self.opened.set()
         try:

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from actors.audio_codec import pcm16_to_ulaw, ulaw_to_pcm16
-from actors.errors import SonicStreamError
+from actors.errors import SonicHTTPError, SonicStreamError
 from actors.fake_prompt_store import FakePromptStore
 from actors.sonic import output
 from sessions import close_codes
@@ -507,3 +507,18 @@ async def test_expiring_credentials_rotate_ahead_but_never_in_a_tight_loop(
     summary, _, sonic, _ = await run_scenario(script, sonic=FakeSonic(credentials_expiry=soon))
     assert summary.end is not None and summary.end.reason == "hangup"
     assert 3 <= len(sonic.streams) <= 4  # about one per minute of the 200 s call
+
+
+async def test_a_refused_stream_is_reported_by_its_http_answer(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The set-up events go out before the HTTP answer; when the stream was refused the first
+    # send fails as "closed", but the call must end for the reason Bedrock gave (429 here).
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await trio.sleep(1)
+
+    refusal = SonicHTTPError(429, "ThrottlingException", "Too many requests")
+    summary, _, _, _ = await run_scenario(script, sonic=FakeSonic(refuse_with=refusal))
+    assert summary.end is not None
+    assert (summary.end.reason, summary.end.code) == ("sonic_error", close_codes.SONIC_THROTTLED)

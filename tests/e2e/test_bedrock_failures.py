@@ -12,12 +12,13 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from actors.sonic.emulator import open_emulator
 from actors.sonic.emulator.server import Emulator
 from sessions import close_codes
 from sessions.local_s3 import LocalS3
 from sessions.serve import open_daemon
 from sessions.simcall import CallScript, run_simulated_call
-from tests.e2e.conftest import daemon_overrides, daemon_settings
+from tests.e2e.conftest import daemon_overrides, daemon_settings, emulator_config
 
 SCRIPT = CallScript(length=6.0, utterance_seconds=(0.5, 0.5))
 
@@ -75,3 +76,20 @@ async def test_untrusted_endpoint_certificate(emulator: Emulator, local_s3: Loca
     # The emulator's certificate, but without trusting its CA: verification must fail.
     code = await call_with_endpoint(emulator, local_s3, emulator.url, ca_file=None)
     assert code == close_codes.SONIC_FAILED
+
+
+async def test_throttled_at_open_is_told_as_throttling(local_s3: LocalS3) -> None:
+    # Set-up events go out before the HTTP answer (as the official SDK sends them); a 429
+    # must still end the call as throttling (4201), not as a broken stream.
+    config = attrs.evolve(emulator_config(), throttle_open_every=1)
+    with trio.fail_after(20):
+        async with (
+            open_emulator(config) as emulator,
+            open_daemon(daemon_settings(), daemon_overrides(emulator, local_s3)) as daemon,
+        ):
+            report = await run_simulated_call(daemon.url, assistant="esther", script=SCRIPT)
+            errors = daemon.metrics.registry.get_sample_value(
+                "novavoice_sonic_errors_total", {"type": "SonicHTTPError"}
+            )
+    assert report.close_code == close_codes.SONIC_THROTTLED
+    assert errors == 1

@@ -129,6 +129,9 @@ def crash_for(assistant: str) -> Any:
         async def send(self, nova_event_json: bytes) -> None:
             await self._inner.send(nova_event_json)
 
+        async def wait_response(self) -> None:
+            await self._inner.wait_response()
+
         def __aiter__(self) -> AsyncIterator[output.OutputEvent]:
             return self._events()
 
@@ -144,15 +147,17 @@ def crash_for(assistant: str) -> Any:
         def __init__(self, inner: SonicOpener) -> None:
             self._inner = inner
 
-        def open_stream(self) -> AbstractAsyncContextManager[SonicStreamLike]:
+        def open_stream(
+            self, *, wait_for_response: bool = True
+        ) -> AbstractAsyncContextManager[SonicStreamLike]:
             ctx = current_call()
             if ctx is None or ctx.assistant != assistant:
-                return self._inner.open_stream()
-            return self._crashing()
+                return self._inner.open_stream(wait_for_response=wait_for_response)
+            return self._crashing(wait_for_response)
 
         @asynccontextmanager
-        async def _crashing(self) -> AsyncIterator[SonicStreamLike]:
-            async with self._inner.open_stream() as stream:
+        async def _crashing(self, wait_for_response: bool) -> AsyncIterator[SonicStreamLike]:
+            async with self._inner.open_stream(wait_for_response=wait_for_response) as stream:
                 yield CrashingStream(stream)
 
     return Wrapper
