@@ -86,7 +86,6 @@ class _Leg:
     audio_name: str = attrs.field(factory=lambda: str(uuid.uuid4()))
     opened_at: float = attrs.field(factory=trio.current_time)
     retire: trio.Event = attrs.field(factory=trio.Event)
-    dead: bool = False
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -307,7 +306,6 @@ class SonicSession:
                 raise
             # The stream hit its time limit before a proactive rotation: continue on a
             # new leg right away. Audio sent to this one meanwhile is re-sent there.
-            leg.dead = True
             self._rotate_now.set()
             await trio.sleep_forever()  # until retired
         if not leg.retire.is_set():

@@ -306,6 +306,9 @@ def _log_call_end(summary: CallSummary, duration: float, sonic_streams: int) -> 
             "frames_in": summary.frames_in,
             "frames_out": summary.frames_out,
             "pre_stream_drops": summary.pre_stream_drops,
+            "comfort_silence_chunks": summary.audio_in.silence_chunks_sent,
+            "marks_sent": summary.marks_sent,
+            "marks_played": summary.marks_played,
             "sonic_streams": sonic_streams,
             # Numeric only: the log's redaction guard drops "audio" fields that are not.
             **(
