@@ -13,6 +13,7 @@ closed, carrier told 1001).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -83,10 +84,11 @@ class Supervisor:
     def _route(self, path: str) -> Callable[[], Dialect] | None:
         route = path.split("?", 1)[0]
         default = self.deps.settings.default_assistant
+        factory: type[TwilioDialect] | type[AsteriskDialect]
         for prefix, factory in (("/twilio", TwilioDialect), ("/asterisk", AsteriskDialect)):
             if route == prefix or route.startswith(prefix + "/"):
-                return lambda f=factory, p=prefix: f(  # type: ignore[misc]
-                    path=path, path_prefix=p, default_assistant=default
+                return functools.partial(
+                    factory, path=path, path_prefix=prefix, default_assistant=default
                 )
         return None
 

@@ -23,6 +23,7 @@ from actors.fake_prompt_store import FakePromptStore
 from actors.prompt_cache import PromptCache, open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
 from actors.sonic import output
+from sessions.simcall import TwilioCaller
 
 
 @attrs.define(eq=False)
@@ -161,74 +162,26 @@ async def ws_pair(
 
 
 class TwilioPeer:
-    """The carrier side of a Twilio Media Stream, scripted by a test."""
+    """The carrier side of a Twilio Media Stream, scripted by a test.
+
+    Messages come from the load harness's :class:`~sessions.simcall.TwilioCaller`, which
+    speaks Twilio exactly as the daemon's dialect expects it.
+    """
 
     def __init__(self, ws: WebSocketConnection, stream_sid: str = "MZ00", call_sid: str = "CA00"):
         self.ws = ws
-        self.stream_sid = stream_sid
-        self.call_sid = call_sid
-        self.seq = 0
+        self.caller = TwilioCaller(stream_sid=stream_sid, call_sid=call_sid)
         self.received: list[dict[str, Any]] = []
 
-    def _next(self) -> str:
-        self.seq += 1
-        return str(self.seq)
+    async def start(self) -> None:
+        await self.ws.send_message(self.caller.connected())
+        await self.ws.send_message(self.caller.start())
 
-    async def start(self, assistant: str | None = None) -> None:
-        await self.ws.send_message(
-            json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        )
-        custom = {"assistant": assistant} if assistant else {}
-        await self.ws.send_message(
-            json.dumps(
-                {
-                    "event": "start",
-                    "sequenceNumber": self._next(),
-                    "streamSid": self.stream_sid,
-                    "start": {
-                        "streamSid": self.stream_sid,
-                        "accountSid": "AC00",
-                        "callSid": self.call_sid,
-                        "tracks": ["inbound"],
-                        "customParameters": custom,
-                        "mediaFormat": {
-                            "encoding": "audio/x-mulaw",
-                            "sampleRate": 8000,
-                            "channels": 1,
-                        },
-                    },
-                }
-            )
-        )
-
-    async def media(self, payload: bytes, index: int) -> None:
-        await self.ws.send_message(
-            json.dumps(
-                {
-                    "event": "media",
-                    "sequenceNumber": self._next(),
-                    "streamSid": self.stream_sid,
-                    "media": {
-                        "track": "inbound",
-                        "chunk": str(index + 1),
-                        "timestamp": str(index * 20),
-                        "payload": base64.b64encode(payload).decode(),
-                    },
-                }
-            )
-        )
+    async def media(self, payload: bytes) -> None:
+        await self.ws.send_message(self.caller.media(payload))
 
     async def stop(self) -> None:
-        await self.ws.send_message(
-            json.dumps(
-                {
-                    "event": "stop",
-                    "sequenceNumber": self._next(),
-                    "streamSid": self.stream_sid,
-                    "stop": {"accountSid": "AC00", "callSid": self.call_sid},
-                }
-            )
-        )
+        await self.ws.send_message(self.caller.stop())
 
     async def receive_all(self) -> None:
         """Collect what the daemon sends until it closes the socket."""

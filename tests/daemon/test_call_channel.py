@@ -114,9 +114,9 @@ async def run_scenario(
     return result[0], peer, sonic, metrics
 
 
-async def send_frames(peer: TwilioPeer, frames: list[bytes], start: int = 0) -> None:
-    for i, frame in enumerate(frames, start):
-        await peer.media(frame, i)
+async def send_frames(peer: TwilioPeer, frames: list[bytes]) -> None:
+    for frame in frames:
+        await peer.media(frame)
         await trio.sleep(0.02)
 
 
@@ -365,7 +365,7 @@ async def test_long_call_rotates_streams_without_losing_audio(
             text("a1", "ASSISTANT", "Sure, what day suits you?"),
         ):
             first.feed(item)
-        await send_frames(peer, frames[100:], start=100)
+        await send_frames(peer, frames[100:])
         await trio.sleep(1)
         await peer.stop()
 
@@ -404,9 +404,9 @@ async def test_stream_time_limit_continues_on_a_new_stream(
         await send_frames(peer, frames[:150])
         first = sonic.streams[0]
         first.kill()  # sends fail from now on, as on a stream the server ended
-        await send_frames(peer, frames[150:160], start=150)
+        await send_frames(peer, frames[150:160])
         first.feed(SonicStreamError("modelTimeoutException", "Model has timed out"))
-        await send_frames(peer, frames[160:], start=160)
+        await send_frames(peer, frames[160:])
         await trio.sleep(1)
         await peer.stop()
 

@@ -17,7 +17,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from actors.sonic.emulator.server import Emulator
 from sessions.local_s3 import LocalS3
@@ -52,6 +58,15 @@ class ServeProcess:
                 if line.get("event") == event:
                     return line
             await self._new_line.wait()
+
+
+async def close_code(ws: WebSocketConnection) -> int | None:
+    """Read until the daemon closes the socket; its close code."""
+    try:
+        while True:
+            await ws.get_message()
+    except ConnectionClosed as closed:
+        return closed.reason.code if closed.reason is not None else None
 
 
 @asynccontextmanager
@@ -96,8 +111,8 @@ async def test_sigterm_drains_running_calls_then_exits(
             async with open_websocket_url(url + "/twilio/esther") as ws:
                 peer = TwilioPeer(ws)
                 await peer.start()
-                for i in range(10):
-                    await peer.media(b"\xff" * 160, i)
+                for _ in range(10):
+                    await peer.media(b"\xff" * 160)
                 served.process.send_signal(signal.SIGTERM)
                 await served.wait_for("draining")
                 status, body = await http_get(admin + "/readyz")
@@ -109,14 +124,10 @@ async def test_sigterm_drains_running_calls_then_exits(
                 except (HandshakeError, ConnectionRejected):
                     pass
                 # The running call goes on: more audio is accepted, then the caller hangs up.
-                for i in range(10, 20):
-                    await peer.media(b"\xff" * 160, i)
+                for _ in range(10):
+                    await peer.media(b"\xff" * 160)
                 await peer.stop()
-                try:
-                    while True:
-                        await ws.get_message()
-                except ConnectionClosed as closed:
-                    assert closed.reason is not None and closed.reason.code == 1000
+                assert await close_code(ws) == 1000
             assert await served.process.wait() == 0
             call_end = await served.wait_for("call_ended")
             assert call_end["reason"] == "hangup"
@@ -132,13 +143,9 @@ async def test_drain_deadline_ends_calls_politely_with_1001(
             async with open_websocket_url(listening["url"] + "/twilio/esther") as ws:
                 peer = TwilioPeer(ws)
                 await peer.start()
-                await peer.media(b"\xff" * 160, 0)
+                await peer.media(b"\xff" * 160)
                 served.process.send_signal(signal.SIGTERM)
-                try:
-                    while True:
-                        await ws.get_message()
-                except ConnectionClosed as closed:
-                    assert closed.reason is not None and closed.reason.code == 1001
+                assert await close_code(ws) == 1001
             assert await served.process.wait() == 0
             call_end = await served.wait_for("call_ended")
             assert call_end["reason"] == "shutdown"
@@ -154,9 +161,5 @@ async def test_second_signal_ends_everything_at_once(emulator: Emulator, local_s
                 served.process.send_signal(signal.SIGTERM)
                 await served.wait_for("draining")
                 served.process.send_signal(signal.SIGINT)
-                try:
-                    while True:
-                        await ws.get_message()
-                except ConnectionClosed as closed:
-                    assert closed.reason is not None and closed.reason.code == 1001
+                assert await close_code(ws) == 1001
             assert await served.process.wait() == 0
