@@ -17,12 +17,13 @@ import pytest
 import trio
 
 from actors.audio_codec import pcm16_to_ulaw, ulaw_to_pcm16
+from actors.close_codes import CloseCode
 from actors.errors import SonicHTTPError, SonicStreamError
 from actors.sonic import output
 from devkit.fake_prompt_store import FakePromptStore
-from sessions import close_codes
 from sessions.call import CallChannel
-from sessions.call_records import CallDeps, CallSettings, CallSummary
+from sessions.call_records import CallDeps, CallEnd, CallSummary
+from sessions.config import CallSettings
 from sessions.dialects.twilio import TwilioDialect
 from sessions.logs import open_call_log
 from sessions.metrics import Metrics
@@ -154,7 +155,7 @@ async def test_full_call_setup_audio_both_ways_and_hangup(autojump_clock: trio.a
     assert peer.audio()[: len(answer) // 2] == pcm16_to_ulaw(answer)
     assert len(peer.audio()) == len(answer) // 2
     assert peer.received[-1]["event"] == "mark"
-    assert summary.end == close_codes.CallEnd("hangup", 1000, "call ended")
+    assert summary.end == CallEnd("hangup", CloseCode.NORMAL, "call ended")
     assert summary.first_audio_seconds is not None
     assert stream.closed
 
@@ -261,7 +262,7 @@ async def test_missing_prompt_ends_the_call_before_sonic(autojump_clock: trio.ab
     store.delete("esther")
     summary, _, sonic, _ = await run_scenario(missing, store=store)
     assert summary.end is not None
-    assert summary.end.code == close_codes.PROMPT_NOT_FOUND
+    assert summary.end.code == CloseCode.PROMPT_NOT_FOUND
     assert summary.end.reason == "prompt_error"
     assert "esther" in summary.end.text and "assistants/" not in summary.end.text
     assert sonic.streams == []
@@ -270,9 +271,9 @@ async def test_missing_prompt_ends_the_call_before_sonic(autojump_clock: trio.ab
 @pytest.mark.parametrize(
     ("error", "code"),
     [
-        (SonicStreamError("throttlingException", "slow down"), close_codes.SONIC_THROTTLED),
-        (SonicStreamError("validationException", "bad event"), close_codes.SONIC_FAILED),
-        (SonicStreamError("internalServerException", "oops"), close_codes.SONIC_FAILED),
+        (SonicStreamError("throttlingException", "slow down"), CloseCode.SONIC_THROTTLED),
+        (SonicStreamError("validationException", "bad event"), CloseCode.SONIC_FAILED),
+        (SonicStreamError("internalServerException", "oops"), CloseCode.SONIC_FAILED),
     ],
 )
 async def test_sonic_error_mid_call_closes_the_carrier_with_its_code(
@@ -302,7 +303,7 @@ async def test_carrier_that_never_starts_is_closed_at_the_deadline(
         await trio.sleep(60)
 
     summary, _, sonic, _ = await run_scenario(script, settings=CallSettings(start_timeout=5))
-    assert summary.end is not None and summary.end.code == close_codes.START_TIMEOUT
+    assert summary.end is not None and summary.end.code == CloseCode.START_TIMEOUT
     assert sonic.streams == []
 
 
@@ -425,9 +426,7 @@ async def test_sonic_ending_the_stream_ends_the_call(autojump_clock: trio.abc.Cl
         sonic.streams[0].end()
 
     summary, _, _, _ = await run_scenario(script)
-    assert summary.end == close_codes.CallEnd(
-        "sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"
-    )
+    assert summary.end == CallEnd("sonic_error", CloseCode.SONIC_SESSION_ENDED, "session ended")
 
 
 async def test_final_transcripts_go_to_the_call_log_only(
@@ -521,4 +520,4 @@ async def test_a_refused_stream_is_reported_by_its_http_answer(
     refusal = SonicHTTPError(429, "ThrottlingException", "Too many requests")
     summary, _, _, _ = await run_scenario(script, sonic=FakeSonic(refuse_with=refusal))
     assert summary.end is not None
-    assert (summary.end.reason, summary.end.code) == ("sonic_error", close_codes.SONIC_THROTTLED)
+    assert (summary.end.reason, summary.end.code) == ("sonic_error", CloseCode.SONIC_THROTTLED)
