@@ -207,7 +207,7 @@ def _s(value: float | None) -> str:
 def _ending(report: CallReport) -> str:
     by = report.closed_by or "?"
     reason = f" '{report.close_reason}'" if report.close_reason else ""
-    return f"{report.outcome}: closed by {by}, code {report.close_code}{reason}"
+    return f"{report.outcome}: closed by {by}, code {report.close_label}{reason}"
 
 
 def _show_calls(out: Print, calls: list[DemoCall]) -> None:
@@ -218,7 +218,7 @@ def _show_calls(out: Print, calls: list[DemoCall]) -> None:
         r, d = call.report, call.daemon
         version = str(d.get("prompt_version") or "-")[:36]
         assistant = str(d.get("assistant") or r.assistant or "-")[:14]
-        ended = f"{d.get('reason', '-')} ({r.close_code})"
+        ended = f"{d.get('reason', '-')} ({r.close_label})"
         out(
             f"  {call.title[:34]:<34} {assistant:<14} {version:<36} {_s(r.first_audio_s):>9}"
             f" {r.turns:>5} {r.barge_ins:>9}  {ended}"

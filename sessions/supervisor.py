@@ -41,7 +41,8 @@ from sessions.metrics import Carrier, Metrics
 
 logger = logging.getLogger("novavoice.supervisor")
 
-# Messages larger than these caps close the socket with 1009 inside trio-websocket; the
+# Messages larger than these caps close the socket with 1009 (CloseCode.MESSAGE_TOO_BIG)
+# inside trio-websocket; the
 # dialects enforce their own (smaller, documented) caps with a specific close code.
 MAX_WS_MESSAGE_BYTES = 256 * 1024
 _CLOSED = (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)

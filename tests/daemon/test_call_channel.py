@@ -19,6 +19,7 @@ import trio
 from actors.audio_codec import pcm16_to_ulaw, ulaw_to_pcm16
 from actors.close_codes import CloseCode
 from actors.errors import SonicHTTPError, SonicStreamError
+from actors.prompt_cache import PromptCache
 from actors.sonic import output
 from devkit.fake_prompt_store import FakePromptStore
 from sessions.call import CallChannel
@@ -78,6 +79,8 @@ async def run_scenario(
     call_log_path: Path | None = None,
     peer_reads: bool = True,
     channels: list[CallChannel] | None = None,
+    path: str = "/twilio/esther",
+    caches: list[PromptCache] | None = None,
 ) -> tuple[CallSummary, TwilioPeer, FakeSonic, Metrics]:
     sonic = sonic or FakeSonic()
     if store is None:
@@ -86,10 +89,12 @@ async def run_scenario(
     metrics = Metrics(process_metrics=False)
     result: list[CallSummary] = []
     async with (
-        open_fetcher(store) as (fetcher, _cache),
+        open_fetcher(store) as (fetcher, cache),
         open_call_log(call_log_path) as call_log,
         ws_pair(lockstep=not peer_reads) as (server_ws, client_ws),
     ):
+        if caches is not None:
+            caches.append(cache)
         deps = CallDeps(
             prompts=fetcher,
             sonic=sonic,
@@ -104,7 +109,7 @@ async def run_scenario(
 
             async def call() -> None:
                 with metrics.call("twilio") as cm:
-                    dialect = TwilioDialect(path="/twilio/esther")
+                    dialect = TwilioDialect(path=path)
                     channel = CallChannel(server_ws, dialect, deps, cm)
                     if channels is not None:
                         channels.append(channel)
@@ -250,6 +255,26 @@ async def test_barge_in_clears_queued_audio_and_drops_the_rest_of_that_answer(
     assert (
         metrics.registry.get_sample_value("novavoice_barge_ins_total", {"carrier": "twilio"}) == 1
     )
+
+
+async def test_a_hostile_name_is_refused_at_the_call_boundary(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = FakePromptStore()
+
+    async def start(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+
+    caches: list[PromptCache] = []
+    summary, _, sonic, _ = await run_scenario(
+        start, store=store, path="/twilio/..%2Fsecrets", caches=caches
+    )
+    assert summary.end is not None
+    assert (summary.end.reason, summary.end.code) == ("prompt_error", CloseCode.NO_ASSISTANT)
+    assert "'../secrets'" in summary.end.text
+    assert store.fetch_count == 0 and sonic.streams == []
+    # Refused at the boundary: the prompt path never saw the name.
+    assert caches[0].statistics().misses == 0
 
 
 async def test_missing_prompt_ends_the_call_before_sonic(autojump_clock: trio.abc.Clock) -> None:
