@@ -162,40 +162,53 @@ class Connection:
         self._flush()
         return stream
 
-    # --- helpers used by H2Stream (synchronous: no await between check and act) ---
+    # --- the StreamLink its streams use (synchronous: no await between check and act) ---
 
-    def _flush(self) -> None:
-        data = self._h2.data_to_send()
-        if data:
-            self._outbuf += data
-            self._write_lot.unpark_all()
-
-    def _h2_call(self, stream: H2Stream, method: Callable[..., None], *args: object) -> None:
+    def send_some(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> int | None:
+        """Queue what the windows allow of ``data`` (see :meth:`StreamLink.send_some`)."""
         if self._error is not None:
             raise self._error
+        h2_conn = self._h2
+        size = len(data)
         try:
-            method(*args)
+            if size:
+                window = h2_conn.local_flow_control_window(stream_id)
+                frame = h2_conn.max_outbound_frame_size
+                if window < size:
+                    size = window if window < frame else frame
+                elif frame < size:
+                    size = frame
+                if size <= 0:
+                    return 0
+                last = size == len(data)
+                h2_conn.send_data(stream_id, data if last else data[:size], end_stream and last)
+            elif end_stream:
+                h2_conn.end_stream(stream_id)
+            else:
+                return 0
         except h2.exceptions.StreamClosedError:
-            raise stream._send_closed or SonicConnectionError(
-                f"stream {stream.stream_id} was closed by the server"
-            ) from None
+            return None
         except h2.exceptions.H2Error as exc:
-            raise LocalProtocolError(f"stream {stream.stream_id}: {exc}") from exc
+            raise LocalProtocolError(f"stream {stream_id}: {exc}") from exc
         self._flush()
+        return size
 
-    def _send_window(self, stream: H2Stream) -> int:
-        try:
-            return self._h2.local_flow_control_window(stream.stream_id)
-        except h2.exceptions.StreamClosedError:
-            raise stream._send_closed or SonicConnectionError(
-                f"stream {stream.stream_id} was closed by the server"
-            ) from None
+    async def wait_send_window(self, stream_lot: trio.lowlevel.ParkingLot) -> None:
+        """Wait for a send window (see :meth:`StreamLink.wait_send_window`)."""
+        if self._h2.outbound_flow_control_window <= 0:
+            # Blocked by the shared window: queue FIFO, woken one at a time (no herd).
+            await self._conn_window_lot.park()
+        else:
+            self.pass_window()
+            await stream_lot.park()
 
-    def _pass_window(self) -> None:
+    def pass_window(self) -> None:
+        """Wake the next stream waiting for the connection window, if it has room."""
         if self._conn_window_lot and self._h2.outbound_flow_control_window > 0:
             self._conn_window_lot.unpark()
 
-    async def _wait_writable(self) -> None:
+    async def wait_writable(self) -> None:
+        """Wait while the outgoing buffer is above its high-water mark (always a checkpoint)."""
         if len(self._outbuf) + self._inflight <= self._config.write_buffer_high:
             await trio.lowlevel.checkpoint()
             return
@@ -207,12 +220,14 @@ class Connection:
         if self._error is not None:
             raise self._error
 
-    def _acknowledge(self, stream_id: int, size: int) -> None:
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """Give ``size`` consumed bytes of window back to the server."""
         if size and self._error is None:
             self._h2.acknowledge_received_data(size, stream_id)
             self._flush()
 
-    def _reset(self, stream_id: int, error_code: ErrorCodes) -> None:
+    def reset(self, stream_id: int, error_code: ErrorCodes) -> None:
+        """Send RST_STREAM (no-op if already closed here or in h2's eyes)."""
         if self._error is not None:
             return
         try:
@@ -221,12 +236,19 @@ class Connection:
             return  # already closed in h2's eyes: nothing to reset
         self._flush()
 
-    def _release(self, stream: H2Stream, unread: int) -> None:
-        self._streams.pop(stream.stream_id, None)
-        self._acknowledge(stream.stream_id, unread)
+    def release(self, stream_id: int, unread: int) -> None:
+        """Forget a stream, returning its ``unread`` window; may finish a draining connection."""
+        self._streams.pop(stream_id, None)
+        self.acknowledge(stream_id, unread)
         if (self._goaway_last_id is not None or self._closing) and not self._streams:
             self._finished.set()
         self._on_change()
+
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        if data:
+            self._outbuf += data
+            self._write_lot.unpark_all()
 
     # --- lifecycle ---
 
@@ -243,7 +265,7 @@ class Connection:
             if log:
                 logger.info("sonic connection %s failed: %s", self.label, error)
         for stream in list(self._streams.values()):
-            stream._fail(error)
+            stream.fail(error)
         self._finished.set()
         self._ready.set()
         self._drain_lot.unpark_all()
@@ -390,19 +412,19 @@ class Connection:
             stream = self._streams.get(event.stream_id)
             if stream is None:
                 # Data for a stream we already released: hand the window straight back.
-                self._acknowledge(event.stream_id, event.flow_controlled_length)
+                self.acknowledge(event.stream_id, event.flow_controlled_length)
             else:
-                stream._on_data(event.data, event.flow_controlled_length)
+                stream.on_data(event.data, event.flow_controlled_length)
         elif isinstance(event, h2.events.ResponseReceived):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
                 headers = tuple((str(k), str(v)) for k, v in event.headers)
                 status = int(dict(headers).get(":status", "0"))
-                stream._on_response(status, headers)
+                stream.on_response(status, headers)
         elif isinstance(event, h2.events.StreamEnded):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
-                stream._on_end()
+                stream.on_end()
         elif isinstance(event, h2.events.StreamReset):
             stream = self._streams.get(event.stream_id)
             if stream is not None and event.remote_reset:
@@ -412,17 +434,17 @@ class Connection:
                     if event.error_code == ErrorCodes.REFUSED_STREAM
                     else SonicConnectionError
                 )
-                stream._on_reset(kind(f"stream {event.stream_id} reset by server ({code})"))
+                stream.fail(kind(f"stream {event.stream_id} reset by server ({code})"))
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:
                 self._conn_window_lot.unpark()  # the first in line; it passes the window on
             elif (stream := self._streams.get(event.stream_id)) is not None:
-                stream._wake_sender()
+                stream.wake_sender()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self._got_settings = True
             self._ready.set()
             for stream in self._streams.values():
-                stream._wake_sender()
+                stream.wake_sender()
             self._conn_window_lot.unpark_all()
             self._on_change()
         elif isinstance(event, h2.events.ConnectionTerminated):
@@ -437,7 +459,7 @@ class Connection:
         )
         for stream_id, stream in list(self._streams.items()):
             if stream_id > last_stream_id:
-                stream._fail(
+                stream.fail(
                     SonicStreamRefused(
                         f"stream {stream_id} refused by GOAWAY ({code}); it was not processed"
                     )
