@@ -1,9 +1,12 @@
 """One HTTP/2 connection to Bedrock, carrying many Sonic streams at once.
 
-A :class:`Connection` owns one TLS socket and one :class:`h2.connection.H2Connection`. Its
-tasks (in its own nursery, under :meth:`Connection.run`):
+A :class:`Connection` owns one TLS socket, one :class:`h2.connection.H2Connection` and the
+:class:`~actors.sonic.h2stream.H2Stream` of each request it carries. A stream knows nothing
+of its connection: it calls the connection's :class:`~actors.sonic.h2stream.StreamLink`
+methods, and the connection reports the stream's events to it. Its tasks (in its own
+nursery, under :meth:`Connection.run`):
 
-- the *reader* feeds socket bytes to h2 and routes events to per-stream state;
+- the *reader* feeds socket bytes to h2 and routes events to the streams;
 - the *writer* is the only task that writes to the socket. Everyone else mutates h2 state
   synchronously (no lock, no await: trio runs one task at a time), moves the bytes h2
   produced into an outgoing buffer and wakes the writer, which sends the whole buffer in one
@@ -24,6 +27,10 @@ processed); the others run to completion, no new stream is opened, and the conne
 closes when the last one is released. h2 4.x closes its state machine on a received GOAWAY
 (python-hyper/h2#1181), which would kill the running streams, so
 :class:`~actors.sonic.transport.GracefulH2Connection` overrides that frame handler.
+
+This module runs past 400 lines on purpose: the reader, the writer, the keep-alive and the
+stream link all act synchronously on one h2 state machine and one outgoing buffer, and a
+split would put a call between every audio frame and that state.
 """
 
 from __future__ import annotations
@@ -69,6 +76,10 @@ class Connection:
     ``run`` then returns quietly when the connection ends, whatever the reason; its streams
     see the reason as :class:`SonicConnectionError`. ``on_change`` is called (synchronously)
     whenever capacity may have changed: a stream released, settings, GOAWAY, death.
+
+    The pool uses the capacity properties, :meth:`open_stream`, :meth:`close` and
+    :meth:`statistics`; the streams, and only they, use the methods of
+    :class:`~actors.sonic.h2stream.StreamLink`.
     """
 
     def __init__(
@@ -165,7 +176,7 @@ class Connection:
     # --- the StreamLink its streams use (synchronous: no await between check and act) ---
 
     def send_some(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> int | None:
-        """Queue what the windows allow of ``data`` (see :meth:`StreamLink.send_some`)."""
+        """Queue what the windows allow of ``data`` (see :meth:`.StreamLink.send_some`)."""
         if self._error is not None:
             raise self._error
         h2_conn = self._h2
@@ -194,7 +205,7 @@ class Connection:
         return size
 
     async def wait_send_window(self, stream_lot: trio.lowlevel.ParkingLot) -> None:
-        """Wait for a send window (see :meth:`StreamLink.wait_send_window`)."""
+        """Wait for a send window (see :meth:`.StreamLink.wait_send_window`)."""
         if self._h2.outbound_flow_control_window <= 0:
             # Blocked by the shared window: queue FIFO, woken one at a time (no herd).
             await self._conn_window_lot.park()
