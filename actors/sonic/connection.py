@@ -237,7 +237,7 @@ class Connection:
             self._h2.acknowledge_received_data(size, stream_id)
             self._flush()
 
-    def reset(self, stream_id: int, error_code: ErrorCodes) -> None:
+    def reset_stream(self, stream_id: int, error_code: ErrorCodes) -> None:
         """Send RST_STREAM (no-op if already closed here or in h2's eyes)."""
         if self._error is not None:
             return
@@ -247,7 +247,7 @@ class Connection:
             return  # already closed in h2's eyes: nothing to reset
         self._flush()
 
-    def release(self, stream_id: int, unread: int) -> None:
+    def release_stream(self, stream_id: int, unread: int) -> None:
         """Forget a stream, returning its ``unread`` window; may finish a draining connection."""
         self._streams.pop(stream_id, None)
         self.acknowledge(stream_id, unread)

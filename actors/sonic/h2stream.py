@@ -65,11 +65,11 @@ class StreamLink(Protocol):
         """Give ``size`` consumed bytes of window back to the server."""
         ...
 
-    def reset(self, stream_id: int, error_code: ErrorCodes) -> None:
+    def reset_stream(self, stream_id: int, error_code: ErrorCodes) -> None:
         """Send RST_STREAM (no-op if the stream or the connection is already closed)."""
         ...
 
-    def release(self, stream_id: int, unread: int) -> None:
+    def release_stream(self, stream_id: int, unread: int) -> None:
         """Forget the stream, giving back the window of ``unread`` bytes never consumed."""
         ...
 
@@ -219,7 +219,7 @@ class H2Stream:
         if self._local_ended and self._remote_ended:
             return
         self._send_closed = SonicConnectionError(f"stream {self.stream_id} was reset by us")
-        self._link.reset(self.stream_id, error_code)
+        self._link.reset_stream(self.stream_id, error_code)
 
     def release(self) -> None:
         """Forget the stream: reset it if still open, give back unread window, free the slot."""
@@ -229,6 +229,6 @@ class H2Stream:
         self._released = True
         unread = self.buffered_bytes
         self._inbound.clear()
-        self._link.release(self.stream_id, unread)
+        self._link.release_stream(self.stream_id, unread)
         self._lot.unpark_all()
         self._window_lot.unpark_all()

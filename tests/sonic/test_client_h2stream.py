@@ -52,10 +52,10 @@ class ScriptedLink:
     def acknowledge(self, stream_id: int, size: int) -> None:
         self.acknowledged.append(size)
 
-    def reset(self, stream_id: int, error_code: ErrorCodes) -> None:
+    def reset_stream(self, stream_id: int, error_code: ErrorCodes) -> None:
         self.resets.append(error_code)
 
-    def release(self, stream_id: int, unread: int) -> None:
+    def release_stream(self, stream_id: int, unread: int) -> None:
         self.released.append(unread)
 
 
