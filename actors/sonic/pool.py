@@ -1,5 +1,9 @@
 """A small pool of HTTP/2 connections to Bedrock, and :func:`open_sonic_client`.
 
+This is the top of the client: :func:`open_sonic_client` builds the pool and hands it to a
+:class:`~actors.sonic.stream.SonicClient` as its
+:class:`~actors.sonic.stream.StreamOpener`, so :mod:`.stream` never imports this module.
+
 The pool runs its connections in its own nursery. A new stream goes to the accepting
 connection with the fewest streams that still has room under the server's
 ``SETTINGS_MAX_CONCURRENT_STREAMS`` (capped by ``ConnectionConfig.max_streams``). When every
@@ -25,16 +29,12 @@ import trio
 
 from actors.errors import SonicConnectionError, SonicTimeout
 from actors.exception_groups import unwrap_lone_exception
-from actors.sonic.connection import (
-    Connection,
-    ConnectionConfig,
-    H2Stream,
-    Opener,
-    open_tls_stream,
-)
+from actors.sonic.connection import Connection
 from actors.sonic.credentials import BotocoreCredentialsProvider, CredentialsProvider
 from actors.sonic.endpoint import make_ssl_context, resolve_endpoint
+from actors.sonic.h2stream import H2Stream
 from actors.sonic.stream import DEFAULT_MODEL_ID, SonicClient
+from actors.sonic.transport import ConnectionConfig, Opener, open_tls_stream
 
 __all__ = ["ConnectionPool", "open_sonic_client"]
 
