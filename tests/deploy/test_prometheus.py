@@ -104,3 +104,12 @@ def test_capacity_threshold_is_80_percent_of_a_pods_admission_limit() -> None:
     [rule] = [r for r in rules() if r["alert"] == "NovaVoiceNearMaxCalls"]
     threshold = float(rule["expr"].rsplit(">", 1)[1])
     assert threshold == pytest.approx(0.8 * per_pod)
+
+
+def test_ci_installs_promtool_and_still_runs_make_test() -> None:
+    script = (DEPLOY.parent / ".ci" / "run").read_text()
+    lines = [ln.strip() for ln in script.splitlines() if ln.strip()]
+    assert lines[-1] == "exec make test"
+    install = next(ln for ln in lines if "apt-get install" in ln)
+    assert "prometheus" in install.split() and "-y" in install.split()
+    assert "if [[ $(id -u) == 0 ]] && ! command -v promtool" in script
