@@ -74,10 +74,14 @@ podman run -d --name "$NAME" --network host "${ULIMITS[@]}" --read-only --tmpfs 
   -e NOVAVOICE_LISTEN=127.0.0.1:$PORT -e NOVAVOICE_ADMIN_LISTEN=127.0.0.1:$ADMIN \
   -e DRAIN_TIMEOUT_MS=5000 -e AWS_REGION=us-east-1 "$IMAGE" >/dev/null
 trap 'podman rm -f "$NAME" >/dev/null 2>&1 || true' EXIT
-for _ in $(seq 1 50); do
-  curl -fsS "http://127.0.0.1:$ADMIN/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
+ready=
+for _ in $(seq 1 120); do
+  if curl -fsS "http://127.0.0.1:$ADMIN/readyz" >/dev/null 2>&1; then ready=1; break; fi
+  sleep 0.5
 done
+if [[ -z $ready ]]; then
+  echo "FAIL: not ready within 60 s"; podman logs "$NAME" 2>&1 | tail -n 20; exit 1
+fi
 echo "healthz: $(curl -fsS "http://127.0.0.1:$ADMIN/healthz")"
 echo "readyz:  $(curl -fsS "http://127.0.0.1:$ADMIN/readyz")"
 curl -fsS "http://127.0.0.1:$ADMIN/metrics" | grep -m1 '^novavoice_calls_active'
