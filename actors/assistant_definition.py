@@ -528,18 +528,21 @@ def _where(mark: yaml.Mark | None, first_line: int) -> tuple[int, int]:
 
 def _parse_front_matter(source: str, out: _Collector, *, first_line: int) -> dict[str, Any]:
     """Parse and check the YAML between the ``---`` lines; ``first_line`` is its file line."""
-    loader = yaml.SafeLoader(source)
+    try:
+        # The reader checks the characters as it is built, so construction can fail too.
+        loader = yaml.SafeLoader(source)
+    except yaml.reader.ReaderError as exc:
+        _reader_error(exc, source, out, first_line)
+        return {}
     try:
         try:
             root = loader.get_single_node()
+        except yaml.reader.ReaderError as exc:
+            _reader_error(exc, source, out, first_line)
+            return {}
         except yaml.MarkedYAMLError as exc:
             line, column = _where(exc.problem_mark or exc.context_mark, first_line)
             out.error("yaml_syntax", f"front matter is not valid YAML: {exc.problem}", line, column)
-            return {}
-        except yaml.YAMLError as exc:
-            # ReaderError: a character YAML refuses; _check_characters reported it already.
-            if not out.has_errors:
-                out.error("yaml_syntax", f"front matter is not valid YAML: {exc}", first_line, 1)
             return {}
         if root is None:
             return {}  # "---\n---": front matter present but empty
@@ -552,6 +555,20 @@ def _parse_front_matter(source: str, out: _Collector, *, first_line: int) -> dic
         return _check_keys(loader, root, out, first_line)
     finally:
         loader.dispose()
+
+
+def _reader_error(
+    exc: yaml.reader.ReaderError, source: str, out: _Collector, first_line: int
+) -> None:
+    if unicodedata.category(chr(exc.character)) == "Cc":
+        return  # _check_characters reported this control character already
+    line, column = _Positions(source).at(exc.position)
+    out.error(
+        "yaml_syntax",
+        f"front matter holds U+{exc.character:04X}, which YAML does not allow",
+        line + first_line - 1,
+        column,
+    )
 
 
 def _construct(
