@@ -3,7 +3,7 @@
 A store answers one question, "give me assistant X's prompt, unless it still has ETag E",
 with either a :class:`StoredPrompt` or :class:`NotModified`, or raises a
 :class:`~actors.errors.PromptError`. The S3 implementation lives in
-:mod:`actors.s3_prompt_store`; :mod:`actors.fake_prompt_store` is the in-memory stand-in
+:mod:`actors.s3_prompt_store`; :mod:`devkit.fake_prompt_store` is the in-memory stand-in
 the actor tests drive with the autojump clock.
 """
 

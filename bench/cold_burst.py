@@ -44,7 +44,7 @@ from harness import (
     write_json,
 )
 
-from sessions.simcall.report import percentile
+from devkit.simcall.report import percentile
 
 
 def _ms(value: float | None) -> str:

@@ -20,10 +20,8 @@ from pathlib import Path
 
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from actors.sonic.output import AudioOutput, CompletionEnded
-from tests.sonic.test_emulator_e2e import (
+from devkit.emulator.raw_client import (
     CHUNK,
     CREDS,
     MiniConnection,

@@ -160,9 +160,9 @@ def _s3_server(prompts: Mapping[str, str], log: Path) -> Iterator[S3Server]:
 def _serve_s3() -> int:
     """``s3-server`` mode: run moto's S3, seed it, print the endpoint, answer count queries."""
     from actors.s3_prompt_store import make_s3_client
+    from devkit.example_prompts import seed_example_prompts
+    from devkit.local_s3 import run_local_s3
     from sessions.config import settings_from_mapping
-    from sessions.example_prompts import seed_example_prompts
-    from sessions.local_s3 import run_local_s3
 
     settings = settings_from_mapping({})
     extra: dict[str, str] = json.loads(os.environ.get("BENCH_EXTRA_PROMPTS", "{}"))
@@ -272,7 +272,7 @@ def run_loadtest(
 
 def twilio_call_sid(seed: int) -> str:
     """The ``callSid`` a simulated Twilio call with this seed sends (the daemon logs it as
-    ``call_id``); mirrors ``sessions.simcall.call``: a stream sid, then the call sid."""
+    ``call_id``); mirrors ``devkit.simcall.call``: a stream sid, then the call sid."""
     rng = random.Random(seed)
     rng.getrandbits(128)
     return f"CA{rng.getrandbits(128):032x}"

@@ -52,7 +52,7 @@ from harness import (
     write_json,
 )
 
-from sessions.example_prompts import EXAMPLE_PROMPTS
+from devkit.example_prompts import EXAMPLE_PROMPTS
 
 GOAL_RATIO = 1.10
 FAULT_PROMPTS = {

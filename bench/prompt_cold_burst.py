@@ -23,7 +23,7 @@ import trio
 from actors.prompt_cache import open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
 from actors.s3_prompt_store import S3PromptStore, make_s3_client
-from sessions.local_s3 import LocalS3, run_local_s3
+from devkit.local_s3 import LocalS3, run_local_s3
 
 BUCKET = "nova-sonic-prompts"
 PREFIX = "assistants/"

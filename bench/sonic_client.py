@@ -63,7 +63,7 @@ def start_emulator() -> tuple[subprocess.Popen[str], str, str]:
     # The emulator's own CLI module (what ``novavoice emulator`` dispatches to), launched
     # directly so this bench does not depend on every other subcommand importing cleanly.
     launcher = (
-        "import argparse, sys; from actors.sonic.emulator import cli; "
+        "import argparse, sys; from devkit.emulator import cli; "
         "p = argparse.ArgumentParser(); cli.add_arguments(p); "
         "sys.exit(cli.main(p.parse_args()))"
     )

@@ -15,12 +15,12 @@ from actors.errors import ConfigError
 
 # name -> (module, one-line help).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("sessions.demo", "run the embedded demo on this machine, no AWS account needed"),
+    "demo": ("devkit.demo", "run the embedded demo on this machine, no AWS account needed"),
     "serve": ("sessions.serve", "run the daemon: carrier WebSockets in, Nova Sonic out"),
-    "prompts-demo": ("sessions.prompts_demo", "show the prompt path alone against a local S3"),
-    "emulator": ("actors.sonic.emulator.cli", "run the local Nova Sonic emulator"),
+    "prompts-demo": ("devkit.prompts_demo", "show the prompt path alone against a local S3"),
+    "emulator": ("devkit.emulator.cli", "run the local Nova Sonic emulator"),
     "prompts": ("promptadmin.cli", "validate, publish, diff and roll back assistant definitions"),
-    "loadtest": ("sessions.loadtest", "drive simulated carrier calls at a URL and measure them"),
+    "loadtest": ("devkit.loadtest", "drive simulated carrier calls at a URL and measure them"),
 }
 
 

@@ -19,11 +19,11 @@ import trio.testing
 from trio_websocket import WebSocketConnection, wrap_client_stream, wrap_server_stream
 
 from actors.errors import SonicConnectionError
-from actors.fake_prompt_store import FakePromptStore
 from actors.prompt_cache import PromptCache, open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
 from actors.sonic import output
-from sessions.simcall import TwilioCaller
+from devkit.fake_prompt_store import FakePromptStore
+from devkit.simcall import TwilioCaller
 
 
 @attrs.define(eq=False)
@@ -164,7 +164,7 @@ async def ws_pair(
 class TwilioPeer:
     """The carrier side of a Twilio Media Stream, scripted by a test.
 
-    Messages come from the load harness's :class:`~sessions.simcall.TwilioCaller`, which
+    Messages come from the load harness's :class:`~devkit.simcall.TwilioCaller`, which
     speaks Twilio exactly as the daemon's dialect expects it.
     """
 

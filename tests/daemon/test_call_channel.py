@@ -18,8 +18,8 @@ import trio
 
 from actors.audio_codec import pcm16_to_ulaw, ulaw_to_pcm16
 from actors.errors import SonicHTTPError, SonicStreamError
-from actors.fake_prompt_store import FakePromptStore
 from actors.sonic import output
+from devkit.fake_prompt_store import FakePromptStore
 from sessions import close_codes
 from sessions.call import CallChannel
 from sessions.call_records import CallDeps, CallSettings, CallSummary

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from sessions import demo
+from devkit import demo
 
 
 def test_demo_places_calls_and_every_check_passes(capsys: pytest.CaptureFixture[str]) -> None:

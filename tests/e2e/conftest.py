@@ -15,12 +15,12 @@ import pytest
 
 from actors.s3_prompt_store import make_s3_client
 from actors.sonic.credentials import StaticCredentialsProvider
-from actors.sonic.emulator import EmulatorConfig, StreamPlan, open_emulator
-from actors.sonic.emulator.server import Emulator
 from actors.sonic.signing import Credentials
+from devkit.emulator import EmulatorConfig, StreamPlan, open_emulator
+from devkit.emulator.server import Emulator
+from devkit.example_prompts import seed_example_prompts
+from devkit.local_s3 import LocalS3, run_local_s3
 from sessions.config import Settings
-from sessions.example_prompts import seed_example_prompts
-from sessions.local_s3 import LocalS3, run_local_s3
 from sessions.serve import Daemon, DaemonOverrides, open_daemon
 
 ACCESS_KEY = "AKIDE2ETEST"

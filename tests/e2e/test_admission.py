@@ -7,9 +7,9 @@ import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
 from actors.errors import ConfigError
-from actors.sonic.emulator.server import Emulator
+from devkit.emulator.server import Emulator
+from devkit.local_s3 import LocalS3
 from sessions.dialects.twilio_signature import compute_signature
-from sessions.local_s3 import LocalS3
 from sessions.serve import Daemon, check_listen_security, open_daemon
 from tests.e2e.conftest import daemon_overrides, daemon_settings
 

@@ -12,12 +12,12 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from actors.sonic.emulator import open_emulator
-from actors.sonic.emulator.server import Emulator
+from devkit.emulator import open_emulator
+from devkit.emulator.server import Emulator
+from devkit.local_s3 import LocalS3
+from devkit.simcall import CallScript, run_simulated_call
 from sessions import close_codes
-from sessions.local_s3 import LocalS3
 from sessions.serve import open_daemon
-from sessions.simcall import CallScript, run_simulated_call
 from tests.e2e.conftest import daemon_overrides, daemon_settings, emulator_config
 
 SCRIPT = CallScript(length=6.0, utterance_seconds=(0.5, 0.5))

@@ -1,6 +1,6 @@
 """Whole calls over real sockets: simulated carriers → daemon → emulator, prompts from moto.
 
-Each test places calls with the load harness's simulated carrier (``sessions.simcall``),
+Each test places calls with the load harness's simulated carrier (``devkit.simcall``),
 which plays Twilio or Asterisk exactly as the real platform does (20 ms frames in real time,
 marks echoed at playback, clear/FLUSH_MEDIA honoured) and reports what it saw.
 """
@@ -16,15 +16,15 @@ import trio
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from actors.sonic import output
-from actors.sonic.emulator import open_emulator
-from actors.sonic.emulator.server import Emulator
 from actors.sonic_session import SonicOpener, SonicStreamLike
+from devkit.emulator import open_emulator
+from devkit.emulator.server import Emulator
+from devkit.local_s3 import LocalS3, S3RequestCounter
+from devkit.simcall import CallerAuth, CallReport, CallScript, run_simulated_call
 from sessions import close_codes
 from sessions.call_records import CallSettings
-from sessions.local_s3 import LocalS3, S3RequestCounter
 from sessions.logs import current_call
 from sessions.serve import Daemon, open_daemon
-from sessions.simcall import CallerAuth, CallReport, CallScript, run_simulated_call
 from tests.e2e.conftest import (
     daemon_overrides,
     daemon_settings,

@@ -25,8 +25,8 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from actors.sonic.emulator.server import Emulator
-from sessions.local_s3 import LocalS3
+from devkit.emulator.server import Emulator
+from devkit.local_s3 import LocalS3
 from tests.daemon.fakes import TwilioPeer
 from tests.e2e.conftest import ACCESS_KEY, SECRET_KEY
 from tests.e2e.test_admission import http_get

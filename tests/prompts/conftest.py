@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from actors.fake_prompt_store import FakePromptStore
 from actors.prompt_cache import PromptCache, open_prompt_cache
 from actors.prompt_store import PromptStore
+from devkit.fake_prompt_store import FakePromptStore
 
 TTL = 300.0
 STALE = 60.0

@@ -15,8 +15,8 @@ from actors.errors import (
     PromptThrottled,
     PromptTimeout,
 )
-from actors.fake_prompt_store import FakePromptStore
 from actors.prompt_store import StoredPrompt
+from devkit.fake_prompt_store import FakePromptStore
 
 from .conftest import NEGATIVE, STALE, TTL, cache_over
 

@@ -7,8 +7,8 @@ import trio
 import trio.testing
 
 from actors.errors import InvalidAssistantName, PromptNotFound, PromptTimeout
-from actors.fake_prompt_store import FakePromptStore
 from actors.prompt_fetch import PromptFetcher, prompt_log_fields
+from devkit.fake_prompt_store import FakePromptStore
 
 from .conftest import cache_over
 

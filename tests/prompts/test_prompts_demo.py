@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from sessions import prompts_demo as demo
+from devkit import prompts_demo as demo
 
 
 def test_demo_runs_and_its_checks_pass(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessions.simcall import AsteriskCaller, TwilioCaller
+from devkit.simcall import AsteriskCaller, TwilioCaller
 
 STREAM_SID = "MZ" + "0" * 31 + "1"
 CALL_SID = "CA" + "0" * 31 + "2"

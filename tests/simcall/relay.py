@@ -23,6 +23,7 @@ import trio_websocket
 
 from actors.audio_codec import Encoding, ulaw_to_pcm16
 from actors.errors import CarrierError
+from devkit.simcall.audio import frame_rms_dbfs
 from sessions.dialects import (
     AsteriskDialect,
     AudioReceived,
@@ -36,7 +37,6 @@ from sessions.dialects import (
     SendMark,
     TwilioDialect,
 )
-from sessions.simcall.audio import frame_rms_dbfs
 
 SPEECH_DBFS = -40.0  # the emulator's threshold
 

@@ -14,6 +14,14 @@ from actors.errors import (
     CarrierMessageTooBig,
     CarrierWrongFrameType,
 )
+from devkit.simcall import (
+    AssistantAudio,
+    AsteriskCaller,
+    ClearRequested,
+    HangupRequested,
+    MarkRequested,
+    TwilioCaller,
+)
 from sessions.dialects import (
     AsteriskDialect,
     AudioReceived,
@@ -28,14 +36,6 @@ from sessions.dialects import (
     SendAudio,
     SendMark,
     TwilioDialect,
-)
-from sessions.simcall import (
-    AssistantAudio,
-    AsteriskCaller,
-    ClearRequested,
-    HangupRequested,
-    MarkRequested,
-    TwilioCaller,
 )
 from tests.simcall.conftest import CALL_SID, STREAM_SID
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from devkit.loadtest import CallLength, LoadPlan, LoadRun, parse_call_length, write_outputs
+from devkit.simcall import CallReport
 from sessions.cli import build_parser
 from sessions.cli import main as cli_main
-from sessions.loadtest import CallLength, LoadPlan, LoadRun, parse_call_length, write_outputs
-from sessions.simcall import CallReport
 from tests.simcall.relay import RelayPlan, open_relay
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

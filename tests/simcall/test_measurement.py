@@ -16,9 +16,9 @@ import trio
 import trio_websocket
 
 from actors.errors import CarrierForbidden
+from devkit.simcall import CallerAuth, CallScript, Misbehaviour, run_simulated_call
+from devkit.simcall.script import FRAME_S
 from sessions.dialects import check_upgrade_auth, validate_twilio_upgrade
-from sessions.simcall import CallerAuth, CallScript, Misbehaviour, run_simulated_call
-from sessions.simcall.script import FRAME_S
 from tests.simcall.relay import RelayPlan, open_relay
 
 EPS = 1e-9  # float rounding of virtual times

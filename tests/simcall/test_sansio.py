@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from actors.audio_codec import Encoding, MediaFormat, ulaw_to_pcm16
-from actors.sonic.emulator.conversation import SpeechStarted, UtteranceDetector, UtteranceEnded
-from sessions.simcall import CallerTurns, CallerVoice, CallScript, Misbehaviour, PlaybackBuffer
-from sessions.simcall.script import FRAME_S
+from devkit.emulator.conversation import SpeechStarted, UtteranceDetector, UtteranceEnded
+from devkit.simcall import CallerTurns, CallerVoice, CallScript, Misbehaviour, PlaybackBuffer
+from devkit.simcall.script import FRAME_S
 
 ULAW = MediaFormat(Encoding.MULAW, 8000)
 SLIN16 = MediaFormat(Encoding.PCM16, 16000)

@@ -26,10 +26,10 @@ from actors.errors import (
 from actors.sonic import events as ev
 from actors.sonic import output
 from actors.sonic.credentials import StaticCredentialsProvider
-from actors.sonic.emulator import Emulator, EmulatorConfig, StreamPlan, open_emulator
 from actors.sonic.pool import open_sonic_client
 from actors.sonic.signing import Credentials
 from actors.sonic.stream import SonicClient, SonicStream
+from devkit.emulator import Emulator, EmulatorConfig, StreamPlan, open_emulator
 
 CREDS = Credentials("AKIDCLIENTE2E", "client-e2e-secret")
 RATE_IN = 16000

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from actors.errors import ConfigError
-from actors.sonic.emulator.cli import add_arguments, build_config
+from devkit.emulator.cli import add_arguments, build_config
 
 
 def test_cli_prints_listening_line_and_serves_tls_h2() -> None:

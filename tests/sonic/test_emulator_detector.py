@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actors.sonic.emulator.conversation import (
+from devkit.emulator.conversation import (
     Conversation,
     SpeechStarted,
     UtteranceDetector,
     UtteranceEnded,
 )
-from actors.sonic.emulator.voice import synthesize
+from devkit.emulator.voice import synthesize
 
 RATE = 16000
 

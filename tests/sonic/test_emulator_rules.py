@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from actors.sonic.emulator.rules import (
+from devkit.emulator.rules import (
     AudioChunk,
     AudioEnded,
     AudioStarted,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from actors.sonic.emulator.sigcheck import AuthFailure, RequestAuth, event_signature, verify_request
 from actors.sonic.eventstream import decode_message
+from devkit.emulator.sigcheck import AuthFailure, RequestAuth, event_signature, verify_request
 from tests.sonic.vectors import bedrock_vector_paths
 
 VECTORS = bedrock_vector_paths()

@@ -17,7 +17,7 @@ import json
 
 from actors.audio_codec import Encoding, MediaFormat
 from actors.errors import CarrierMalformedMessage, CarrierMessageTooBig
-from sessions.simcall.events import (
+from devkit.simcall.events import (
     AssistantAudio,
     ClearRequested,
     DaemonEvent,

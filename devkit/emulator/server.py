@@ -32,12 +32,12 @@ import trio
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
-from actors.sonic.emulator.config import EmulatorConfig, StreamPlan
-from actors.sonic.emulator.session import StreamSession
-from actors.sonic.emulator.sigcheck import AuthFailure, RequestAuth, verify_request
-from actors.sonic.emulator.stats import Counters, EmulatorStatistics
-from actors.sonic.emulator.tls import EmulatorTLS
-from actors.sonic.emulator.voice import CachedVoices
+from devkit.emulator.config import EmulatorConfig, StreamPlan
+from devkit.emulator.session import StreamSession
+from devkit.emulator.sigcheck import AuthFailure, RequestAuth, verify_request
+from devkit.emulator.stats import Counters, EmulatorStatistics
+from devkit.emulator.tls import EmulatorTLS
+from devkit.emulator.voice import CachedVoices
 
 __all__ = ["Emulator", "open_emulator", "serve_emulator"]
 
@@ -155,7 +155,7 @@ class Emulator:
 
 
 class _Port:
-    """The :class:`~actors.sonic.emulator.session.StreamPort` of one HTTP/2 stream."""
+    """The :class:`~devkit.emulator.session.StreamPort` of one HTTP/2 stream."""
 
     def __init__(self, conn: _Connection, stream_id: int) -> None:
         self._conn = conn

@@ -24,8 +24,8 @@ from functools import partial
 import trio
 
 from actors.errors import ConfigError
-from actors.sonic.emulator.config import DEFAULT_MODEL_IDS, EmulatorConfig, StreamPlan
-from actors.sonic.emulator.server import serve_emulator
+from devkit.emulator.config import DEFAULT_MODEL_IDS, EmulatorConfig, StreamPlan
+from devkit.emulator.server import serve_emulator
 
 __all__ = ["add_arguments", "build_config", "main"]
 

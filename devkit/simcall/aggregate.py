@@ -1,4 +1,4 @@
-"""Aggregate many :class:`~sessions.simcall.report.CallReport` into load-test figures.
+"""Aggregate many :class:`~devkit.simcall.report.CallReport` into load-test figures.
 
 ``summarize`` gives the run's totals and percentiles; latencies are taken over the
 *healthy* calls only (no misbehaviour planned), so faults injected in some calls show up
@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sessions.simcall.report import CallReport, percentile
+from devkit.simcall.report import CallReport, percentile
 
 __all__ = ["distribution", "summarize", "timeline"]
 

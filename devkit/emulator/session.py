@@ -18,23 +18,24 @@ import attrs
 import trio
 
 from actors.errors import EventStreamError
-from actors.sonic.emulator.config import EmulatorConfig, StreamPlan, parse_directives
-from actors.sonic.emulator.conversation import (
+from actors.sonic.eventstream import HeaderType, Message, MessageDecoder, decode_message
+from devkit.emulator.config import EmulatorConfig, StreamPlan, parse_directives
+from devkit.emulator.conversation import (
     Conversation,
     SpeechStarted,
     TurnPlan,
     UtteranceDetector,
     UtteranceEnded,
 )
-from actors.sonic.emulator.frames import (
+from devkit.emulator.frames import (
     FrameProblem,
     corrupt_crc,
     exception_frame,
     input_event_json,
     output_chunk_frame,
 )
-from actors.sonic.emulator.replies import BARGE_IN_CONTENT, ReplyIds
-from actors.sonic.emulator.rules import (
+from devkit.emulator.replies import BARGE_IN_CONTENT, ReplyIds
+from devkit.emulator.rules import (
     AudioChunk,
     AudioStarted,
     EventRules,
@@ -44,9 +45,8 @@ from actors.sonic.emulator.rules import (
     TextBlockEnded,
     Violation,
 )
-from actors.sonic.emulator.sigcheck import RequestAuth, event_signature
-from actors.sonic.emulator.stats import Counters
-from actors.sonic.eventstream import HeaderType, Message, MessageDecoder, decode_message
+from devkit.emulator.sigcheck import RequestAuth, event_signature
+from devkit.emulator.stats import Counters
 
 __all__ = ["StreamPort", "StreamSession", "VoiceBank"]
 

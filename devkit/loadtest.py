@@ -27,10 +27,10 @@ import attrs
 import trio
 
 from actors.errors import ConfigError
-from sessions.simcall.aggregate import summarize, timeline
-from sessions.simcall.call import CallerAuth, run_simulated_call
-from sessions.simcall.report import CallReport, percentile
-from sessions.simcall.script import CallScript, Misbehaviour
+from devkit.simcall.aggregate import summarize, timeline
+from devkit.simcall.call import CallerAuth, run_simulated_call
+from devkit.simcall.report import CallReport, percentile
+from devkit.simcall.script import CallScript, Misbehaviour
 
 MISBEHAVIOURS = (Misbehaviour.ABRUPT_DISCONNECT, Misbehaviour.MALFORMED, Misbehaviour.SILENCE)
 
@@ -291,7 +291,7 @@ def write_outputs(run: LoadRun, json_out: Path, png: Path | None) -> dict[str, A
     results = run.results()
     json_out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     if png is not None:
-        from sessions.simcall.plot import write_png  # matplotlib only when a PNG is wanted
+        from devkit.simcall.plot import write_png  # matplotlib only when a PNG is wanted
 
         plan = run.plan
         title = f"novavoice loadtest: {plan.calls} x {plan.dialect} calls, {plan.url}"

@@ -1,10 +1,10 @@
 """Simulated carrier calls: the Twilio/Asterisk side of a call, for the demo, e2e tests and
 the load harness."""
 
-from sessions.simcall.asterisk_caller import AsteriskCaller
-from sessions.simcall.audio import CallerVoice
-from sessions.simcall.call import CallerAuth, call_path, run_simulated_call
-from sessions.simcall.events import (
+from devkit.simcall.asterisk_caller import AsteriskCaller
+from devkit.simcall.audio import CallerVoice
+from devkit.simcall.call import CallerAuth, call_path, run_simulated_call
+from devkit.simcall.events import (
     AssistantAudio,
     ClearRequested,
     DaemonEvent,
@@ -12,10 +12,10 @@ from sessions.simcall.events import (
     HangupRequested,
     MarkRequested,
 )
-from sessions.simcall.playback import PlaybackBuffer
-from sessions.simcall.report import OUTCOMES, CallReport, percentile
-from sessions.simcall.script import CallerTurns, CallScript, Misbehaviour
-from sessions.simcall.twilio_caller import TwilioCaller
+from devkit.simcall.playback import PlaybackBuffer
+from devkit.simcall.report import OUTCOMES, CallReport, percentile
+from devkit.simcall.script import CallerTurns, CallScript, Misbehaviour
+from devkit.simcall.twilio_caller import TwilioCaller
 
 __all__ = [
     "OUTCOMES",

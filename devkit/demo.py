@@ -28,15 +28,15 @@ import trio
 
 from actors.s3_prompt_store import make_s3_client
 from actors.sonic.credentials import StaticCredentialsProvider
-from actors.sonic.emulator import EmulatorConfig, StreamPlan, open_emulator
 from actors.sonic.signing import Credentials
+from devkit.emulator import EmulatorConfig, StreamPlan, open_emulator
+from devkit.example_prompts import seed_example_prompts
+from devkit.local_s3 import LocalS3, run_local_s3
+from devkit.simcall import CallReport, CallScript, percentile, run_simulated_call
 from sessions import close_codes
 from sessions.config import Settings, load_settings
-from sessions.example_prompts import seed_example_prompts
-from sessions.local_s3 import LocalS3, run_local_s3
 from sessions.logs import CallContextFilter, configure_logging
 from sessions.serve import Daemon, DaemonOverrides, open_daemon
-from sessions.simcall import CallReport, CallScript, percentile, run_simulated_call
 
 Print = Callable[[str], None]
 

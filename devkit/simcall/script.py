@@ -22,8 +22,8 @@ import random
 
 import attrs
 
-from sessions.simcall.audio import FRAME_MS, CallerVoice
-from sessions.simcall.playback import PlaybackBuffer
+from devkit.simcall.audio import FRAME_MS, CallerVoice
+from devkit.simcall.playback import PlaybackBuffer
 
 FRAME_S = FRAME_MS / 1000
 

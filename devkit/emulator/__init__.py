@@ -5,9 +5,9 @@ Nova Sonic event rules, simulated turns with real timing and barge-in, and fault
 Run it with ``novavoice emulator`` or in-process with :func:`open_emulator`.
 """
 
-from actors.sonic.emulator.config import EmulatorConfig, StreamPlan, parse_directives
-from actors.sonic.emulator.server import Emulator, open_emulator, serve_emulator
-from actors.sonic.emulator.stats import EmulatorStatistics
+from devkit.emulator.config import EmulatorConfig, StreamPlan, parse_directives
+from devkit.emulator.server import Emulator, open_emulator, serve_emulator
+from devkit.emulator.stats import EmulatorStatistics
 
 __all__ = [
     "Emulator",

@@ -28,9 +28,9 @@ from actors.errors import PromptError
 from actors.prompt_cache import PromptCacheStatistics, open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
 from actors.s3_prompt_store import S3PromptStore, make_s3_client
+from devkit.example_prompts import EXAMPLE_PROMPTS, seed_example_prompts
+from devkit.local_s3 import LocalS3, run_local_s3
 from sessions.config import Settings, load_settings
-from sessions.example_prompts import EXAMPLE_PROMPTS, seed_example_prompts
-from sessions.local_s3 import LocalS3, run_local_s3
 
 if TYPE_CHECKING:
     pass

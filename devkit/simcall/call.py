@@ -4,9 +4,9 @@ The caller connects the way Twilio or Asterisk would (path ``/<dialect>/<assista
 Twilio's ``X-Twilio-Signature`` or Asterisk's Basic/bearer ``Authorization``, the ``media``
 subprotocol for Asterisk), streams 20 ms frames in real time on an absolute schedule,
 plays received assistant audio through a simulated playback buffer
-(:class:`~sessions.simcall.playback.PlaybackBuffer`), echoes marks when playback reaches
+(:class:`~devkit.simcall.playback.PlaybackBuffer`), echoes marks when playback reaches
 them, and drops the buffer on ``clear``/``FLUSH_MEDIA``. Everything it measures ends up in
-one :class:`~sessions.simcall.report.CallReport`; a call never raises for anything the
+one :class:`~devkit.simcall.report.CallReport`; a call never raises for anything the
 daemon or the network does (only for a bad argument or cancellation).
 """
 
@@ -23,12 +23,12 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionRejected, HandshakeError
 
+from devkit.simcall.asterisk_caller import SUBPROTOCOL, AsteriskCaller
+from devkit.simcall.conversation import CallConversation
+from devkit.simcall.report import CallReport
+from devkit.simcall.script import CallScript
+from devkit.simcall.twilio_caller import TwilioCaller
 from sessions.dialects.twilio_signature import compute_signature
-from sessions.simcall.asterisk_caller import SUBPROTOCOL, AsteriskCaller
-from sessions.simcall.conversation import CallConversation
-from sessions.simcall.report import CallReport
-from sessions.simcall.script import CallScript
-from sessions.simcall.twilio_caller import TwilioCaller
 
 __all__ = ["CallerAuth", "call_path", "run_simulated_call"]
 

@@ -1,9 +1,9 @@
 """The conversation half of a simulated call: sender and receiver over an open WebSocket.
 
 :class:`CallConversation` streams the caller's frames on an absolute 20 ms schedule,
-plays received audio through a :class:`~sessions.simcall.playback.PlaybackBuffer`, echoes
+plays received audio through a :class:`~devkit.simcall.playback.PlaybackBuffer`, echoes
 marks, reacts to ``clear``/``FLUSH_MEDIA``/``HANGUP``, misbehaves when its script says
-so, and turns all of it into a :class:`~sessions.simcall.report.CallReport`.
+so, and turns all of it into a :class:`~devkit.simcall.report.CallReport`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import trio_websocket
 from trio_websocket import ConnectionClosed
 
 from actors.errors import CarrierError
-from sessions.simcall.asterisk_caller import MALFORMED_KINDS as ASTERISK_MALFORMED
-from sessions.simcall.asterisk_caller import AsteriskCaller
-from sessions.simcall.audio import CallerVoice
-from sessions.simcall.events import (
+from devkit.simcall.asterisk_caller import MALFORMED_KINDS as ASTERISK_MALFORMED
+from devkit.simcall.asterisk_caller import AsteriskCaller
+from devkit.simcall.audio import CallerVoice
+from devkit.simcall.events import (
     AssistantAudio,
     ClearRequested,
     DaemonEvent,
@@ -29,11 +29,11 @@ from sessions.simcall.events import (
     HangupRequested,
     MarkRequested,
 )
-from sessions.simcall.playback import PlaybackBuffer
-from sessions.simcall.report import CallReport, percentile
-from sessions.simcall.script import FRAME_S, CallerTurns, CallScript, Misbehaviour
-from sessions.simcall.twilio_caller import MALFORMED_KINDS as TWILIO_MALFORMED
-from sessions.simcall.twilio_caller import TwilioCaller
+from devkit.simcall.playback import PlaybackBuffer
+from devkit.simcall.report import CallReport, percentile
+from devkit.simcall.script import FRAME_S, CallerTurns, CallScript, Misbehaviour
+from devkit.simcall.twilio_caller import MALFORMED_KINDS as TWILIO_MALFORMED
+from devkit.simcall.twilio_caller import TwilioCaller
 
 __all__ = ["CallConversation"]
 

@@ -14,7 +14,7 @@ __all__ = ["write_png"]
 
 
 def write_png(rows: Sequence[dict[str, Any]], path: str | Path, *, title: str) -> None:
-    """Draw the per-second ``rows`` of :func:`sessions.simcall.aggregate.timeline`."""
+    """Draw the per-second ``rows`` of :func:`devkit.simcall.aggregate.timeline`."""
     import matplotlib
 
     matplotlib.use("Agg")

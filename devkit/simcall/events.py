@@ -1,7 +1,7 @@
 """What a simulated carrier hears from the daemon, as records (both dialects).
 
-The carrier-side parsers (:mod:`sessions.simcall.twilio_caller`,
-:mod:`sessions.simcall.asterisk_caller`) turn each WebSocket message the daemon sends into
+The carrier-side parsers (:mod:`devkit.simcall.twilio_caller`,
+:mod:`devkit.simcall.asterisk_caller`) turn each WebSocket message the daemon sends into
 these; anything the daemon sends that the real carrier would not accept raises a
 :class:`~actors.errors.CarrierProtocolError` subclass (here the *daemon* broke the protocol).
 """

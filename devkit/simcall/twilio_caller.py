@@ -21,7 +21,7 @@ from actors.errors import (
     CarrierStreamMismatch,
     CarrierWrongFrameType,
 )
-from sessions.simcall.events import (
+from devkit.simcall.events import (
     AssistantAudio,
     ClearRequested,
     DaemonEvent,
