@@ -208,9 +208,13 @@ class PromptVersions:
                 merged: list[tuple[dict[str, Any], bool]] = [
                     (dict(v), False) for v in page.get("Versions", [])
                 ] + [(dict(m), True) for m in page.get("DeleteMarkers", [])]
-                # Versions and delete markers come as two lists; interleave by time, newest
-                # first (S3 lists each newest first; sorted() is stable for equal times).
-                merged.sort(key=lambda item: item[0]["LastModified"], reverse=True)
+                # Versions and delete markers come as two lists, each newest first: merge
+                # by time; within one timestamp (LastModified has 1 s resolution) the
+                # latest goes first, and sorted() keeps S3's order otherwise.
+                merged.sort(
+                    key=lambda item: (item[0]["LastModified"], bool(item[0].get("IsLatest"))),
+                    reverse=True,
+                )
                 for entry, deleted in merged:
                     if entry["Key"] != key:  # the prefix also matches "<name>.md.bak"
                         continue

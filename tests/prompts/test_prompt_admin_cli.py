@@ -370,3 +370,55 @@ def test_every_request_the_admin_makes_is_allowed_by_its_policy(
             assert params["Prefix"].startswith(PREFIX)  # the policy's s3:prefix condition
     assert needed <= allowed, needed - allowed
     assert {"s3:PutObject", "s3:GetObjectVersion", "s3:ListBucketVersions"} <= needed
+
+
+def test_an_unchanged_push_writes_nothing(
+    s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "a.md", V1)
+    assert run(capsys, "push", "esther", str(path), "-m", "one")[0] == 0
+    status, out, _ = run(capsys, "push", "esther", str(path), "-m", "again")
+    assert status == 0 and "unchanged" in out
+    assert len(versions(s3)) == 1
+
+
+def test_a_deleted_assistant_shows_in_history_and_can_be_restored(
+    s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "push", "esther", str(write(tmp_path, "a.md", V1)), "-m", "one")[0] == 0
+    kept = versions(s3)[0]["VersionId"]
+    s3.delete_object(Bucket=BUCKET, Key=KEY)  # by hand: S3 adds a delete marker
+    status, out, _ = run(capsys, "history", "esther")
+    lines = out.splitlines()
+    assert status == 0 and len(lines) == 2
+    assert lines[0].startswith("* ") and lines[0].endswith("(deleted)")
+    assert lines[1].startswith(f"  {kept}\t")
+    assert run(capsys, "show", "esther")[0] == prompts_cli.EXIT_NOT_FOUND
+    status, out, err = run(capsys, "rollback", "esther", kept, "-m", "restore")
+    assert status == 0, err
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == V1.encode()
+    assert len(versions(s3)) == 2  # the restore is a new version; the old one is kept
+
+
+async def test_the_async_store_runs_the_same_operations_in_threads(s3: Any) -> None:
+    import trio
+
+    from promptadmin.versions import AsyncPromptVersions
+
+    store = AsyncPromptVersions(
+        PromptVersions(client=s3, bucket=BUCKET, prefix=PREFIX),
+        limiter=trio.CapacityLimiter(1),  # moto is not thread-safe
+    )
+    await store.check_versioning()
+    first = await store.put("esther", V1.encode(), author="a", message="one", if_match=None)
+    second = await store.put("esther", V2.encode(), author="b", message="two", if_match=first.etag)
+    with pytest.raises(PromptConflict):
+        await store.put("esther", b"late", author="c", message="late", if_match=first.etag)
+    back = await store.rollback(
+        "esther", first.version_id, author="a", message="back", if_match=second.etag
+    )
+    history = await store.history("esther")
+    assert [v.version_id for v in history] == [back.version_id, second.version_id, first.version_id]
+    assert history[0].metadata.rollback_of == first.version_id
+    assert (await store.get("esther")).body == V1.encode()
+    assert [s.name for s in await store.list_assistants()] == ["esther"]
