@@ -8,14 +8,13 @@ call only: the cache and the other calls carry on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 import attrs
 import trio
 
 from actors.assistant_names import validate_assistant_name
-from actors.errors import PromptError, PromptTimeout
+from actors.errors import PromptTimeout
 from actors.prompt_store import StoredPrompt
 
 
@@ -37,8 +36,6 @@ class PromptFetcher:
 
     source: PromptSource
     timeout: float
-    on_failure: Callable[[PromptError], None] | None = None
-    """Told of every failed load (the daemon counts them by reason)."""
 
     async def fetch(self, assistant: str) -> StoredPrompt:
         """Return ``assistant``'s prompt for this call, or raise a PromptError.
@@ -48,20 +45,15 @@ class PromptFetcher:
         :class:`~actors.errors.PromptTimeout` for this call only; the shared fetch it was
         waiting on continues for the other calls.
         """
+        validate_assistant_name(assistant)
         try:
-            validate_assistant_name(assistant)
-            try:
-                with trio.fail_after(self.timeout):
-                    return await self.source.get(assistant)
-            except trio.TooSlowError:
-                raise PromptTimeout(
-                    f"prompt for assistant {assistant!r} not loaded within {self.timeout:g} s",
-                    assistant=assistant,
-                ) from None
-        except PromptError as exc:
-            if self.on_failure is not None:
-                self.on_failure(exc)
-            raise
+            with trio.fail_after(self.timeout):
+                return await self.source.get(assistant)
+        except trio.TooSlowError:
+            raise PromptTimeout(
+                f"prompt for assistant {assistant!r} not loaded within {self.timeout:g} s",
+                assistant=assistant,
+            ) from None
 
 
 def prompt_log_fields(prompt: StoredPrompt) -> dict[str, str | int | None]:

@@ -22,11 +22,6 @@ Call end reasons (``novavoice_calls_ended_total{reason}``), a fixed set:
 - ``shutdown``: ended by the daemon's drain deadline or a second signal.
 - ``internal_error``: an unexpected exception (a bug) ended the call.
 - ``cancelled``: the call's task tree was cancelled with no more specific reason.
-
-Prompt-load failures (``novavoice_prompt_load_failures_total{reason}``), one per call that
-could not get its prompt: ``not_found``, ``access_denied``, ``throttled``, ``invalid`` (the
-object is not a valid assistant definition), ``timeout``, ``invalid_name``,
-``bucket_not_found`` and ``store_error`` (any other S3 failure).
 """
 
 from __future__ import annotations
@@ -55,17 +50,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from actors.errors import (
-    InvalidAssistantName,
-    PromptAccessDenied,
-    PromptBucketNotFound,
-    PromptError,
-    PromptInvalid,
-    PromptNotFound,
-    PromptThrottled,
-    PromptTimeout,
-    SonicError,
-)
+from actors.errors import SonicError
 
 logger = logging.getLogger(__name__)
 
@@ -86,32 +71,12 @@ RefusalReason = Literal[
 # caller audio towards Sonic, caller audio held until the Sonic stream is ready, assistant
 # audio towards the carrier.
 QueueName = Literal["audio_in", "pre_stream", "audio_out"]
-PromptFailureReason = Literal[
-    "not_found",
-    "access_denied",
-    "throttled",
-    "invalid",
-    "timeout",
-    "invalid_name",
-    "bucket_not_found",
-    "store_error",
-]
 _Key = tuple[str, str]
 
 CARRIERS: tuple[Carrier, ...] = get_args(Carrier)
 END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 REFUSAL_REASONS: tuple[RefusalReason, ...] = get_args(RefusalReason)
 QUEUES: tuple[QueueName, ...] = get_args(QueueName)
-PROMPT_FAILURE_REASONS: tuple[PromptFailureReason, ...] = get_args(PromptFailureReason)
-_PROMPT_FAILURE_OF: tuple[tuple[type[PromptError], PromptFailureReason], ...] = (
-    (PromptNotFound, "not_found"),
-    (PromptAccessDenied, "access_denied"),
-    (PromptThrottled, "throttled"),
-    (PromptInvalid, "invalid"),
-    (PromptTimeout, "timeout"),
-    (InvalidAssistantName, "invalid_name"),
-    (PromptBucketNotFound, "bucket_not_found"),
-)
 
 # Sub-millisecond resolution: the daemon's own share of a frame's latency should be tiny.
 ADDED_LATENCY_BUCKETS = (
@@ -256,11 +221,6 @@ class Metrics:
         self.sonic_errors = counter("sonic_errors", "Nova Sonic errors, by error class.", "type")
         self.barge_ins = counter("barge_ins", "Caller barge-ins.", "carrier")
         self.queue_drops = counter("queue_drops", "Frames dropped by bounded queues.", "queue")
-        self.prompt_load_failures = counter(
-            "prompt_load_failures",
-            "Calls that could not load their assistant's prompt, by reason.",
-            "reason",
-        )
         self.prompt_load_seconds = histogram(
             "prompt_load_seconds",
             "Time for a call to obtain its assistant's prompt (cache hit or S3).",
@@ -301,8 +261,6 @@ class Metrics:
             self.queue_drops.labels(queue)
         for name in self._sonic_types:
             self.sonic_errors.labels(name)
-        for prompt_reason in PROMPT_FAILURE_REASONS:
-            self.prompt_load_failures.labels(prompt_reason)
 
         # Scrapes may come from another thread (prometheus_client's own servers); the lock
         # makes "retire a tally" and "sum the tallies" atomic, so counters never go backwards.
@@ -360,15 +318,6 @@ class Metrics:
                 label = cls.__name__
                 break
         self.sonic_errors.labels(label).inc()
-
-    def prompt_failure(self, exc: PromptError) -> None:
-        """Count one call's failed prompt load under its reason (``store_error`` if unknown)."""
-        reason: PromptFailureReason = "store_error"
-        for cls, name in _PROMPT_FAILURE_OF:
-            if isinstance(exc, cls):
-                reason = name
-                break
-        self.prompt_load_failures.labels(reason).inc()
 
     def queue_dropped(self, queue: QueueName, count: int = 1) -> None:
         """Count ``count`` frames dropped by the named bounded queue."""

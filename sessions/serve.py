@@ -155,9 +155,7 @@ async def open_daemon(
     ):
         metrics.watch_prompt_cache(cache)
         deps = CallDeps(
-            prompts=PromptFetcher(
-                cache, settings.prompt_fetch_timeout, on_failure=metrics.prompt_failure
-            ),
+            prompts=PromptFetcher(cache, settings.prompt_fetch_timeout),
             sonic=ov.sonic_middleware(sonic) if ov.sonic_middleware else sonic,
             metrics=metrics,
             call_log=call_log,

@@ -216,10 +216,6 @@ async def test_missing_prompt_refuses_only_that_call(daemon: Daemon) -> None:
     assert results["nobody-here"].close_code == close_codes.PROMPT_NOT_FOUND
     assert results["nobody-here"].close_reason is not None
     assert "nobody-here" in results["nobody-here"].close_reason
-    failures = daemon.metrics.registry.get_sample_value(
-        "novavoice_prompt_load_failures_total", {"reason": "not_found"}
-    )
-    assert failures == 1
     assert results["esther"].outcome == "completed"
     assert results["esther"].frames_received == REPLY_FRAMES
 

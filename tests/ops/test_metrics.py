@@ -235,33 +235,3 @@ def test_loop_lag_histogram_and_gauge() -> None:
     s = scrape(m)
     assert s["novavoice_event_loop_lag_seconds_count", ()] == 2
     assert s["novavoice_event_loop_lag_last_seconds", ()] == 0.2
-
-
-@pytest.mark.parametrize(
-    ("error", "reason"),
-    [
-        (errors.PromptNotFound("x", assistant="a"), "not_found"),
-        (errors.PromptAccessDenied("x", assistant="a"), "access_denied"),
-        (errors.PromptThrottled("x", assistant="a"), "throttled"),
-        (errors.PromptInvalid("x", assistant="a"), "invalid"),
-        (errors.PromptTimeout("x", assistant="a"), "timeout"),
-        (errors.InvalidAssistantName("x", assistant="a"), "invalid_name"),
-        (errors.PromptBucketNotFound("x", assistant="a"), "bucket_not_found"),
-        (errors.PromptStoreError("x", assistant="a"), "store_error"),
-    ],
-)
-def test_prompt_load_failures_are_counted_by_reason(error: errors.PromptError, reason: str) -> None:
-    m = Metrics(process_metrics=False)
-    name = "novavoice_prompt_load_failures_total"
-    # Every reason is exported as 0 from the first scrape.
-    assert m.registry.get_sample_value(name, {"reason": reason}) == 0
-    m.prompt_failure(error)
-    assert m.registry.get_sample_value(name, {"reason": reason}) == 1
-    total = sum(
-        s.value
-        for f in text_string_to_metric_families(generate_latest(m.registry).decode())
-        if f.name == "novavoice_prompt_load_failures"
-        for s in f.samples
-        if s.name == name
-    )
-    assert total == 1

@@ -69,20 +69,3 @@ async def test_missing_prompt_is_a_clear_error(
     async with cache_over(store) as cache:
         with pytest.raises(PromptNotFound, match="nobody"):
             await PromptFetcher(cache, timeout=5.0).fetch("nobody")
-
-
-async def test_every_failed_load_is_reported_once_and_successes_never(
-    store: FakePromptStore, autojump_clock: trio.testing.MockClock
-) -> None:
-    seen: list[Exception] = []
-    async with cache_over(store) as cache:
-        fetcher = PromptFetcher(cache, timeout=5.0, on_failure=seen.append)
-        await fetcher.fetch("esther")
-        with pytest.raises(InvalidAssistantName):
-            await fetcher.fetch("../esther")
-        with pytest.raises(PromptNotFound):
-            await fetcher.fetch("nobody")
-        store.latency = 10.0
-        with pytest.raises(PromptTimeout):
-            await fetcher.fetch("support-agent")
-    assert [type(e) for e in seen] == [InvalidAssistantName, PromptNotFound, PromptTimeout]
