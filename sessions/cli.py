@@ -47,6 +47,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "loadtest": Subcommand(
         "devkit.loadtest", "drive simulated carrier calls at a URL and measure them", "devkit"
     ),
+    "prompts": Subcommand(
+        "promptadmin.cli", "validate, publish, diff and roll back assistant definitions"
+    ),
 }
 
 
