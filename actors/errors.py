@@ -72,6 +72,48 @@ class PromptStoreError(PromptError):
     retryable = True
 
 
+# --- prompt admin (the separate process that publishes prompts) -------------------------
+
+
+class PromptConflict(PromptError):
+    """A conditional write lost: the assistant changed since the writer read it.
+
+    ``expected`` is the ETag the writer started from (``None``: it expected no object);
+    nothing was written, and the other writer's version is intact.
+    """
+
+    def __init__(
+        self, message: str, *, assistant: str, key: str | None = None, expected: str | None
+    ) -> None:
+        super().__init__(message, assistant=assistant, key=key)
+        self.expected = expected
+
+
+class PromptRejected(PromptError):
+    """A write was refused before reaching S3: the definition failed validation, or the
+    author or change message is unusable. ``report`` is the
+    :class:`~actors.assistant_definition.ValidationReport` when validation failed."""
+
+    def __init__(
+        self, message: str, *, assistant: str, key: str | None = None, report: object = None
+    ) -> None:
+        super().__init__(message, assistant=assistant, key=key)
+        self.report = report
+
+
+class PromptVersionNotFound(PromptError):
+    """The assistant exists but has no version with the requested id."""
+
+
+class VersioningDisabled(NovaVoiceError):
+    """The prompts bucket is not versioned, so history and rollback are impossible."""
+
+    def __init__(self, message: str, *, bucket: str, status: str | None) -> None:
+        super().__init__(message)
+        self.bucket = bucket
+        self.status = status
+
+
 # --- Nova Sonic bidirectional streams ----------------------------------------------------
 
 

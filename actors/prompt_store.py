@@ -13,6 +13,7 @@ from typing import Protocol
 
 import attrs
 
+from actors.assistant_definition import AssistantDefinition, validate_definition
 from actors.errors import PromptInvalid
 
 DEFAULT_MAX_PROMPT_BYTES = 64 * 1024
@@ -36,6 +37,21 @@ class StoredPrompt:
     """The S3 VersionId when the bucket is versioned, else ``None``."""
     size: int = 0
     """Size of the object in bytes."""
+    definition: AssistantDefinition = attrs.field(
+        repr=False,
+        eq=False,
+        default=attrs.Factory(lambda self: _definition_of(self), takes_self=True),
+    )
+    """The parsed definition (prompt and per-assistant settings). Stores pass the one
+    :func:`decode_definition` returned; built from ``text`` when left out (test fakes)."""
+
+
+def _definition_of(prompt: StoredPrompt) -> AssistantDefinition:
+    raw = prompt.text.encode("utf-8")
+    _, definition = decode_definition(
+        raw, assistant=prompt.assistant, key=prompt.key, max_bytes=len(raw)
+    )
+    return definition
 
 
 @attrs.frozen(kw_only=True)
@@ -89,3 +105,26 @@ def decode_prompt(raw: bytes, *, assistant: str, key: str, max_bytes: int) -> st
             key=key,
         )
     return text
+
+
+def decode_definition(
+    raw: bytes, *, assistant: str, key: str, max_bytes: int
+) -> tuple[str, AssistantDefinition]:
+    """Decode an object body and parse it as an assistant definition.
+
+    The daemon's guard: the same :func:`~actors.assistant_definition.validate_definition`
+    the prompt admin runs before publishing. Any error raises
+    :class:`~actors.errors.PromptInvalid` naming the rule, line and column (never the
+    content); warnings do not stop a call. Returns the whole text and the definition.
+    """
+    text = decode_prompt(raw, assistant=assistant, key=key, max_bytes=max_bytes)
+    definition, report = validate_definition(raw, max_bytes=max_bytes)
+    if definition is None:
+        first = report.errors[0]
+        raise PromptInvalid(
+            f"definition for assistant {assistant!r} at {key!r} is invalid: {first.code} at "
+            f"line {first.line}, column {first.column} ({len(report.errors)} error(s))",
+            assistant=assistant,
+            key=key,
+        )
+    return text, definition

@@ -40,7 +40,12 @@ from actors.errors import (
     PromptThrottled,
     PromptTimeout,
 )
-from actors.prompt_store import DEFAULT_MAX_PROMPT_BYTES, NotModified, StoredPrompt, decode_prompt
+from actors.prompt_store import (
+    DEFAULT_MAX_PROMPT_BYTES,
+    NotModified,
+    StoredPrompt,
+    decode_definition,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -213,7 +218,9 @@ class S3PromptStore:
             raise map_s3_error(exc, assistant=assistant, key=key, bucket=self.bucket) from exc
         finally:
             body.close()
-        text = decode_prompt(raw, assistant=assistant, key=key, max_bytes=self.max_bytes)
+        text, definition = decode_definition(
+            raw, assistant=assistant, key=key, max_bytes=self.max_bytes
+        )
         return StoredPrompt(
             assistant=assistant,
             key=key,
@@ -221,4 +228,5 @@ class S3PromptStore:
             etag=response.get("ETag", ""),
             version_id=response.get("VersionId"),
             size=len(raw),
+            definition=definition,
         )

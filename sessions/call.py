@@ -44,7 +44,7 @@ from actors.prompt_store import StoredPrompt
 from actors.sonic import output
 from actors.sonic_session import SonicOpener, SonicSession, SonicSessionEnded, SonicStreamLike
 from sessions import close_codes
-from sessions.call_records import CallDeps, CallSummary
+from sessions.call_records import CallDeps, CallSummary, SonicCallSettings
 from sessions.close_codes import CallEnd, end_for_error
 from sessions.dialects.base import (
     AudioReceived,
@@ -272,25 +272,26 @@ class CallChannel:
             self.summary.prompt_version = version
             if ctx is not None:
                 ctx.update(prompt_version=version)
-            logger.info("call prompt loaded", extra=_prompt_fields(prompt))
-            await self._run_conversation(start, prompt)
+            sonic = SonicCallSettings.resolve(settings, prompt.definition)
+            logger.info("call prompt loaded", extra=_prompt_fields(prompt) | sonic.log_fields())
+            await self._run_conversation(start, sonic)
         except (CarrierError, PromptError, SonicError) as exc:
             self.end_for(exc)
 
-    async def _run_conversation(self, start: CallStarted, prompt: StoredPrompt) -> None:
+    async def _run_conversation(self, start: CallStarted, sonic: SonicCallSettings) -> None:
         settings = self._settings
         rate = start.media_format.sample_rate
         if rate not in _SONIC_RATES:  # the dialects refuse other rates; guard the invariant
             raise CarrierUnsupportedMedia(f"sample rate {rate} not supported by Nova Sonic")
         session = SonicSession(
             _CountingOpener(self._deps.sonic, self._deps.metrics),
-            system_prompt=prompt.text,
+            system_prompt=sonic.system_prompt,
             sample_rate=rate,
-            voice_id=settings.voice_id,
-            endpointing_sensitivity=settings.endpointing_sensitivity,
-            max_tokens=settings.max_tokens,
-            top_p=settings.top_p,
-            temperature=settings.temperature,
+            voice_id=sonic.voice_id,
+            endpointing_sensitivity=sonic.endpointing_sensitivity,
+            max_tokens=sonic.max_tokens,
+            top_p=sonic.top_p,
+            temperature=sonic.temperature,
             on_event=self._on_sonic_event,
             on_transcript=self._transcript,
             rotate_after=settings.rotate_after,

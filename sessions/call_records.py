@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import attrs
 
+from actors.assistant_definition import AssistantDefinition
 from actors.audio_pumps import AudioInStatistics
 from actors.prompt_fetch import PromptFetcher
 from actors.sonic_session import SonicOpener
@@ -42,6 +43,51 @@ class CallSettings:
     rotate_after: float = 360.0
     """Seconds after which a call's Sonic stream is replaced by a fresh one (with the
     conversation replayed), ahead of Bedrock's 8-minute stream limit."""
+
+
+@attrs.frozen(kw_only=True)
+class SonicCallSettings:
+    """What one call asks of Nova Sonic: its assistant's definition over the daemon's defaults.
+
+    Resolved once, when the call's prompt is loaded, so every stream of the call (rotations
+    included) uses the same settings, whatever is published meanwhile.
+    """
+
+    system_prompt: str = attrs.field(repr=False)
+    voice_id: str
+    endpointing_sensitivity: str | None
+    max_tokens: int
+    top_p: float
+    temperature: float
+    language: str | None = None
+
+    @classmethod
+    def resolve(cls, defaults: CallSettings, definition: AssistantDefinition) -> SonicCallSettings:
+        """Each setting the definition sets wins; the others keep the daemon's default."""
+
+        d = definition
+        return cls(
+            system_prompt=d.system_prompt(),
+            voice_id=defaults.voice_id if d.voice is None else d.voice,
+            endpointing_sensitivity=(
+                defaults.endpointing_sensitivity if d.endpointing is None else d.endpointing
+            ),
+            max_tokens=defaults.max_tokens if d.max_tokens is None else d.max_tokens,
+            top_p=defaults.top_p if d.top_p is None else d.top_p,
+            temperature=defaults.temperature if d.temperature is None else d.temperature,
+            language=d.language,
+        )
+
+    def log_fields(self) -> dict[str, object]:
+        """The settings for the call's log line (never the prompt)."""
+        return {
+            "voice": self.voice_id,
+            "endpointing": self.endpointing_sensitivity,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "temperature": self.temperature,
+            "language": self.language,
+        }
 
 
 @attrs.frozen(kw_only=True)

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("sessions.serve", "run the daemon: carrier WebSockets in, Nova Sonic out"),
     "prompts-demo": ("devkit.prompts_demo", "show the prompt path alone against a local S3"),
     "emulator": ("devkit.emulator.cli", "run the local Nova Sonic emulator"),
+    "prompts": ("promptadmin.cli", "validate, publish, diff and roll back assistant definitions"),
     "loadtest": ("devkit.loadtest", "drive simulated carrier calls at a URL and measure them"),
 }
 
