@@ -86,6 +86,9 @@ class Settings:
     """Bearer token Asterisk must present (``ASTERISK_BEARER_TOKEN``)."""
     call_log_path: str | None = None
     """Opt-in transcript log file (``CALL_LOG_PATH``); unset: no transcripts kept."""
+    daemon_admin_token: str | None = attrs.field(default=None, repr=False)
+    """Bearer token for ``POST /v1/prompts/{name}/refresh`` on the admin port
+    (``DAEMON_ADMIN_TOKEN``); unset: refresh is refused."""
 
     @property
     def authentication_configured(self) -> bool:
@@ -253,6 +256,7 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
         asterisk_basic_auth=_read(env, "ASTERISK_BASIC_AUTH", _basic, d.asterisk_basic_auth),
         asterisk_bearer_token=_read(env, "ASTERISK_BEARER_TOKEN", _secret, d.asterisk_bearer_token),
         call_log_path=_read(env, "CALL_LOG_PATH", _path, d.call_log_path),
+        daemon_admin_token=_read(env, "DAEMON_ADMIN_TOKEN", _secret, d.daemon_admin_token),
     )
 
 
