@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "prompts-demo": ("devkit.prompts_demo", "show the prompt path alone against a local S3"),
     "emulator": ("devkit.emulator.cli", "run the local Nova Sonic emulator"),
     "prompts": ("promptadmin.cli", "validate, publish, diff and roll back assistant definitions"),
+    "admin": ("promptadmin.command", "run the prompt admin: JSON API and web page for prompts"),
     "loadtest": ("devkit.loadtest", "drive simulated carrier calls at a URL and measure them"),
 }
 
