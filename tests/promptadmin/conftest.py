@@ -115,7 +115,8 @@ def make_context(
     store: PromptVersions, audit: AuditLog, http: httpx.AsyncClient, **notifier: Any
 ) -> AdminContext:
     """An :class:`AdminContext` over ``store``."""
-    versions = AsyncPromptVersions(store, trio.CapacityLimiter(1))
+    limiter = notifier.get("limiter") or trio.CapacityLimiter(1)
+    versions = AsyncPromptVersions(store, limiter)
     metrics = AdminMetrics()
     daemons = DaemonNotifier(
         daemons=notifier.get("daemons", ()), token=notifier.get("token"), client=http
