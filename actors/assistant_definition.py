@@ -43,7 +43,7 @@ Front matter keys (all optional; a missing key means "the daemon's default"):
                 the system prompt (:func:`language_instruction`)
 ``greeting``    what the assistant says first (used by a later feature), at most
                 :data:`GREETING_MAX_CHARS` characters
-``tools``       a list of tools (:class:`ToolSpec`), reserved for a later feature
+``tools``       a list of tools (:mod:`actors.assistant_tools`), reserved for a later feature
 ============== ==================================================================
 
 Lint **warnings** (publishing is still allowed) flag what hurts a *voice* model: markdown
@@ -57,7 +57,6 @@ guard, the daemon's prompt path all call :func:`validate_definition`.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import unicodedata
@@ -67,6 +66,16 @@ from typing import Any, Final, Literal
 import attrs
 import yaml
 
+from actors.assistant_tools import TOOL_KINDS, ToolKind, ToolSpec, check_tools
+from actors.definition_issues import (
+    DefinitionIssue,
+    IssueCollector,
+    TextPositions,
+    ValidationReport,
+    shorten,
+    type_name,
+    yaml_position,
+)
 from actors.sonic.events import ENDPOINTING_SENSITIVITIES, VOICES
 
 __all__ = [
@@ -78,6 +87,7 @@ __all__ = [
     "TOOL_KINDS",
     "AssistantDefinition",
     "DefinitionIssue",
+    "ToolKind",
     "ToolSpec",
     "ValidationReport",
     "language_instruction",
@@ -85,9 +95,7 @@ __all__ = [
     "validate_definition",
 ]
 
-Severity = Literal["error", "warning"]
 Endpointing = Literal["HIGH", "MEDIUM", "LOW"]
-ToolKind = Literal["hang_up", "transfer", "webhook"]
 
 FRONT_MATTER_KEYS: Final = (
     "voice",
@@ -146,113 +154,12 @@ GREETING_MAX_CHARS: Final = 500
 PROMPT_LONG_CHARS: Final = 8000
 """Prompts longer than this (about 2,000 tokens) get a ``prompt_too_long`` warning."""
 
-TOOL_KINDS: Final = ("hang_up", "transfer", "webhook")
-"""``hang_up`` and ``transfer`` are built into the daemon; ``webhook`` calls a URL."""
-
-_TOOL_KIND_OF: Final[Mapping[object, ToolKind]] = {k: k for k in ("hang_up", "transfer", "webhook")}
-_TOOL_KEYS: Final = ("name", "description", "kind", "input_schema", "url", "timeout", "target")
-_TOOL_NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-_TOOL_TIMEOUT_RANGE: Final = (0.1, 30.0)
-_TRANSFER_TARGET_RE: Final = re.compile(r"\+[1-9][0-9]{6,14}|sips?:[^\s@]+@[^\s]+")
-_URL_RE: Final = re.compile(r"https?://[^\s/?#]+[^\s]*")
-_DEFAULT_SCHEMA: Final = '{"properties":{},"type":"object"}'
-
 _PLACEHOLDER_RE: Final = re.compile(r"\{\{[^\n]*?\}\}|\{%[^\n]*?%\}")
 _FENCE_RE: Final = re.compile(r"[ ]{0,3}(```|~~~)")
 _TABLE_SEPARATOR_RE: Final = re.compile(r"\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*")
-_MAX_ISSUES_PER_CODE: Final = 20
 
 
 # --- the records ------------------------------------------------------------------------
-
-
-@attrs.frozen
-class DefinitionIssue:
-    """One problem found in a definition, at a 1-based ``line`` and ``column`` of the file."""
-
-    severity: Severity
-    code: str
-    """Machine-readable name of the rule (see the module docstring)."""
-    message: str
-    """One sentence for a person; never quotes more than a few characters of the file."""
-    line: int
-    column: int
-
-    def to_json(self) -> dict[str, object]:
-        """The issue as a JSON object (the API's and the CLI's ``--json`` shape)."""
-        return {
-            "severity": self.severity,
-            "code": self.code,
-            "message": self.message,
-            "line": self.line,
-            "column": self.column,
-        }
-
-    def __str__(self) -> str:
-        return f"{self.line}:{self.column}: {self.severity}: {self.message} [{self.code}]"
-
-
-@attrs.frozen
-class ValidationReport:
-    """Everything :func:`validate_definition` found, sorted by position."""
-
-    issues: tuple[DefinitionIssue, ...] = ()
-
-    @property
-    def errors(self) -> tuple[DefinitionIssue, ...]:
-        """The issues that make the definition unusable."""
-        return tuple(i for i in self.issues if i.severity == "error")
-
-    @property
-    def warnings(self) -> tuple[DefinitionIssue, ...]:
-        """The lint findings: allowed, but worth fixing."""
-        return tuple(i for i in self.issues if i.severity == "warning")
-
-    @property
-    def ok(self) -> bool:
-        """True when there is no error (warnings allowed)."""
-        return not self.errors
-
-    def to_json(self) -> dict[str, object]:
-        """``{"ok", "errors", "warnings", "issues": [...]}`` for the API and the CLI."""
-        return {
-            "ok": self.ok,
-            "errors": len(self.errors),
-            "warnings": len(self.warnings),
-            "issues": [i.to_json() for i in self.issues],
-        }
-
-
-@attrs.frozen(kw_only=True)
-class ToolSpec:
-    """One entry of the reserved ``tools:`` list.
-
-    ``input_schema`` is the tool's JSON Schema as canonical JSON text (sorted keys, no
-    spaces), so the definition stays hashable. ``url`` and ``timeout`` belong to webhooks,
-    ``target`` (E.164 number or SIP URI) to transfers.
-    """
-
-    name: str
-    description: str
-    kind: ToolKind
-    input_schema: str = _DEFAULT_SCHEMA
-    url: str | None = None
-    timeout: float | None = None
-    target: str | None = None
-
-    def to_json(self) -> dict[str, object]:
-        """The tool as it is written in front matter (absent fields left out)."""
-        out: dict[str, object] = {
-            "name": self.name,
-            "description": self.description,
-            "kind": self.kind,
-            "input_schema": json.loads(self.input_schema),
-        }
-        for key in ("url", "timeout", "target"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        return out
 
 
 @attrs.frozen(kw_only=True)
@@ -318,57 +225,6 @@ def render_definition(definition: AssistantDefinition) -> str:
 # --- validation ---------------------------------------------------------------------------
 
 
-class _Positions:
-    """Maps a character offset of the text to its 1-based (line, column)."""
-
-    def __init__(self, text: str) -> None:
-        self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
-
-    def at(self, offset: int) -> tuple[int, int]:
-        # Binary search over line starts.
-        lo, hi = 0, len(self._starts) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self._starts[mid] <= offset:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo + 1, offset - self._starts[lo] + 1
-
-    def line_start(self, line: int) -> int:
-        """Offset of 1-based ``line``'s first character."""
-        return self._starts[line - 1]
-
-
-class _Collector:
-    def __init__(self) -> None:
-        self.issues: list[DefinitionIssue] = []
-        self.error_count = 0
-        self._per_code: dict[str, int] = {}
-
-    def add(self, severity: Severity, code: str, message: str, line: int, column: int) -> None:
-        if severity == "error":
-            self.error_count += 1
-        count = self._per_code.get(code, 0)
-        self._per_code[code] = count + 1
-        if count < _MAX_ISSUES_PER_CODE:  # a pasted binary must not yield a megabyte report
-            self.issues.append(DefinitionIssue(severity, code, message, line, column))
-
-    def error(self, code: str, message: str, line: int, column: int) -> None:
-        self.add("error", code, message, line, column)
-
-    def warning(self, code: str, message: str, line: int, column: int) -> None:
-        self.add("warning", code, message, line, column)
-
-    def report(self) -> ValidationReport:
-        ordered = sorted(self.issues, key=lambda i: (i.line, i.column, i.severity != "error"))
-        return ValidationReport(tuple(ordered))
-
-    @property
-    def has_errors(self) -> bool:
-        return self.error_count > 0
-
-
 def validate_definition(
     raw: bytes, *, max_bytes: int
 ) -> tuple[AssistantDefinition | None, ValidationReport]:
@@ -377,7 +233,7 @@ def validate_definition(
 
     This is the only validator: the daemon, the CLI, the admin API and the web page call it.
     """
-    out = _Collector()
+    out = IssueCollector()
     if len(raw) > max_bytes:
         out.error("too_large", f"the file is {len(raw)} bytes, more than {max_bytes}", 1, 1)
         return None, out.report()
@@ -385,7 +241,7 @@ def validate_definition(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         good = raw[: exc.start].decode("utf-8")
-        line, column = _Positions(good).at(len(good))
+        line, column = TextPositions(good).at(len(good))
         out.error(
             "not_utf8",
             f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not valid UTF-8",
@@ -398,7 +254,7 @@ def validate_definition(
     if not text.strip():
         out.error("empty", "the file is empty", 1, 1)
         return None, out.report()
-    pos = _Positions(text)
+    pos = TextPositions(text)
     _check_characters(text, pos, out)
 
     settings: dict[str, Any] = {}
@@ -440,7 +296,7 @@ def validate_definition(
     return definition, out.report()
 
 
-def _check_characters(text: str, pos: _Positions, out: _Collector) -> None:
+def _check_characters(text: str, pos: TextPositions, out: IssueCollector) -> None:
     for index, char in enumerate(text):
         if char in "\n\t" or unicodedata.category(char) != "Cc":
             continue
@@ -464,7 +320,7 @@ def _check_characters(text: str, pos: _Positions, out: _Collector) -> None:
         )
 
 
-def _lint_prompt(text: str, start: int, pos: _Positions, out: _Collector) -> None:
+def _lint_prompt(text: str, start: int, pos: TextPositions, out: IssueCollector) -> None:
     first_line, _ = pos.at(start)
     body_lines = text[start:].split("\n")
     in_fence = False
@@ -503,7 +359,7 @@ def _lint_prompt(text: str, start: int, pos: _Positions, out: _Collector) -> Non
         )
 
 
-def _lint_settings(settings: Mapping[str, Any], out: _Collector) -> None:
+def _lint_settings(settings: Mapping[str, Any], out: IssueCollector) -> None:
     voice, language = settings.get("voice"), settings.get("language")
     marks: Mapping[str, tuple[int, int]] = settings.get("_marks", {})
     if voice is not None and language is not None and language not in _VOICE_LOCALES[voice]:
@@ -520,31 +376,28 @@ def _lint_settings(settings: Mapping[str, Any], out: _Collector) -> None:
 # --- front matter -------------------------------------------------------------------------
 
 
-def _where(mark: yaml.Mark | None, first_line: int) -> tuple[int, int]:
-    if mark is None:
-        return first_line, 1
-    return mark.line + first_line, mark.column + 1
-
-
-def _parse_front_matter(source: str, out: _Collector, *, first_line: int) -> dict[str, Any]:
+def _parse_front_matter(source: str, out: IssueCollector, *, first_line: int) -> dict[str, Any]:
     """Parse and check the YAML between the ``---`` lines; ``first_line`` is its file line."""
-    loader = yaml.SafeLoader(source)
+    try:
+        # The reader checks the characters as it is built, so construction can fail too.
+        loader = yaml.SafeLoader(source)
+    except yaml.reader.ReaderError as exc:
+        _reader_error(exc, source, out, first_line)
+        return {}
     try:
         try:
             root = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            line, column = _where(exc.problem_mark or exc.context_mark, first_line)
-            out.error("yaml_syntax", f"front matter is not valid YAML: {exc.problem}", line, column)
+        except yaml.reader.ReaderError as exc:
+            _reader_error(exc, source, out, first_line)
             return {}
-        except yaml.YAMLError as exc:
-            # ReaderError: a character YAML refuses; _check_characters reported it already.
-            if not out.has_errors:
-                out.error("yaml_syntax", f"front matter is not valid YAML: {exc}", first_line, 1)
+        except yaml.MarkedYAMLError as exc:
+            line, column = yaml_position(exc.problem_mark or exc.context_mark, first_line)
+            out.error("yaml_syntax", f"front matter is not valid YAML: {exc.problem}", line, column)
             return {}
         if root is None:
             return {}  # "---\n---": front matter present but empty
         if not isinstance(root, yaml.MappingNode):
-            line, column = _where(root.start_mark, first_line)
+            line, column = yaml_position(root.start_mark, first_line)
             out.error(
                 "front_matter_not_mapping", "front matter must be a mapping of keys", line, column
             )
@@ -554,25 +407,39 @@ def _parse_front_matter(source: str, out: _Collector, *, first_line: int) -> dic
         loader.dispose()
 
 
+def _reader_error(
+    exc: yaml.reader.ReaderError, source: str, out: IssueCollector, first_line: int
+) -> None:
+    if unicodedata.category(chr(exc.character)) == "Cc":
+        return  # _check_characters reported this control character already
+    line, column = TextPositions(source).at(exc.position)
+    out.error(
+        "yaml_syntax",
+        f"front matter holds U+{exc.character:04X}, which YAML does not allow",
+        line + first_line - 1,
+        column,
+    )
+
+
 def _construct(
-    loader: yaml.SafeLoader, node: yaml.Node, out: _Collector, first_line: int
+    loader: yaml.SafeLoader, node: yaml.Node, out: IssueCollector, first_line: int
 ) -> tuple[bool, Any]:
     try:
         return True, loader.construct_object(node, deep=True)
     except yaml.MarkedYAMLError as exc:
-        line, column = _where(exc.problem_mark or node.start_mark, first_line)
+        line, column = yaml_position(exc.problem_mark or node.start_mark, first_line)
         out.error("yaml_syntax", f"front matter value is not valid: {exc.problem}", line, column)
         return False, None
 
 
 def _check_keys(
-    loader: yaml.SafeLoader, root: yaml.MappingNode, out: _Collector, first_line: int
+    loader: yaml.SafeLoader, root: yaml.MappingNode, out: IssueCollector, first_line: int
 ) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     marks: dict[str, tuple[int, int]] = {}
     value_marks: dict[str, tuple[int, int]] = {}
     for key_node, value_node in root.value:
-        key_at = _where(key_node.start_mark, first_line)
+        key_at = yaml_position(key_node.start_mark, first_line)
         if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
             out.error("invalid_type", "front matter keys must be plain names", *key_at)
             continue
@@ -588,19 +455,19 @@ def _check_keys(
         if key not in FRONT_MATTER_KEYS:
             out.error(
                 "unknown_key",
-                f"unknown key {_short(key)!r}; known keys: {', '.join(FRONT_MATTER_KEYS)}",
+                f"unknown key {shorten(key)!r}; known keys: {', '.join(FRONT_MATTER_KEYS)}",
                 *key_at,
             )
             continue
         built, value = _construct(loader, value_node, out, first_line)
         if not built:
             continue
-        at = _where(value_node.start_mark, first_line)
+        at = yaml_position(value_node.start_mark, first_line)
         value_marks[key] = at
         if value is None:
             continue  # "voice:" with nothing after it: same as leaving the key out
         if key == "tools":
-            tools = _check_tools(value, value_node, out, first_line)
+            tools = check_tools(value, value_node, out, first_line)
             if tools is not None:
                 settings[key] = tools
             continue
@@ -612,38 +479,33 @@ def _check_keys(
     return settings
 
 
-def _short(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= 40 else text[:40] + "..."
-
-
-def _check_setting(key: str, value: Any, at: tuple[int, int], out: _Collector) -> Any:
+def _check_setting(key: str, value: Any, at: tuple[int, int], out: IssueCollector) -> Any:
     """Check one scalar setting; return its value, or ``None`` after reporting the error."""
     if key == "voice":
         if not isinstance(value, str):
-            out.error("invalid_type", f"voice must be a string, not {_type_name(value)}", *at)
+            out.error("invalid_type", f"voice must be a string, not {type_name(value)}", *at)
         elif value not in VOICES:
             out.error(
                 "invalid_value",
-                f"voice {_short(value)!r} is not a Nova Sonic voice ({', '.join(sorted(VOICES))})",
+                f"voice {shorten(value)!r} is not a Nova Sonic voice ({', '.join(sorted(VOICES))})",
                 *at,
             )
         else:
             return value
     elif key == "endpointing":
         if not isinstance(value, str):
-            out.error("invalid_type", f"endpointing must be a string, not {_type_name(value)}", *at)
+            out.error("invalid_type", f"endpointing must be a string, not {type_name(value)}", *at)
         elif value not in ENDPOINTING_SENSITIVITIES:
             out.error(
                 "invalid_value",
-                f"endpointing {_short(value)!r} must be HIGH, MEDIUM or LOW",
+                f"endpointing {shorten(value)!r} must be HIGH, MEDIUM or LOW",
                 *at,
             )
         else:
             return value
     elif key in ("temperature", "top_p"):
         if isinstance(value, bool) or not isinstance(value, int | float):
-            out.error("invalid_type", f"{key} must be a number, not {_type_name(value)}", *at)
+            out.error("invalid_type", f"{key} must be a number, not {type_name(value)}", *at)
         elif not (math.isfinite(value) and 0.0 <= value <= 1.0):
             out.error("out_of_range", f"{key} {value} is outside 0.0 to 1.0", *at)
         else:
@@ -651,27 +513,26 @@ def _check_setting(key: str, value: Any, at: tuple[int, int], out: _Collector) -
     elif key == "max_tokens":
         low, high = MAX_TOKENS_RANGE
         if isinstance(value, bool) or not isinstance(value, int):
-            out.error(
-                "invalid_type", f"max_tokens must be an integer, not {_type_name(value)}", *at
-            )
+            out.error("invalid_type", f"max_tokens must be an integer, not {type_name(value)}", *at)
         elif not low <= value <= high:
             out.error("out_of_range", f"max_tokens {value} is outside {low} to {high}", *at)
         else:
             return value
     elif key == "language":
         if not isinstance(value, str):
-            out.error("invalid_type", f"language must be a string, not {_type_name(value)}", *at)
+            out.error("invalid_type", f"language must be a string, not {type_name(value)}", *at)
         elif value not in LANGUAGES:
             out.error(
                 "invalid_value",
-                f"language {_short(value)!r} is not one Nova Sonic speaks ({', '.join(LANGUAGES)})",
+                f"language {shorten(value)!r} is not one Nova Sonic speaks "
+                f"({', '.join(LANGUAGES)})",
                 *at,
             )
         else:
             return value
     elif key == "greeting":
         if not isinstance(value, str):
-            out.error("invalid_type", f"greeting must be a string, not {_type_name(value)}", *at)
+            out.error("invalid_type", f"greeting must be a string, not {type_name(value)}", *at)
         elif not value.strip():
             out.error("invalid_value", "greeting must not be blank (leave the key out)", *at)
         elif len(value) > GREETING_MAX_CHARS:
@@ -683,153 +544,3 @@ def _check_setting(key: str, value: Any, at: tuple[int, int], out: _Collector) -
         else:
             return value
     return None
-
-
-def _type_name(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-    names.update({list: "a list", dict: "a mapping"})
-    return names.get(type(value), type(value).__name__)
-
-
-def _check_tools(
-    value: Any, node: yaml.Node, out: _Collector, first_line: int
-) -> list[ToolSpec] | None:
-    at = _where(node.start_mark, first_line)
-    if not isinstance(value, list) or not isinstance(node, yaml.SequenceNode):
-        out.error("invalid_type", f"tools must be a list, not {_type_name(value)}", *at)
-        return None
-    tools: list[ToolSpec] = []
-    names: set[str] = set()
-    ok = True
-    for item, item_node in zip(value, node.value, strict=True):
-        tool = _check_tool(item, item_node, out, first_line)
-        if tool is None:
-            ok = False
-            continue
-        if tool.name in names:
-            out.error(
-                "duplicate_key",
-                f"tool name {tool.name!r} is used twice",
-                *_where(item_node.start_mark, first_line),
-            )
-            ok = False
-            continue
-        names.add(tool.name)
-        tools.append(tool)
-    return tools if ok else None
-
-
-def _check_tool(item: Any, node: yaml.Node, out: _Collector, first_line: int) -> ToolSpec | None:
-    at = _where(node.start_mark, first_line)
-    if not isinstance(item, dict) or not isinstance(node, yaml.MappingNode):
-        out.error("invalid_type", f"each tool must be a mapping, not {_type_name(item)}", *at)
-        return None
-    errors_before = out.error_count
-    positions: dict[str, tuple[int, int]] = {}
-    for key_node, value_node in node.value:
-        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-        key_at = _where(key_node.start_mark, first_line)
-        if not isinstance(key, str) or key not in _TOOL_KEYS:
-            out.error(
-                "unknown_key",
-                f"unknown tool key {_short(key)!r}; known keys: {', '.join(_TOOL_KEYS)}",
-                *key_at,
-            )
-            continue
-        positions[key] = _where(value_node.start_mark, first_line)
-
-    def need(key: str, kind_name: str) -> None:
-        if key not in item:
-            out.error("missing_key", f"tool needs {key!r} ({kind_name})", *at)
-
-    for key in ("name", "description", "kind"):
-        need(key, "required")
-    name, description, kind = item.get("name"), item.get("description"), item.get("kind")
-    if "name" in item and (not isinstance(name, str) or not _TOOL_NAME_RE.fullmatch(name)):
-        out.error(
-            "invalid_value",
-            "tool name must be a letter then up to 63 letters, digits, '_' or '-'",
-            *positions["name"],
-        )
-    if "description" in item and (not isinstance(description, str) or not description.strip()):
-        out.error(
-            "invalid_value",
-            "tool description must be a non-empty string",
-            *positions["description"],
-        )
-    if "kind" in item and kind not in TOOL_KINDS:
-        out.error(
-            "invalid_value",
-            f"tool kind {_short(kind)!r} must be one of {', '.join(TOOL_KINDS)}",
-            *positions["kind"],
-        )
-    schema_text = _DEFAULT_SCHEMA
-    if "input_schema" in item:
-        schema = item["input_schema"]
-        where = positions["input_schema"]
-        if not isinstance(schema, dict) or schema.get("type") != "object":
-            out.error(
-                "invalid_value",
-                "tool input_schema must be a JSON Schema mapping with type: object",
-                *where,
-            )
-        else:
-            try:
-                schema_text = json.dumps(
-                    schema, sort_keys=True, separators=(",", ":"), allow_nan=False
-                )
-            except (TypeError, ValueError):
-                out.error(
-                    "invalid_value", "tool input_schema must contain only JSON values", *where
-                )
-    url, timeout, target = item.get("url"), item.get("timeout"), item.get("target")
-    if kind == "webhook":
-        need("url", "a webhook needs a URL")
-        if "url" in item and (not isinstance(url, str) or not _URL_RE.fullmatch(url)):
-            out.error("invalid_value", "webhook url must be an http(s):// URL", *positions["url"])
-        if "timeout" in item:
-            low, high = _TOOL_TIMEOUT_RANGE
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-                out.error(
-                    "invalid_type",
-                    "webhook timeout must be a number of seconds",
-                    *positions["timeout"],
-                )
-            elif not low <= timeout <= high:
-                out.error(
-                    "out_of_range",
-                    f"webhook timeout {timeout} is outside {low} to {high} seconds",
-                    *positions["timeout"],
-                )
-    if kind == "transfer":
-        need("target", "a transfer needs a target")
-        if "target" in item and (
-            not isinstance(target, str) or not _TRANSFER_TARGET_RE.fullmatch(target)
-        ):
-            out.error(
-                "invalid_value",
-                "transfer target must be an E.164 number (+15551234567) or a sip: URI",
-                *positions["target"],
-            )
-    if kind in TOOL_KINDS:
-        for key in ("url", "timeout", "target"):
-            allowed = (kind == "webhook" and key in ("url", "timeout")) or (
-                kind == "transfer" and key == "target"
-            )
-            if key in item and not allowed:
-                out.error(
-                    "invalid_value",
-                    f"tool key {key!r} does not apply to kind {kind}",
-                    *positions[key],
-                )
-    if out.error_count > errors_before:
-        return None
-    return ToolSpec(
-        name=str(name),
-        description=str(description),
-        kind=_TOOL_KIND_OF[kind],  # kind is one of TOOL_KINDS (checked above)
-        input_schema=schema_text,
-        url=url,
-        timeout=None if timeout is None else float(timeout),
-        target=target,
-    )

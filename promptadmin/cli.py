@@ -305,13 +305,16 @@ def _diff(store: PromptVersions, args: argparse.Namespace, out: TextIO, err: Tex
 
 
 def _rollback(store: PromptVersions, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    current = store.get(args.name)
+    try:
+        current: str | None = store.get(args.name).etag
+    except PromptNotFound:
+        current = None  # deleted by hand (a delete marker is current): restore it
     written = store.rollback(
         args.name,
         args.version_id,
         author=_author(args),
         message=args.message,
-        if_match=current.etag,
+        if_match=current,
     )
     print(f"rolled back: {_describe(written)} (copy of {args.version_id})", file=out)
     return EXIT_OK

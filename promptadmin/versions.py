@@ -24,9 +24,7 @@ anything is sent.
 from __future__ import annotations
 
 import hashlib
-import urllib.parse
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
@@ -44,6 +42,24 @@ from actors.errors import (
 )
 from actors.prompt_store import DEFAULT_MAX_PROMPT_BYTES
 from actors.s3_prompt_store import make_s3_client, map_s3_error
+from promptadmin.version_records import (
+    AssistantSummary,
+    StoredVersion,
+    VersionInfo,
+    VersionMetadata,
+    encode_metadata,
+    metadata_from_s3,
+)
+
+__all__ = [
+    "AssistantSummary",
+    "AsyncPromptVersions",
+    "PromptVersions",
+    "StoredVersion",
+    "VersionInfo",
+    "VersionMetadata",
+    "make_prompt_versions",
+]
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -62,112 +78,6 @@ MAX_MESSAGE_CHARS = 500
 CONTENT_TYPE = "text/markdown; charset=utf-8"
 
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
-
-
-@attrs.frozen(kw_only=True)
-class VersionMetadata:
-    """What the admin records with each version (``None`` for versions written by hand)."""
-
-    author: str | None = None
-    message: str | None = None
-    sha256: str | None = None
-    rollback_of: str | None = None
-    """The version id a rollback copied, else ``None``."""
-
-
-@attrs.frozen(kw_only=True)
-class StoredVersion:
-    """One version of an assistant, with its bytes."""
-
-    name: str
-    key: str
-    body: bytes = attrs.field(repr=False)
-    version_id: str
-    etag: str
-    """Quotes included, as S3 returns it; send it back as ``If-Match`` to publish over it."""
-    size: int
-    time: datetime | None
-    """When S3 stored this version (``LastModified``)."""
-    metadata: VersionMetadata
-
-    @property
-    def text(self) -> str:
-        """The body as text (invalid UTF-8 replaced; the validator reports it properly)."""
-        return self.body.decode("utf-8", errors="replace")
-
-    @property
-    def author(self) -> str | None:
-        """Who published this version."""
-        return self.metadata.author
-
-    @property
-    def message(self) -> str | None:
-        """The change message."""
-        return self.metadata.message
-
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of the body, computed from the bytes (the metadata copy may be absent)."""
-        return hashlib.sha256(self.body).hexdigest()
-
-
-@attrs.frozen(kw_only=True)
-class VersionInfo:
-    """One entry of an assistant's history (no body)."""
-
-    version_id: str
-    etag: str | None
-    time: datetime | None
-    size: int
-    is_latest: bool
-    deleted: bool = False
-    """A delete marker (someone deleted the object by hand); it has no content."""
-    metadata: VersionMetadata = VersionMetadata()
-
-    @property
-    def author(self) -> str | None:
-        """Who published this version."""
-        return self.metadata.author
-
-    @property
-    def message(self) -> str | None:
-        """The change message."""
-        return self.metadata.message
-
-    @property
-    def sha256(self) -> str | None:
-        """SHA-256 recorded at publish time (``None`` for versions not written by the admin)."""
-        return self.metadata.sha256
-
-
-@attrs.frozen(kw_only=True)
-class AssistantSummary:
-    """One line of the assistant list."""
-
-    name: str
-    version_id: str | None
-    etag: str
-    size: int
-    updated: datetime | None
-    author: str | None
-
-
-def _encode(value: str) -> str:
-    return urllib.parse.quote(value, safe=" !#$&'()*+,/:;=?@[]~")
-
-
-def _decode(value: str | None) -> str | None:
-    return None if value is None else urllib.parse.unquote(value)
-
-
-def _metadata(raw: dict[str, str] | None) -> VersionMetadata:
-    raw = raw or {}
-    return VersionMetadata(
-        author=_decode(raw.get("author")),
-        message=_decode(raw.get("message")),
-        sha256=raw.get("sha256"),
-        rollback_of=_decode(raw.get("rollback-of")),
-    )
 
 
 def _error_code(exc: ClientError) -> tuple[str, int | None]:
@@ -231,7 +141,7 @@ class PromptVersions:
                             etag=head.get("ETag", ""),
                             size=head.get("ContentLength", obj.get("Size", 0)),
                             updated=head.get("LastModified"),
-                            author=_metadata(head.get("Metadata")).author,
+                            author=metadata_from_s3(head.get("Metadata")).author,
                         )
                     )
         except (ClientError, BotoCoreError) as exc:
@@ -281,7 +191,7 @@ class PromptVersions:
             etag=response.get("ETag", ""),
             size=len(data),
             time=response.get("LastModified"),
-            metadata=_metadata(response.get("Metadata")),
+            metadata=metadata_from_s3(response.get("Metadata")),
         )
 
     def history(self, name: str, *, limit: int | None = None) -> list[VersionInfo]:
@@ -298,9 +208,13 @@ class PromptVersions:
                 merged: list[tuple[dict[str, Any], bool]] = [
                     (dict(v), False) for v in page.get("Versions", [])
                 ] + [(dict(m), True) for m in page.get("DeleteMarkers", [])]
-                # Versions and delete markers come as two lists; interleave by time, newest
-                # first (S3 lists each newest first; sorted() is stable for equal times).
-                merged.sort(key=lambda item: item[0]["LastModified"], reverse=True)
+                # Versions and delete markers come as two lists, each newest first: merge
+                # by time; within one timestamp (LastModified has 1 s resolution) the
+                # latest goes first, and sorted() keeps S3's order otherwise.
+                merged.sort(
+                    key=lambda item: (item[0]["LastModified"], bool(item[0].get("IsLatest"))),
+                    reverse=True,
+                )
                 for entry, deleted in merged:
                     if entry["Key"] != key:  # the prefix also matches "<name>.md.bak"
                         continue
@@ -323,7 +237,7 @@ class PromptVersions:
         metadata = VersionMetadata()
         if not deleted:
             head = self.client.head_object(Bucket=self.bucket, Key=key, VersionId=version_id)
-            metadata = _metadata(head.get("Metadata"))
+            metadata = metadata_from_s3(head.get("Metadata"))
         return VersionInfo(
             version_id=version_id,
             etag=entry.get("ETag"),
@@ -367,12 +281,12 @@ class PromptVersions:
                 report=report,
             )
         metadata = {
-            "author": _encode(author),
-            "message": _encode(message),
+            "author": encode_metadata(author),
+            "message": encode_metadata(message),
             "sha256": hashlib.sha256(body).hexdigest(),
         }
         if rollback_of is not None:
-            metadata["rollback-of"] = _encode(rollback_of)
+            metadata["rollback-of"] = encode_metadata(rollback_of)
         condition = {"IfMatch": if_match} if if_match is not None else {"IfNoneMatch": "*"}
         try:
             response = self.client.put_object(

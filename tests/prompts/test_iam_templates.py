@@ -13,6 +13,7 @@ from cfnlint.decode.cfn_yaml import loads as load_cfn_yaml
 
 AWS_DIR = Path(__file__).parents[2] / "aws"
 READ_POLICY = AWS_DIR / "s3-prompt-read-policy.json"
+ADMIN_POLICY = AWS_DIR / "s3-prompt-admin-policy.json"
 BEDROCK_POLICY = AWS_DIR / "bedrock-nova-sonic-invoke-policy.json"
 BUCKET_TEMPLATE = AWS_DIR / "prompts-bucket.yaml"
 
@@ -51,7 +52,7 @@ def policy_template(policy_path: Path) -> str:
     )
 
 
-@pytest.mark.parametrize("path", [READ_POLICY, BEDROCK_POLICY])
+@pytest.mark.parametrize("path", [READ_POLICY, ADMIN_POLICY, BEDROCK_POLICY])
 def test_policies_are_allow_only_with_named_actions(path: Path) -> None:
     for stmt in statements(path):
         assert stmt["Effect"] == "Allow"
@@ -72,6 +73,59 @@ def test_read_policy_grants_reads_of_the_prefix_only() -> None:
     assert not [a for a in actions if a.split(":")[1].startswith(WRITE_VERBS)]
 
 
+BUCKET_ARN = "arn:aws:s3:::nova-sonic-prompts"
+PREFIX_ARN = "arn:aws:s3:::nova-sonic-prompts/assistants/*"
+ADMIN_ACTIONS = {
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:PutObject",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:GetBucketVersioning",
+}
+
+
+def admin_grants() -> dict[str, list[dict[str, Any]]]:
+    """Action -> the statements granting it, in the admin policy."""
+    grants: dict[str, list[dict[str, Any]]] = {}
+    for stmt in statements(ADMIN_POLICY):
+        for action in as_list(stmt["Action"]):
+            grants.setdefault(action, []).append(stmt)
+    return grants
+
+
+def test_admin_policy_grants_exactly_the_admin_actions_and_no_deletion() -> None:
+    grants = admin_grants()
+    assert set(grants) == ADMIN_ACTIONS
+    # No version (or object) can be deleted or its history rewritten.
+    assert not [a for a in grants if "Delete" in a or "Restore" in a or "Lifecycle" in a]
+
+
+def test_admin_policy_is_scoped_to_the_prefix() -> None:
+    for action, stmts in admin_grants().items():
+        for stmt in stmts:
+            resources = as_list(stmt["Resource"])
+            if action in {"s3:ListBucket", "s3:ListBucketVersions"}:
+                # Listing is a bucket action: scoped to the prefix by the s3:prefix key.
+                assert resources == [BUCKET_ARN]
+                assert stmt["Condition"] == {"StringLike": {"s3:prefix": "assistants/*"}}
+            elif action == "s3:GetBucketVersioning":
+                assert resources == [BUCKET_ARN] and "Condition" not in stmt
+            else:
+                assert resources == [PREFIX_ARN], (action, resources)
+
+
+def test_admin_policy_only_allows_conditional_writes() -> None:
+    # Every PutObject grant requires If-Match or If-None-Match (S3's conditional-write
+    # condition keys), so even a hand-made request cannot blindly overwrite a version.
+    puts = admin_grants()["s3:PutObject"]
+    conditions = sorted(json.dumps(stmt.get("Condition"), sort_keys=True) for stmt in puts)
+    assert conditions == [
+        json.dumps({"Null": {"s3:if-match": "false"}}),
+        json.dumps({"Null": {"s3:if-none-match": "false"}}),
+    ]
+
+
 def test_bedrock_policy_is_scoped_to_nova_sonic_models() -> None:
     model_arn = re.compile(
         r"arn:aws:bedrock:(\*|[a-z]{2}(-[a-z]+)+-\d)::foundation-model/amazon\.nova(-2)?-sonic-v1:0"
@@ -86,7 +140,7 @@ def test_bedrock_policy_is_scoped_to_nova_sonic_models() -> None:
         assert any("nova-2-sonic" in r for r in resources)
 
 
-@pytest.mark.parametrize("path", [READ_POLICY, BEDROCK_POLICY])
+@pytest.mark.parametrize("path", [READ_POLICY, ADMIN_POLICY, BEDROCK_POLICY])
 def test_policies_pass_cfn_lint(path: Path) -> None:
     assert lint_template(policy_template(path)) == []
 

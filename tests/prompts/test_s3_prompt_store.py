@@ -130,6 +130,37 @@ async def test_unusable_content_is_refused(s3: object, body: bytes, reason: str)
     assert "café" not in message and "xxxx" not in message
 
 
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        (b"---\nvoice: bob\n---\nSecret words\n", "invalid_value at line 2, column 8"),
+        (b"Hello {{ caller }} and secret words\n", "unfilled_placeholder at line 1, column 7"),
+        (b"---\nvoice: amy\nSecret words\n", "front_matter_unclosed at line 1, column 1"),
+        (b"Secret\x00words\n", "control_character at line 1, column 7"),
+    ],
+)
+async def test_an_invalid_definition_is_refused_by_the_same_validator(
+    s3: object, body: bytes, rule: str
+) -> None:
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}broken.md", Body=body)  # type: ignore[attr-defined]
+    with trio.fail_after(DEADLINE), pytest.raises(PromptInvalid) as info:
+        await store_for(s3).fetch("broken")
+    message = str(info.value)
+    assert rule in message and "assistants/broken.md" in message
+    assert "Secret" not in message and "caller" not in message
+
+
+async def test_the_definition_is_parsed_once_at_fetch(s3: object) -> None:
+    body = b"---\nvoice: tiffany\nmax_tokens: 200\n---\nYou are Esther.\n"
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}esther.md", Body=body)  # type: ignore[attr-defined]
+    with trio.fail_after(DEADLINE):
+        prompt = await store_for(s3).fetch("esther")
+    assert isinstance(prompt, StoredPrompt)
+    assert prompt.text == body.decode()  # the whole object, as stored
+    assert prompt.definition.voice == "tiffany" and prompt.definition.max_tokens == 200
+    assert prompt.definition.prompt == "You are Esther.\n"
+
+
 async def test_oversize_is_refused_from_content_length_without_reading(s3: object) -> None:
     s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}huge.md", Body=b"y" * 5000)  # type: ignore[attr-defined]
     reads: list[int | None] = []
