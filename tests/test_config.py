@@ -9,6 +9,7 @@ import pytest
 from dotenv import dotenv_values
 
 from actors.errors import ConfigError
+from promptadmin.settings import AdminSettings, admin_settings_from_mapping, check_fail_closed
 from sessions.config import Settings, load_settings, settings_from_mapping
 
 
@@ -71,3 +72,48 @@ def test_env_example_documents_every_variable_with_its_default() -> None:
     read = set(re.findall(r'_read\(\s*env,\s*"([A-Z0-9_]+)"', source))
     assert read, "the pattern no longer finds the variables config.py reads"
     assert read - {"AWS_DEFAULT_REGION"} <= set(example)
+
+
+def test_env_example_documents_the_prompt_admins_variables_with_their_defaults() -> None:
+    root = Path(__file__).parents[1]
+    example = {k: v for k, v in dotenv_values(root / ".env.example").items() if v is not None}
+    assert admin_settings_from_mapping(example) == AdminSettings()
+    source = (root / "promptadmin" / "settings.py").read_text()
+    read = set(re.findall(r'_read\(\s*env,\s*"([A-Z0-9_]+)"', source))
+    assert read >= {"ADMIN_TOKENS", "ADMIN_AUDIT_LOG", "NOVAVOICE_DAEMONS", "DAEMON_ADMIN_TOKEN"}
+    assert read <= set(example)
+
+
+def test_admin_tokens_and_daemons_parse_and_bad_values_name_the_variable() -> None:
+    s = admin_settings_from_mapping(
+        {
+            "ADMIN_TOKENS": "alice:alice-token-0123456789, bob:bob-token-0123456789ab",
+            "NOVAVOICE_DAEMONS": "http://10.0.0.5:9090/, http://10.0.0.6:9090",
+        }
+    )
+    assert dict(s.tokens) == {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789ab"}
+    assert s.daemons == ("http://10.0.0.5:9090", "http://10.0.0.6:9090")
+    assert "alice-token" not in repr(s)
+    for name, value in [
+        ("ADMIN_TOKENS", "alice"),
+        ("ADMIN_TOKENS", "alice:tiny1"),
+        ("ADMIN_TOKENS", "a:same-token-0123456789,b:same-token-0123456789"),
+        ("NOVAVOICE_DAEMONS", "10.0.0.5:9090"),
+        ("DAEMON_ADMIN_TOKEN", "tiny2"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            admin_settings_from_mapping({name: value})
+        assert str(info.value).startswith(f"{name}:")
+        assert "\n" not in str(info.value)
+        if name != "NOVAVOICE_DAEMONS":  # a URL may be echoed; secrets never are
+            assert value.split(":")[-1] not in str(info.value)
+
+
+def test_the_admin_fails_closed_beyond_loopback_without_tokens() -> None:
+    check_fail_closed("127.0.0.1", AdminSettings())
+    check_fail_closed("::1", AdminSettings())
+    with pytest.raises(ConfigError) as info:
+        check_fail_closed("0.0.0.0", AdminSettings())
+    assert str(info.value).startswith("ADMIN_TOKENS is not set")
+    assert "\n" not in str(info.value)
+    check_fail_closed("0.0.0.0", AdminSettings(tokens={"alice": "alice-token-0123456789"}))
