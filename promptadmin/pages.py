@@ -52,6 +52,16 @@ _ENV = jinja2.Environment(
 _SCRIPT = (_HERE / "static" / "admin.js").read_bytes()
 
 
+def _short(version: str | None) -> str:
+    """A version id shortened for tables, as git shortens hashes (the full id is a tooltip)."""
+    if not version:
+        return "-"
+    return version if len(version) <= 14 else version[:10] + "…"
+
+
+_ENV.filters["short"] = _short
+
+
 class PageError(Exception):
     """An error page: HTTP ``status`` and a sentence for the admin."""
 
