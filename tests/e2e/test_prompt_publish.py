@@ -39,10 +39,14 @@ class PromptLog(logging.Handler):
         super().__init__(logging.INFO)
         self.addFilter(CallContextFilter())
         self.records: list[dict[str, Any]] = []
+        self.first_load = trio.Event()  # the daemon logs from the trio thread
 
     def emit(self, record: logging.LogRecord) -> None:
-        if getattr(record, "event", None) in ("call_prompt", "call_ended"):
+        event = getattr(record, "event", None)
+        if event in ("call_prompt", "call_ended"):
             self.records.append(dict(vars(record)))
+        if event == "call_prompt":
+            self.first_load.set()
 
     def loaded(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r["event"] == "call_prompt"]
@@ -99,8 +103,7 @@ async def test_publish_during_a_call_reaches_the_next_call_only(
                     )
 
                 nursery.start_soon(place, "running", long_call)
-                while not log.loaded():  # the running call has its prompt
-                    await trio.sleep(0.05)
+                await log.first_load.wait()  # the running call has its prompt
                 current = await api.get("/api/v1/prompts/esther")
                 published = await api.put(
                     "/api/v1/prompts/esther",
