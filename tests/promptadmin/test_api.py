@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from promptadmin.api import api_routes
 from promptadmin.openapi import openapi_document
+from sessions import cli
 
 from .conftest import ALICE, BOB, ESTHER_V1, Admin, auth
 
@@ -82,6 +85,7 @@ async def test_push_history_diff_rollback(admin: Admin) -> None:
         ("bob", "rollback", back["version"], published["version"]),
     ]
     assert admin.audit.read()[1]["rollback_of"] == first["version"]
+    assert admin.audit.path.stat().st_mode & 0o777 == 0o600
     assert counter(admin, "novavoice_admin_publishes") == 1
     assert counter(admin, "novavoice_admin_rollbacks") == 1
 
@@ -239,3 +243,15 @@ async def test_metrics_are_served_to_an_admin(admin: Admin) -> None:
     reply = await admin.client.get("/metrics", headers=auth())
     assert reply.status_code == 200
     assert "novavoice_admin_publishes_total 0.0" in reply.text
+
+
+def test_novavoice_admin_refuses_to_serve_beyond_loopback_without_tokens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("ADMIN_TOKENS", raising=False)
+    status = cli.main(["admin", "--listen", "0.0.0.0:0"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "ADMIN_TOKENS is not set" in err
+    assert len(err.strip().splitlines()) == 1

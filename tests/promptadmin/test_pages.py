@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from .conftest import ALICE, ESTHER_V1, Admin, auth, csrf_of
+import httpx
+
+from promptadmin.versions import PromptVersions
+
+from .conftest import ALICE, ESTHER_V1, Admin, auth, csrf_of, open_test_admin
 
 ESTHER_V2 = ESTHER_V1 + "Always offer to call a taxi.\n"
 
@@ -164,3 +169,13 @@ async def test_logout_ends_the_session(admin: Admin) -> None:
     assert out.status_code == 303
     assert len(admin.ctx.sessions) == 0
     assert (await c.get("/api/v1/prompts/admin")).status_code == 303
+
+
+async def test_the_cookie_is_secure_when_served_over_tls(
+    store: PromptVersions, tmp_path: Path
+) -> None:
+    async with open_test_admin(store, tmp_path) as admin:
+        admin.client.base_url = httpx.URL("https://admin.test")
+        page = await admin.client.get("/api/v1/prompts/admin/login")
+    cookie = page.headers["set-cookie"].lower()
+    assert "; secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
