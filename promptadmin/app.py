@@ -18,6 +18,7 @@ import json
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.datastructures import URL
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -101,9 +102,19 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(encoder(ctx.metrics.registry), headers={"content-type": content_type})
 
 
+_HTTP_CODES = {404: "no_route", 405: "method_not_allowed"}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (unknown path, wrong method) as JSON with a code, like every error."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return _json_error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+
 def build_app(ctx: AdminContext) -> ASGIApp:
     """The whole admin as one ASGI app (authentication outermost)."""
     routes = [Route("/metrics", metrics_endpoint, methods=["GET"]), *page_routes(), *api_routes()]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.ctx = ctx
     return AuthMiddleware(app, ctx)

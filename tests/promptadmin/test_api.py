@@ -181,6 +181,11 @@ async def test_errors_are_json_with_a_code(admin: Admin) -> None:
     for path, (status, code) in cases.items():
         reply = await c.get(path, headers=auth())
         assert (reply.status_code, reply.json()["error"]["code"]) == (status, code), path
+    unrouted = await c.get("/api/v1/nothing-here", headers=auth())
+    assert unrouted.status_code == 404 and unrouted.json()["error"]["code"] == "no_route"
+    wrong_method = await c.delete("/api/v1/prompts/esther", headers=auth())
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
     garbled = await c.post("/api/v1/prompts/validate", content=b"{not json", headers=auth())
     assert garbled.status_code == 400 and garbled.json()["error"]["code"] == "bad_json"
     huge = await c.post(
