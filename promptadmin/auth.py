@@ -4,12 +4,15 @@ Every route but the login page needs an admin identity (:class:`Identity`, whose
 recorded as the author of each write).
 
 - **API**: ``Authorization: Bearer <token>``, one of ``ADMIN_TOKENS``. Each presented token
-  is compared with *every* configured token through :func:`hmac.compare_digest`, so neither
-  the comparison nor the number of comparisons depends on where a guess goes wrong.
+  is compared with *every* configured token through :func:`hmac.compare_digest` over SHA-256
+  digests (equal lengths, so not even a token's length leaks), and neither the comparison
+  nor the number of comparisons depends on where a guess goes wrong.
 - **Page**: the login form takes a token and starts a session. The session lives on the
   server (:class:`SessionStore`); the cookie holds only a random 256-bit id, is
   ``HttpOnly``, ``SameSite=Strict``, and ``Secure`` whenever the page is served over TLS.
-  Logging in replaces the session id (no fixation); logging out forgets it.
+  Logging in replaces the session id (no fixation); logging out forgets it. Pre-login
+  sessions (the login form's CSRF token) are kept apart, fewer and shorter-lived, so a
+  flood of login-page visits cannot push admins' sessions out.
 - **CSRF**: each session carries a synchronizer token, embedded in every form as
   ``csrf_token`` and checked (constant time) on every form post, the login form's included
   (a pre-login session holds its token). The page's scripts send it as ``X-CSRF-Token`` when
@@ -18,6 +21,7 @@ recorded as the author of each write).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
@@ -39,8 +43,8 @@ class Identity:
     """``token`` (API bearer) or ``session`` (the page's cookie)."""
 
 
-def _token_bytes(token: str) -> bytes:
-    return token.encode("utf-8", errors="surrogateescape")
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", errors="surrogateescape")).digest()
 
 
 @attrs.define(eq=False)
@@ -51,11 +55,11 @@ class AdminTokens:
 
     def identify(self, presented: str) -> str | None:
         """The admin whose token is ``presented``, else ``None``."""
-        candidate = _token_bytes(presented)
+        candidate = _digest(presented)
         found: str | None = None
         for name, token in self._tokens.items():
             # No early exit: every token is compared, whatever matched.
-            if hmac.compare_digest(candidate, _token_bytes(token)):
+            if hmac.compare_digest(candidate, _digest(token)):
                 found = name
         return found
 
@@ -82,48 +86,58 @@ class Session:
         """Whether ``presented`` is this session's CSRF token (constant time)."""
         if not presented:
             return False
-        return hmac.compare_digest(_token_bytes(presented), _token_bytes(self.csrf))
+        return hmac.compare_digest(_digest(presented), _digest(self.csrf))
 
 
 @attrs.define(eq=False)
 class SessionStore:
     """Sessions in memory, bounded and expiring (restarting the admin logs everyone out).
 
-    ``now`` is passed in by callers (``time.monotonic()``), so tests control the clock.
+    Admins' sessions and pre-login sessions live in separate tables with their own bounds
+    (oldest dropped first) and lifetimes. ``now`` is passed in by callers
+    (``time.monotonic()``), so tests control the clock.
     """
 
     ttl: float = 8 * 3600.0
-    max_sessions: int = 10_000
+    max_sessions: int = 1_000
+    anonymous_ttl: float = 900.0
+    max_anonymous: int = 1_000
     _sessions: OrderedDict[str, Session] = attrs.Factory(OrderedDict)
+    _anonymous: OrderedDict[str, Session] = attrs.Factory(OrderedDict)
 
     def __len__(self) -> int:
+        """Admins' sessions held."""
         return len(self._sessions)
 
     def new(self, now: float, admin: str | None = None) -> Session:
-        """Start a session (oldest dropped beyond ``max_sessions``)."""
-        self._prune(now)
+        """Start a session for ``admin``, or a pre-login one (``None``)."""
+        table = self._anonymous if admin is None else self._sessions
+        limit = self.max_anonymous if admin is None else self.max_sessions
+        ttl = self.anonymous_ttl if admin is None else self.ttl
+        self._prune(table, now)
         session = Session(
             sid=secrets.token_urlsafe(32),
             csrf=secrets.token_urlsafe(32),
-            expires=now + self.ttl,
+            expires=now + ttl,
             admin=admin,
         )
-        self._sessions[session.sid] = session
-        while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
+        table[session.sid] = session
+        while len(table) > limit:
+            table.popitem(last=False)
         return session
 
     def get(self, sid: str | None, now: float) -> Session | None:
         """The live session with id ``sid``, else ``None``."""
         if not sid:
             return None
-        session = self._sessions.get(sid)
-        if session is None:
-            return None
-        if now >= session.expires:
-            del self._sessions[sid]
-            return None
-        return session
+        for table in (self._sessions, self._anonymous):
+            session = table.get(sid)
+            if session is not None:
+                if now >= session.expires:
+                    del table[sid]
+                    return None
+                return session
+        return None
 
     def login(self, old: Session | None, admin: str, now: float) -> Session:
         """Replace ``old`` (the pre-login session) by a fresh session for ``admin``."""
@@ -134,8 +148,13 @@ class SessionStore:
     def end(self, sid: str) -> None:
         """Forget a session (logout)."""
         self._sessions.pop(sid, None)
+        self._anonymous.pop(sid, None)
 
-    def _prune(self, now: float) -> None:
-        expired = [sid for sid, s in self._sessions.items() if now >= s.expires]
-        for sid in expired:
-            del self._sessions[sid]
+    @staticmethod
+    def _prune(table: OrderedDict[str, Session], now: float) -> None:
+        # Oldest first, and all share one lifetime: stop at the first live one.
+        while table:
+            sid, session = next(iter(table.items()))
+            if now < session.expires:
+                break
+            del table[sid]

@@ -28,6 +28,7 @@ off at its deadline; headers are capped at ``max_header_bytes`` (431) and bodies
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -305,11 +306,12 @@ class AdminServer:
 
 
 def _bearer_matches(headers: Any, token: str) -> bool:
-    """Whether ``Authorization: Bearer <token>`` is present, compared in constant time."""
-    expected = b"Bearer " + token.encode()
+    """Whether ``Authorization: Bearer <token>`` is present, compared in constant time
+    (over SHA-256 digests, so not even the token's length leaks)."""
+    expected = hashlib.sha256(b"Bearer " + token.encode()).digest()
     for name, value in headers:
         if name == b"authorization":
-            return hmac.compare_digest(bytes(value), expected)
+            return hmac.compare_digest(hashlib.sha256(bytes(value)).digest(), expected)
     return False
 
 

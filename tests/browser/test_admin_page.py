@@ -81,9 +81,9 @@ def s3_client(s3: LocalS3) -> Any:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriver]:
     """Headless Chromium with a fresh profile, offline Selenium Manager."""
-    os.environ.setdefault("SE_OFFLINE", "true")
+    monkeypatch.setenv("SE_OFFLINE", "true")
     options = webdriver.ChromeOptions()
     assert CHROMIUM is not None
     options.binary_location = CHROMIUM
