@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -135,7 +136,10 @@ def main(args: argparse.Namespace) -> int:
             settings, admin, listen=listen, certfile=args.certfile, keyfile=args.keyfile
         ) as running:
             print(f"prompt admin: {running.url}/api/v1/prompts/admin", file=sys.stderr)
-            await trio.sleep_forever()
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log_event(logger, "signal", signal=signal.Signals(signum).name)
+                    break
 
     try:
         trio.run(run)
