@@ -211,11 +211,17 @@ def language_instruction(language: str) -> str:
 def render_definition(definition: AssistantDefinition) -> str:
     """Write ``definition`` as file text that :func:`validate_definition` reads back equal.
 
-    Without settings the file is just the prompt (the pre-definition format).
+    Without settings the file is just the prompt (the pre-definition format), unless the
+    prompt itself would read as front matter (its first line is ``---``) or lose a leading
+    byte-order mark: then an empty front matter comes first.
     """
     settings = definition.front_matter()
+    prompt = definition.prompt
     if not settings:
-        return definition.prompt
+        first_line = prompt.split("\n", 1)[0].rstrip("\r")
+        if first_line == "---" or prompt.startswith("\ufeff"):
+            return f"---\n---\n{prompt}"
+        return prompt
     dumped = yaml.safe_dump(
         settings, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000
     )

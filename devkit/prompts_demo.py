@@ -8,10 +8,13 @@ boto3 client at it, opens the shared prompt cache, then:
 1. fires a cold burst of concurrent requests for ``esther`` plus requests for
    ``support-agent``, a missing assistant and hostile names, then a warm round;
 2. waits for the cache TTL and asks again (an unchanged prompt costs a 304);
-3. uploads a new version of Esther's prompt, waits again, and picks it up.
+3. publishes a new version of Esther's definition the way ``novavoice prompts push`` does
+   (validated, written with ``If-Match`` on the version it replaces, author and message in
+   the version's metadata), waits again, and picks it up;
+4. rolls it back (the old text published again as a new version), and picks that up.
 
-It prints what each request got (prompt version, ETag, error), how many GETs the S3 server
-saw, and the cache's statistics.
+It prints what each request got (prompt version, ETag, error), Esther's history, how many
+GETs the S3 server saw, and the cache's statistics.
 """
 
 from __future__ import annotations
@@ -30,12 +33,17 @@ from actors.prompt_fetch import PromptFetcher
 from actors.s3_prompt_store import S3PromptStore, make_s3_client
 from devkit.example_prompts import EXAMPLE_PROMPTS, seed_example_prompts
 from devkit.local_s3 import LocalS3, run_local_s3
+from promptadmin.versions import PromptVersions, VersionInfo
 from sessions.config import Settings, load_settings
 
 if TYPE_CHECKING:
     pass
 
-UPDATED_ESTHER = EXAMPLE_PROMPTS["esther"] + "The practice is closed on Wednesday afternoons.\n"
+UPDATED_ESTHER = (
+    "---\nvoice: amy\nendpointing: HIGH\n---\n"
+    + EXAMPLE_PROMPTS["esther"]
+    + "The practice is closed on Wednesday afternoons.\n"
+)
 
 HOSTILE_NAMES = ["../secrets", "esther.md", "Esther", "\u0435sther", "support--agent", "a" * 65]
 MISSING = "nobody"
@@ -69,7 +77,8 @@ async def _ask(fetcher: PromptFetcher, name: str, tally: collections.Counter[str
     except PromptError as exc:
         tally[f"{type(exc).__name__}: {exc}"] += 1
     else:
-        tally[f"version {prompt.version_id} etag {prompt.etag}"] += 1
+        voice = prompt.definition.voice or "default"
+        tally[f"version {prompt.version_id} etag {prompt.etag} voice {voice}"] += 1
 
 
 def _show(out: Print, title: str, results: dict[str, collections.Counter[str]]) -> None:
@@ -134,21 +143,54 @@ async def run_demo(s3: LocalS3, settings: Settings, burst: int, ttl: float, out:
         again = await _round(fetcher, ["esther"] * 5)
         _show(out, "after the TTL, prompt unchanged (revalidated with If-None-Match)", again)
 
-        await trio.to_thread.run_sync(
-            lambda: client.put_object(
-                Bucket=settings.prompts_bucket,
-                Key=f"{settings.prompts_prefix}esther.md",
-                Body=UPDATED_ESTHER.encode(),
-            ),
-            limiter=limiter,
+        admin = PromptVersions(
+            client=client,
+            bucket=settings.prompts_bucket,
+            prefix=settings.prompts_prefix,
+            max_bytes=settings.prompt_max_bytes,
         )
+
+        def publish() -> tuple[str, str]:
+            admin.check_versioning()
+            current = admin.get("esther")
+            new = admin.put(
+                "esther",
+                UPDATED_ESTHER.encode(),
+                author="demo",
+                message="closed on Wednesday afternoons",
+                if_match=current.etag,
+            )
+            return current.version_id, new.etag
+
+        original, updated_etag = await trio.to_thread.run_sync(publish, limiter=limiter)
         await trio.sleep(ttl)
         updated = await _round(fetcher, ["esther"] * 5)
-        _show(out, "after the TTL, prompt updated in S3 (new version picked up)", updated)
+        _show(out, "after the TTL, a published version (voice amy, HIGH) picked up", updated)
+
+        def roll_back() -> list[str]:
+            admin.rollback(
+                "esther", original, author="demo", message="back to v1", if_match=updated_etag
+            )
+            return [_history_line(v) for v in admin.history("esther")]
+
+        history = await trio.to_thread.run_sync(roll_back, limiter=limiter)
+        await trio.sleep(ttl)
+        rolled_back = await _round(fetcher, ["esther"] * 5)
+        _show(out, "after the TTL, the rollback (a new version) picked up", rolled_back)
+        out("\n== esther's history (newest first)")
+        for line in history:
+            out(f"  {line}")
         stats = cache.statistics()
 
     _show_stats(out, stats, s3, settings.prompts_prefix)
-    return _verdict(out, s3, esther_gets_after_burst, stats, burst_results, updated)
+    return _verdict(
+        out, s3, esther_gets_after_burst, stats, burst_results, updated, rolled_back, history
+    )
+
+
+def _history_line(v: VersionInfo) -> str:
+    rollback = f" (rollback of {v.metadata.rollback_of})" if v.metadata.rollback_of else ""
+    return f"{v.version_id}  by {v.author or '-'}: {v.message or '-'}{rollback}"
 
 
 async def _burst(fetcher: PromptFetcher, burst: int) -> dict[str, collections.Counter[str]]:
@@ -171,6 +213,8 @@ def _verdict(
     stats: PromptCacheStatistics,
     burst: dict[str, collections.Counter[str]],
     updated: dict[str, collections.Counter[str]],
+    rolled_back: dict[str, collections.Counter[str]],
+    history: list[str],
 ) -> int:
     checks = {
         "cold burst for esther cost exactly one S3 GET": esther_gets_after_burst == 1,
@@ -185,8 +229,12 @@ def _verdict(
             "GET", path_suffix="/esther.md", status=304
         )
         == 1,
-        "updated prompt picked up as a new version": len(updated["esther"]) == 1
+        "published version picked up": len(updated["esther"]) == 1
         and not any(k in burst["esther"] for k in updated["esther"]),
+        "rollback picked up as a third version": len(rolled_back["esther"]) == 1
+        and not any(k in burst["esther"] or k in updated["esther"] for k in rolled_back["esther"])
+        and len(history) == 3
+        and "rollback of" in history[0],
         "only the missing assistant's fetch failed": stats.errors == 1,
         "warm requests were cache hits": stats.hits >= 100 and stats.negative_hits >= 5,
     }

@@ -349,15 +349,26 @@ def _check_text(what: str, value: str, limit: int, name: str, key: str) -> None:
         raise PromptRejected(f"the {what} has control characters", assistant=name, key=key)
 
 
-def make_prompt_versions(settings: Settings, *, client: S3Client | None = None) -> PromptVersions:
+def make_prompt_versions(
+    settings: Settings,
+    *,
+    client: S3Client | None = None,
+    endpoint_url: str | None = None,
+    static_credentials: tuple[str, str] | None = None,
+) -> PromptVersions:
     """A :class:`PromptVersions` for the daemon's bucket, prefix, region and size limit.
 
     Without ``client``, one is built with the standard credential chain (botocore honours
     ``AWS_ENDPOINT_URL_S3``); run the admin with its own, write-capable credentials.
+    ``endpoint_url`` and ``static_credentials`` are for a local S3 (the demo, tests), as in
+    :func:`~actors.s3_prompt_store.make_s3_client`.
     """
     if client is None:
         client = make_s3_client(
-            region=settings.aws_region, max_connections=settings.s3_max_connections
+            region=settings.aws_region,
+            max_connections=settings.s3_max_connections,
+            endpoint_url=endpoint_url,
+            static_credentials=static_credentials,
         )
     return PromptVersions(
         client=client,

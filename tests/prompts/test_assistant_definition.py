@@ -321,7 +321,7 @@ _prompt = st.text(
     | st.sampled_from("\n\t"),
     min_size=1,
     max_size=200,
-).filter(lambda s: s.strip() != "" and not s.startswith(("---", "\ufeff")))
+).filter(lambda s: s.strip() != "")
 _tool = st.one_of(
     st.builds(
         ToolSpec,
@@ -347,7 +347,8 @@ _tool = st.one_of(
 )
 definitions = st.builds(
     AssistantDefinition,
-    prompt=_prompt,
+    # Some prompts start with what looks like a front-matter fence or a byte-order mark.
+    prompt=st.one_of(_prompt, _prompt.map(lambda p: "---\n" + p), _prompt.map("\ufeff".__add__)),
     voice=st.one_of(st.none(), st.sampled_from(sorted(VOICES))),
     endpointing=st.one_of(st.none(), st.sampled_from(["HIGH", "MEDIUM", "LOW"])),
     temperature=st.one_of(st.none(), _unit),
@@ -357,6 +358,15 @@ definitions = st.builds(
     greeting=st.one_of(st.none(), _text),
     tools=st.lists(_tool, max_size=3, unique_by=lambda t: t.name).map(tuple),
 )
+
+
+def test_a_prompt_that_looks_like_front_matter_is_fenced() -> None:
+    tricky = AssistantDefinition(prompt="---\nnot: settings\n---\nreal prompt\n")
+    text = render_definition(tricky)
+    assert text.startswith("---\n---\n")
+    assert parse(text.encode()) == tricky
+    bom = AssistantDefinition(prompt="\ufeffHi")
+    assert parse(render_definition(bom).encode()) == bom
 
 
 @settings(max_examples=100, deadline=None)

@@ -17,5 +17,9 @@ def test_demo_runs_and_its_checks_pass(aws_env: None, capsys: pytest.CaptureFixt
     assert status == 0, output
     assert "FAILED" not in output
     assert "[ok] cold burst for esther cost exactly one S3 GET" in output
+    # A publish (validated, conditional) and a rollback reach the cache as new versions.
+    assert "[ok] published version picked up" in output
+    assert "[ok] rollback picked up as a third version" in output
+    assert "voice amy" in output and "by demo: back to v1 (rollback of" in output
     # No prompt text is printed, only versions and ETags.
     assert "Lindenhof" not in output
