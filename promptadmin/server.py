@@ -116,7 +116,6 @@ async def open_admin(
 
 def main(args: argparse.Namespace) -> int:
     """Run the admin until interrupted."""
-    configure_logging(logging.INFO)
     settings = load_settings()
     admin = load_admin_settings()
     try:
@@ -124,6 +123,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--listen={args.listen!r}: {exc}") from None
     check_fail_closed(listen[0], admin)
+    configure_logging(logging.INFO)  # after the checks: a refusal is one line, nothing else
     if not admin.tokens:
         token = secrets.token_urlsafe(24)
         admin = attrs.evolve(admin, tokens={"local": token})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 
 import pytest
@@ -255,7 +256,10 @@ def test_novavoice_admin_refuses_to_serve_beyond_loopback_without_tokens(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no .env
     monkeypatch.delenv("ADMIN_TOKENS", raising=False)
+    root = logging.getLogger()
+    handlers = list(root.handlers)
     status = cli.main(["admin", "--listen", "0.0.0.0:0"])
+    assert root.handlers == handlers  # refused before touching logging
     err = capsys.readouterr().err
     assert status == 2
     assert "ADMIN_TOKENS is not set" in err
