@@ -179,6 +179,12 @@ async def test_login_edit_validate_publish_rollback(
     client = s3_client(local_s3)
     original = client.get_object(Bucket="nova-sonic-prompts", Key="assistants/esther.md")
     original_text = original["Body"].read().decode()
+    # moto's servers in one process share one backend: count what this test adds.
+    versions_before = len(
+        client.list_object_versions(Bucket="nova-sonic-prompts", Prefix="assistants/esther.md")[
+            "Versions"
+        ]
+    )
     admin = AdminSettings(tokens={"carol": TOKEN}, audit_log=tmp_path / "audit.log")
     with trio.fail_after(120):
         async with open_admin(
@@ -191,7 +197,8 @@ async def test_login_edit_validate_publish_rollback(
     assert "Version" in seen["published"]
     assert "+If the caller asks, offer to call a taxi." in seen["history_diff"]
     assert "-If the caller asks, offer to call a taxi." in seen["confirm"]
-    assert seen["history_rows"] == 3  # seed, publish, rollback: history never rewritten
+    # The publish and the rollback each added a version: history is never rewritten.
+    assert seen["history_rows"] == versions_before + 2
     assert "carol" in seen["history"] and "taxi offer withdrawn" in seen["history"]
     current = client.get_object(Bucket="nova-sonic-prompts", Key="assistants/esther.md")
     assert current["Body"].read().decode() == original_text
