@@ -112,7 +112,6 @@ async def test_publish_during_a_call_reaches_the_next_call_only(
                 )
                 assert daemon.supervisor.active_calls == 1  # still talking
                 await place("next", one_turn)
-                assert "running" not in reports  # the next call ended first
     finally:
         for logger in watched:
             logger.removeHandler(log)
