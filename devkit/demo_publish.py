@@ -43,7 +43,7 @@ async def publish_and_roll_back(
         tokens={"demo-admin": token},
         audit_log=audit,
         daemons=(daemon.admin_url,),
-        daemon_token=settings.daemon_admin_token,
+        daemon_token=settings.listen.admin_token,
     )
     script = CallScript(length=None, max_turns=1, utterance_seconds=(0.8, 1.0))
 

@@ -158,7 +158,7 @@ def _print_report(stream: TextIO, label: str, report: ValidationReport) -> None:
 
 
 def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    max_bytes = load_settings().prompt_max_bytes
+    max_bytes = load_settings().prompts.max_bytes
     status = EXIT_OK
     reports: dict[str, object] = {}
     for path in args.files:

@@ -43,7 +43,8 @@ from promptadmin.settings import (
     load_admin_settings,
 )
 from promptadmin.versions import AsyncPromptVersions, make_prompt_versions
-from sessions.config import Settings, load_settings, parse_host_port
+from sessions.config import Settings, load_settings
+from sessions.config_values import host_port
 from sessions.logs import configure_logging, log_event
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ async def open_admin(
     check_fail_closed(host, admin)
     store = make_prompt_versions(settings, client=s3_client)
     versions = AsyncPromptVersions(
-        store, s3_limiter or trio.CapacityLimiter(settings.s3_max_connections)
+        store, s3_limiter or trio.CapacityLimiter(settings.prompts.s3_max_connections)
     )
     await versions.check_versioning()
     audit = AuditLog(admin.audit_log)
@@ -119,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
     settings = load_settings()
     admin = load_admin_settings()
     try:
-        listen = parse_host_port(args.listen)
+        listen = host_port(args.listen)
     except ValueError as exc:
         raise ConfigError(f"--listen={args.listen!r}: {exc}") from None
     check_fail_closed(listen[0], admin)

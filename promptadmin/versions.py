@@ -366,15 +366,15 @@ def make_prompt_versions(
     if client is None:
         client = make_s3_client(
             region=settings.aws_region,
-            max_connections=settings.s3_max_connections,
+            max_connections=settings.prompts.s3_max_connections,
             endpoint_url=endpoint_url,
             static_credentials=static_credentials,
         )
     return PromptVersions(
         client=client,
-        bucket=settings.prompts_bucket,
-        prefix=settings.prompts_prefix,
-        max_bytes=settings.prompt_max_bytes,
+        bucket=settings.prompts.bucket,
+        prefix=settings.prompts.prefix,
+        max_bytes=settings.prompts.max_bytes,
     )
 
 

@@ -40,7 +40,7 @@ import h11
 import trio
 from prometheus_client.exposition import choose_encoder
 
-from actors.assistant_names import validate_assistant_name
+from actors.assistant_names import AssistantName, validate_assistant_name
 from actors.errors import InvalidAssistantName
 from sessions.logs import log_event
 from sessions.metrics import Metrics
@@ -65,7 +65,7 @@ _REFRESH_PATH = re.compile(rb"^/v1/prompts/([^/]+)/refresh$")
 class PromptInvalidator(Protocol):
     """What the refresh route needs from the prompt cache."""
 
-    async def invalidate(self, assistant: str) -> bool:
+    async def invalidate(self, assistant: AssistantName) -> bool:
         """Drop ``assistant``; whether anything was held."""
         ...
 

@@ -7,7 +7,11 @@ wrapping) and :mod:`.output` (typed records of what Sonic sends back).
 
 The client (trio + h2): :func:`open_sonic_client` gives a :class:`SonicClient` whose
 ``open_stream()`` yields a :class:`SonicStream`; see :mod:`.pool`, :mod:`.stream`,
-:mod:`.connection`, :mod:`.credentials` and :mod:`.endpoint`.
+:mod:`.connection`, :mod:`.h2stream`, :mod:`.transport`, :mod:`.credentials` and
+:mod:`.endpoint`. Its modules import downwards only (an import-linter layers contract):
+:mod:`.pool` builds the client; :mod:`.stream` and :mod:`.connection` each know an
+:class:`~.h2stream.H2Stream` but not each other; an ``H2Stream`` reaches its connection
+only through the :class:`~.h2stream.StreamLink` protocol.
 """
 
 from actors.sonic.connection import ConnectionConfig

@@ -1,9 +1,12 @@
 """One HTTP/2 connection to Bedrock, carrying many Sonic streams at once.
 
-A :class:`Connection` owns one TLS socket and one :class:`h2.connection.H2Connection`. Its
-tasks (in its own nursery, under :meth:`Connection.run`):
+A :class:`Connection` owns one TLS socket, one :class:`h2.connection.H2Connection` and the
+:class:`~actors.sonic.h2stream.H2Stream` of each request it carries. A stream knows nothing
+of its connection: it calls the connection's :class:`~actors.sonic.h2stream.StreamLink`
+methods, and the connection reports the stream's events to it. Its tasks (in its own
+nursery, under :meth:`Connection.run`):
 
-- the *reader* feeds socket bytes to h2 and routes events to per-stream state;
+- the *reader* feeds socket bytes to h2 and routes events to the streams;
 - the *writer* is the only task that writes to the socket. Everyone else mutates h2 state
   synchronously (no lock, no await: trio runs one task at a time), moves the bytes h2
   produced into an outgoing buffer and wakes the writer, which sends the whole buffer in one
@@ -24,6 +27,10 @@ processed); the others run to completion, no new stream is opened, and the conne
 closes when the last one is released. h2 4.x closes its state machine on a received GOAWAY
 (python-hyper/h2#1181), which would kill the running streams, so
 :class:`~actors.sonic.transport.GracefulH2Connection` overrides that frame handler.
+
+This module runs past 400 lines on purpose: the reader, the writer, the keep-alive and the
+stream link all act synchronously on one h2 state machine and one outgoing buffer, and a
+split would put a call between every audio frame and that state.
 """
 
 from __future__ import annotations
@@ -69,6 +76,10 @@ class Connection:
     ``run`` then returns quietly when the connection ends, whatever the reason; its streams
     see the reason as :class:`SonicConnectionError`. ``on_change`` is called (synchronously)
     whenever capacity may have changed: a stream released, settings, GOAWAY, death.
+
+    The pool uses the capacity properties, :meth:`open_stream`, :meth:`close` and
+    :meth:`statistics`; the streams, and only they, use the methods of
+    :class:`~actors.sonic.h2stream.StreamLink`.
     """
 
     def __init__(
@@ -162,40 +173,53 @@ class Connection:
         self._flush()
         return stream
 
-    # --- helpers used by H2Stream (synchronous: no await between check and act) ---
+    # --- the StreamLink its streams use (synchronous: no await between check and act) ---
 
-    def _flush(self) -> None:
-        data = self._h2.data_to_send()
-        if data:
-            self._outbuf += data
-            self._write_lot.unpark_all()
-
-    def _h2_call(self, stream: H2Stream, method: Callable[..., None], *args: object) -> None:
+    def send_some(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> int | None:
+        """Queue what the windows allow of ``data`` (see :meth:`.StreamLink.send_some`)."""
         if self._error is not None:
             raise self._error
+        h2_conn = self._h2
+        size = len(data)
         try:
-            method(*args)
+            if size:
+                window = h2_conn.local_flow_control_window(stream_id)
+                frame = h2_conn.max_outbound_frame_size
+                if window < size:
+                    size = window if window < frame else frame
+                elif frame < size:
+                    size = frame
+                if size <= 0:
+                    return 0
+                last = size == len(data)
+                h2_conn.send_data(stream_id, data if last else data[:size], end_stream and last)
+            elif end_stream:
+                h2_conn.end_stream(stream_id)
+            else:
+                return 0
         except h2.exceptions.StreamClosedError:
-            raise stream._send_closed or SonicConnectionError(
-                f"stream {stream.stream_id} was closed by the server"
-            ) from None
+            return None
         except h2.exceptions.H2Error as exc:
-            raise LocalProtocolError(f"stream {stream.stream_id}: {exc}") from exc
+            raise LocalProtocolError(f"stream {stream_id}: {exc}") from exc
         self._flush()
+        return size
 
-    def _send_window(self, stream: H2Stream) -> int:
-        try:
-            return self._h2.local_flow_control_window(stream.stream_id)
-        except h2.exceptions.StreamClosedError:
-            raise stream._send_closed or SonicConnectionError(
-                f"stream {stream.stream_id} was closed by the server"
-            ) from None
+    async def wait_send_window(self, stream_lot: trio.lowlevel.ParkingLot) -> None:
+        """Wait for a send window (see :meth:`.StreamLink.wait_send_window`)."""
+        if self._h2.outbound_flow_control_window <= 0:
+            # Blocked by the shared window: queue FIFO, woken one at a time (no herd).
+            await self._conn_window_lot.park()
+        else:
+            self.pass_window()
+            await stream_lot.park()
 
-    def _pass_window(self) -> None:
+    def pass_window(self) -> None:
+        """Wake the next stream waiting for the connection window, if it has room."""
         if self._conn_window_lot and self._h2.outbound_flow_control_window > 0:
             self._conn_window_lot.unpark()
 
-    async def _wait_writable(self) -> None:
+    async def wait_writable(self) -> None:
+        """Wait while the outgoing buffer is above its high-water mark (always a checkpoint)."""
         if len(self._outbuf) + self._inflight <= self._config.write_buffer_high:
             await trio.lowlevel.checkpoint()
             return
@@ -207,12 +231,14 @@ class Connection:
         if self._error is not None:
             raise self._error
 
-    def _acknowledge(self, stream_id: int, size: int) -> None:
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """Give ``size`` consumed bytes of window back to the server."""
         if size and self._error is None:
             self._h2.acknowledge_received_data(size, stream_id)
             self._flush()
 
-    def _reset(self, stream_id: int, error_code: ErrorCodes) -> None:
+    def reset_stream(self, stream_id: int, error_code: ErrorCodes) -> None:
+        """Send RST_STREAM (no-op if already closed here or in h2's eyes)."""
         if self._error is not None:
             return
         try:
@@ -221,12 +247,19 @@ class Connection:
             return  # already closed in h2's eyes: nothing to reset
         self._flush()
 
-    def _release(self, stream: H2Stream, unread: int) -> None:
-        self._streams.pop(stream.stream_id, None)
-        self._acknowledge(stream.stream_id, unread)
+    def release_stream(self, stream_id: int, unread: int) -> None:
+        """Forget a stream, returning its ``unread`` window; may finish a draining connection."""
+        self._streams.pop(stream_id, None)
+        self.acknowledge(stream_id, unread)
         if (self._goaway_last_id is not None or self._closing) and not self._streams:
             self._finished.set()
         self._on_change()
+
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        if data:
+            self._outbuf += data
+            self._write_lot.unpark_all()
 
     # --- lifecycle ---
 
@@ -243,7 +276,7 @@ class Connection:
             if log:
                 logger.info("sonic connection %s failed: %s", self.label, error)
         for stream in list(self._streams.values()):
-            stream._fail(error)
+            stream.fail(error)
         self._finished.set()
         self._ready.set()
         self._drain_lot.unpark_all()
@@ -390,19 +423,19 @@ class Connection:
             stream = self._streams.get(event.stream_id)
             if stream is None:
                 # Data for a stream we already released: hand the window straight back.
-                self._acknowledge(event.stream_id, event.flow_controlled_length)
+                self.acknowledge(event.stream_id, event.flow_controlled_length)
             else:
-                stream._on_data(event.data, event.flow_controlled_length)
+                stream.on_data(event.data, event.flow_controlled_length)
         elif isinstance(event, h2.events.ResponseReceived):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
                 headers = tuple((str(k), str(v)) for k, v in event.headers)
                 status = int(dict(headers).get(":status", "0"))
-                stream._on_response(status, headers)
+                stream.on_response(status, headers)
         elif isinstance(event, h2.events.StreamEnded):
             stream = self._streams.get(event.stream_id)
             if stream is not None:
-                stream._on_end()
+                stream.on_end()
         elif isinstance(event, h2.events.StreamReset):
             stream = self._streams.get(event.stream_id)
             if stream is not None and event.remote_reset:
@@ -412,17 +445,17 @@ class Connection:
                     if event.error_code == ErrorCodes.REFUSED_STREAM
                     else SonicConnectionError
                 )
-                stream._on_reset(kind(f"stream {event.stream_id} reset by server ({code})"))
+                stream.fail(kind(f"stream {event.stream_id} reset by server ({code})"))
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:
                 self._conn_window_lot.unpark()  # the first in line; it passes the window on
             elif (stream := self._streams.get(event.stream_id)) is not None:
-                stream._wake_sender()
+                stream.wake_sender()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self._got_settings = True
             self._ready.set()
             for stream in self._streams.values():
-                stream._wake_sender()
+                stream.wake_sender()
             self._conn_window_lot.unpark_all()
             self._on_change()
         elif isinstance(event, h2.events.ConnectionTerminated):
@@ -437,7 +470,7 @@ class Connection:
         )
         for stream_id, stream in list(self._streams.items()):
             if stream_id > last_stream_id:
-                stream._fail(
+                stream.fail(
                     SonicStreamRefused(
                         f"stream {stream_id} refused by GOAWAY ({code}); it was not processed"
                     )

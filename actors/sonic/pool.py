@@ -1,5 +1,9 @@
 """A small pool of HTTP/2 connections to Bedrock, and :func:`open_sonic_client`.
 
+This is the top of the client: :func:`open_sonic_client` builds the pool and hands it to a
+:class:`~actors.sonic.stream.SonicClient` as its
+:class:`~actors.sonic.stream.StreamOpener`, so :mod:`.stream` never imports this module.
+
 The pool runs its connections in its own nursery. A new stream goes to the accepting
 connection with the fewest streams that still has room under the server's
 ``SETTINGS_MAX_CONCURRENT_STREAMS`` (capped by ``ConnectionConfig.max_streams``). When every
@@ -24,16 +28,13 @@ from contextlib import asynccontextmanager
 import trio
 
 from actors.errors import SonicConnectionError, SonicTimeout
-from actors.sonic.connection import (
-    Connection,
-    ConnectionConfig,
-    H2Stream,
-    Opener,
-    open_tls_stream,
-)
+from actors.exception_groups import unwrap_lone_exception
+from actors.sonic.connection import Connection
 from actors.sonic.credentials import BotocoreCredentialsProvider, CredentialsProvider
 from actors.sonic.endpoint import make_ssl_context, resolve_endpoint
+from actors.sonic.h2stream import H2Stream
 from actors.sonic.stream import DEFAULT_MODEL_ID, SonicClient
+from actors.sonic.transport import ConnectionConfig, Opener, open_tls_stream
 
 __all__ = ["ConnectionPool", "open_sonic_client"]
 
@@ -223,7 +224,9 @@ async def open_sonic_client(
         write_coalesce_delay=write_coalesce_delay,
     )
     provider = credentials_provider or BotocoreCredentialsProvider()
-    try:
+    # Connection tasks never raise after they started, so a group here only wraps what
+    # the body raised; hand a lone exception back as itself.
+    with unwrap_lone_exception():
         async with trio.open_nursery() as nursery:
             pool = ConnectionPool(
                 opener=opener,
@@ -249,10 +252,3 @@ async def open_sonic_client(
                 # close_timeout to send GOAWAY and close, then cut what is left.
                 pool.close()
                 nursery.cancel_scope.deadline = trio.current_time() + close_timeout
-    except BaseExceptionGroup as group:
-        # Connection tasks never raise after they started, so a group here only wraps
-        # what the body raised; hand a lone exception back as itself.
-        if len(group.exceptions) == 1:
-            only = group.exceptions[0]
-            raise only from only.__cause__
-        raise

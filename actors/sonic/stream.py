@@ -22,10 +22,10 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
@@ -41,12 +41,9 @@ from actors.sonic import events, output, signing
 from actors.sonic.credentials import CredentialsProvider
 from actors.sonic.endpoint import Endpoint
 from actors.sonic.eventstream import Message, MessageDecoder
+from actors.sonic.h2stream import H2Stream
 
-if TYPE_CHECKING:
-    from actors.sonic.connection import H2Stream
-    from actors.sonic.pool import ConnectionPool
-
-__all__ = ["DEFAULT_MODEL_ID", "SonicClient", "SonicStream", "http_error"]
+__all__ = ["DEFAULT_MODEL_ID", "SonicClient", "SonicStream", "StreamOpener", "http_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -337,13 +334,26 @@ class SonicStream:
             self._h2.release()
 
 
+class StreamOpener(Protocol):
+    """Where a :class:`SonicClient` opens its HTTP/2 streams: a
+    :class:`~actors.sonic.pool.ConnectionPool` (which also builds the client)."""
+
+    async def open_stream(self, headers: Sequence[tuple[str, str]]) -> H2Stream:
+        """Send a request's HEADERS on some connection and return the new stream."""
+        ...
+
+    def statistics(self) -> dict[str, int]:
+        """Counters for metrics and tests."""
+        ...
+
+
 class SonicClient:
     """Opens Sonic streams on a pooled set of HTTP/2 connections (see :mod:`.pool`)."""
 
     def __init__(
         self,
         *,
-        pool: ConnectionPool,
+        pool: StreamOpener,
         endpoint: Endpoint,
         region: str,
         model_id: str,
@@ -367,7 +377,7 @@ class SonicClient:
         return self._endpoint
 
     @property
-    def pool(self) -> ConnectionPool:
+    def pool(self) -> StreamOpener:
         """The connection pool (for statistics)."""
         return self._pool
 

@@ -42,12 +42,10 @@ from sessions.dialects.base import (
     CarrierNotice,
     ClearAudio,
     Command,
-    DialectStatistics,
     DtmfReceived,
     Event,
     FlowPaused,
     FlowResumed,
-    HangUp,
     MarkPlayed,
     Message,
     SendAudio,
@@ -171,7 +169,6 @@ class AsteriskDialect:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.state = StreamState.NEW
-        self.statistics = DialectStatistics()
         self.control_format = control_format
         self.media_format: MediaFormat | None = None
         self.frame_bytes = 0
@@ -199,19 +196,16 @@ class AsteriskDialect:
         """One BINARY media frame."""
         if len(data) > self._max_bytes:
             raise CarrierMessageTooBig(f"binary message over {self._max_bytes} bytes")
-        self.statistics.messages_in += 1
         if not data:
             return []
         if self.state is StreamState.STREAMING:
             return [self._audio(data)]
         if self.state is StreamState.STOPPED:
-            self.statistics.ignored_frames += 1
             return []
         self._early_bytes += len(data)
         if self._early_bytes > self._max_early:
             raise CarrierBufferOverflow(f"over {self._max_early} bytes of audio before MEDIA_START")
         self._early.append(bytes(data))
-        self.statistics.early_audio_bytes += len(data)
         return []
 
     def _audio(self, data: bytes) -> AudioReceived:
@@ -222,15 +216,12 @@ class AsteriskDialect:
         self._sequence += 1
         timestamp = self._bytes_in * 1000 // (fmt.sample_rate * fmt.bytes_per_sample)
         self._bytes_in += len(data)
-        self.statistics.audio_frames_in += 1
-        self.statistics.audio_bytes_in += len(data)
         return AudioReceived(payload=data, sequence=self._sequence, timestamp_ms=timestamp)
 
     def receive_text(self, text: str) -> list[Event]:
         """One TEXT control message, plain-text or JSON."""
         if len(text) > self._max_bytes:
             raise CarrierMessageTooBig(f"text message over {self._max_bytes} characters")
-        self.statistics.messages_in += 1
         stripped = text.strip()
         if not stripped:
             raise CarrierMalformedMessage("empty control message")
@@ -265,11 +256,10 @@ class AsteriskDialect:
         if name == "MEDIA_START":
             return self._on_media_start(fields)
         if self.state is StreamState.STOPPED:
-            return []  # late notifications after our HANGUP are harmless
+            return []  # late notifications after the stream ended are harmless
         if name in ("STATUS", "QUEUE_DRAINED", "MEDIA_BUFFERING_COMPLETED", "ERROR"):
             return [CarrierNotice(name=name, fields=fields)]
         if name not in ("DTMF_END", "MEDIA_XOFF", "MEDIA_XON", "MEDIA_MARK_PROCESSED"):
-            self.statistics.unknown_events += 1
             return []
         if self.state is not StreamState.STREAMING:
             raise CarrierUnexpectedMessage(f"{name} before MEDIA_START")
@@ -283,7 +273,6 @@ class AsteriskDialect:
             return [FlowResumed()]
         mark = fields.get("correlation_id")
         if not isinstance(mark, str) or mark not in self._pending_marks:
-            self.statistics.unmatched_marks += 1
             return []
         self._pending_marks.discard(mark)
         return [MarkPlayed(name=mark)]
@@ -339,25 +328,17 @@ class AsteriskDialect:
             text = name if correlation_id is None else f"{name} {correlation_id}"
         if len(text.encode()) > MAX_COMMAND_BYTES:
             raise CarrierLocalError(f"{name} command over {MAX_COMMAND_BYTES} bytes")
-        self.statistics.messages_out += 1
         return text
 
     def _frames(self, data: bytes) -> list[Message]:
         per_message = max(self.frame_bytes, self._max_bytes - self._max_bytes % self.frame_bytes)
         out: list[Message] = [data[i : i + per_message] for i in range(0, len(data), per_message)]
-        self.statistics.messages_out += len(out)
-        self.statistics.audio_bytes_out += len(data)
         return out
 
     def send(self, command: Command) -> list[Message]:
         """Messages for ``command``; audio goes out in whole frames of ≤ 65,500 bytes."""
         if self.state is StreamState.STOPPED:
             return []
-        if isinstance(command, HangUp):
-            self.state = StreamState.STOPPED
-            if self.control_format is ControlFormat.AUTO:
-                return []  # format unknown before any control message: just close
-            return [self._command("HANGUP")]
         if self.state is not StreamState.STREAMING:
             raise CarrierLocalError(f"{type(command).__name__} before MEDIA_START")
         if isinstance(command, SendAudio):

@@ -143,34 +143,8 @@ class ClearAudio:
     """Barge-in: drop everything queued for playback."""
 
 
-@attrs.frozen(kw_only=True)
-class HangUp:
-    """End the call. Twilio has no message for it: the daemon closes the socket."""
-
-
-Command = SendAudio | SendMark | ClearAudio | HangUp
+Command = SendAudio | SendMark | ClearAudio
 Message = str | bytes
-
-
-@attrs.define
-class DialectStatistics:
-    """Counters a dialect keeps for metrics (no per-call labels needed)."""
-
-    messages_in: int = 0
-    audio_frames_in: int = 0
-    audio_bytes_in: int = 0
-    messages_out: int = 0
-    audio_bytes_out: int = 0
-    unknown_events: int = 0
-    """Well-formed messages of a type we do not know (ignored for forward compatibility)."""
-    ignored_frames: int = 0
-    """Audio we did not pass on (outbound track echoes, frames after the stream stopped)."""
-    sequence_gaps: int = 0
-    """Twilio sequence numbers that skipped or went backwards."""
-    early_audio_bytes: int = 0
-    """Asterisk audio that arrived before ``MEDIA_START`` (kept and replayed)."""
-    unmatched_marks: int = 0
-    """Mark echoes for names we never sent (or already saw)."""
 
 
 class Dialect(Protocol):
@@ -178,7 +152,6 @@ class Dialect(Protocol):
 
     carrier: str
     state: StreamState
-    statistics: DialectStatistics
 
     def receive_text(self, text: str) -> list[Event]:
         """Parse one TEXT message."""

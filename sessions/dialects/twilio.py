@@ -36,10 +36,8 @@ from sessions.dialects.base import (
     CallStopped,
     ClearAudio,
     Command,
-    DialectStatistics,
     DtmfReceived,
     Event,
-    HangUp,
     MarkPlayed,
     Message,
     SendAudio,
@@ -86,7 +84,6 @@ class TwilioDialect:
         max_message_chars: int = MAX_MESSAGE_CHARS,
     ) -> None:
         self.state = StreamState.NEW
-        self.statistics = DialectStatistics()
         self.stream_sid: str | None = None
         self._path_assistant = assistant_from_path(path, path_prefix)
         self._default_assistant = default_assistant
@@ -114,7 +111,6 @@ class TwilioDialect:
         """Parse one TEXT message from Twilio."""
         if len(text) > self._max_chars:
             raise CarrierMessageTooBig(f"text message over {self._max_chars} characters")
-        self.statistics.messages_in += 1
         try:
             msg = json.loads(text)
         except (ValueError, RecursionError):
@@ -128,7 +124,6 @@ class TwilioDialect:
             raise CarrierUnexpectedMessage(f"'{event[:32]}' after stop")
         handler = self._handlers.get(event)
         if handler is None:
-            self.statistics.unknown_events += 1
             return []
         return handler(msg)
 
@@ -148,8 +143,6 @@ class TwilioDialect:
         if seq is None:  # optional: some Twilio-dialect clones omit it
             return self._last_sequence
         number = as_int(seq, "sequenceNumber")
-        if number != self._last_sequence + 1:
-            self.statistics.sequence_gaps += 1
         self._last_sequence = number
         return number
 
@@ -177,12 +170,9 @@ class TwilioDialect:
             raise CarrierBadPayload("media.payload is not valid base64") from None
         track = media.get("track", "inbound")
         if track not in ("inbound", "inbound_track"):
-            self.statistics.ignored_frames += 1
             return []
         ts = media.get("timestamp")
         timestamp = 0 if ts is None else as_int(ts, "media.timestamp")
-        self.statistics.audio_frames_in += 1
-        self.statistics.audio_bytes_in += len(audio)
         return [AudioReceived(payload=audio, sequence=seq, timestamp_ms=timestamp)]
 
     def _on_connected(self, msg: dict[str, Any]) -> list[Event]:
@@ -248,7 +238,6 @@ class TwilioDialect:
         mark = _obj(msg.get("mark"), "mark")
         name = as_str(mark.get("name"), "mark.name", max_len=MAX_MARK_NAME)
         if name not in self._pending_marks:
-            self.statistics.unmatched_marks += 1
             return []
         del self._pending_marks[name]
         return [MarkPlayed(name=name)]
@@ -266,16 +255,12 @@ class TwilioDialect:
         """Messages for ``command``. After the stream stopped there is nothing to send."""
         if self.state is StreamState.STOPPED:
             return []
-        if isinstance(command, HangUp):
-            return []  # the daemon closes the socket; Twilio then runs the next TwiML verb
         if self.state is not StreamState.STREAMING:
             raise CarrierLocalError(f"{type(command).__name__} before the stream started")
         if isinstance(command, SendAudio):
             if not command.payload:
                 return []
             b64 = b64encode(command.payload).decode("ascii")
-            self.statistics.messages_out += 1
-            self.statistics.audio_bytes_out += len(command.payload)
             return [self._media_prefix + ',"media":{"payload":"' + b64 + '"}}']
         sid = self.stream_sid
         if isinstance(command, SendMark):
@@ -287,11 +272,8 @@ class TwilioDialect:
             self._pending_marks[name] = None
             if len(self._pending_marks) > MAX_PENDING_MARKS:
                 self._pending_marks.popitem(last=False)
-                self.statistics.unmatched_marks += 1
-            self.statistics.messages_out += 1
             return [json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": name}})]
         if isinstance(command, ClearAudio):
             # Pending marks stay pending: Twilio echoes them at once after a clear.
-            self.statistics.messages_out += 1
             return [json.dumps({"event": "clear", "streamSid": sid})]
         raise CarrierLocalError(f"unknown command {type(command).__name__}")

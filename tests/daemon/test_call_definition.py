@@ -11,7 +11,7 @@ import trio
 from actors.assistant_definition import language_instruction
 from actors.errors import PromptInvalid
 from devkit.fake_prompt_store import FakePromptStore
-from sessions.call_records import CallSettings
+from sessions.config import CallSettings
 from tests.daemon.fakes import FakeSonic, TwilioPeer
 from tests.daemon.test_call_channel import run_scenario, send_frames, ulaw_frames
 

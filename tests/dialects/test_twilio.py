@@ -24,7 +24,6 @@ from sessions.dialects import (
     CallStopped,
     ClearAudio,
     DtmfReceived,
-    HangUp,
     MarkPlayed,
     SendAudio,
     SendMark,
@@ -86,8 +85,6 @@ def test_scripted_call() -> None:
     assert state_of(d) is StreamState.STOPPED
     assert d.send(SendAudio(payload=b"\xff")) == []
     assert d.receive_close() == []
-    assert d.statistics.audio_frames_in == 2
-    assert d.statistics.sequence_gaps == 0
 
 
 def test_assistant_from_custom_parameters_then_default() -> None:
@@ -103,36 +100,29 @@ def test_assistant_from_custom_parameters_then_default() -> None:
     assert isinstance(s, CallStarted) and s.assistant == "../etc/passwd"
 
 
-def test_numbers_as_numbers_are_accepted_and_gaps_counted(twilio: TwilioDialect) -> None:
+def test_numbers_as_numbers_are_accepted_and_gaps_passed_on(twilio: TwilioDialect) -> None:
     msg = json.loads(samples.twilio_media(2, 1, b"\x00"))
     msg["sequenceNumber"] = 2
     msg["media"]["timestamp"] = 40
     [ev] = twilio.receive_text(json.dumps(msg))
     assert ev == AudioReceived(payload=b"\x00", sequence=2, timestamp_ms=40)
-    twilio.receive_text(samples.twilio_media(9, 2, b"\x00"))
-    assert twilio.statistics.sequence_gaps == 1
+    [gap] = twilio.receive_text(samples.twilio_media(9, 2, b"\x00"))
+    assert isinstance(gap, AudioReceived) and gap.sequence == 9
 
 
 def test_outbound_track_echo_is_ignored(twilio: TwilioDialect) -> None:
     assert twilio.receive_text(samples.twilio_media(2, 1, b"\x01", track="outbound")) == []
-    assert twilio.statistics.ignored_frames == 1
 
 
-def test_unknown_events_and_unmatched_marks_are_counted(twilio: TwilioDialect) -> None:
+def test_unknown_events_and_unmatched_marks_are_ignored(twilio: TwilioDialect) -> None:
     assert twilio.receive_text('{"event": "somethingNew", "x": 1}') == []
-    assert twilio.statistics.unknown_events == 1
     assert twilio.receive_text(samples.twilio_mark(2, "never-sent")) == []
-    assert twilio.statistics.unmatched_marks == 1
 
 
 def test_socket_close_without_stop() -> None:
     d = TwilioDialect()
     assert d.receive_close() == [CallStopped(reason="closed")]
     assert d.state is StreamState.STOPPED
-
-
-def test_hangup_has_no_message(twilio: TwilioDialect) -> None:
-    assert twilio.send(HangUp()) == []
 
 
 MEDIA = json.loads(samples.twilio_media(2, 1, b"\x00" * 160))

@@ -76,7 +76,7 @@ async def test_publish_during_a_call_reaches_the_next_call_only(
     one_turn = CallScript(length=None, max_turns=1, utterance_seconds=(0.6, 0.6))
     reports: dict[str, CallReport] = {}
     try:
-        settings = daemon_settings(daemon_admin_token=DAEMON_TOKEN)
+        settings = daemon_settings(listen={"admin_token": DAEMON_TOKEN})
         with trio.fail_after(90):
             async with (
                 open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon,

@@ -17,6 +17,7 @@ import trio
 import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
+from actors.assistant_names import AssistantName
 from sessions.admin import AdminLimits, AdminServer, Health, serve_admin
 from sessions.metrics import Metrics
 from tests.ops.conftest import AdminFixture, get, read_reply, read_until_eof, request
@@ -219,7 +220,7 @@ class RecordingCache:
 
     invalidated: list[str] = attrs.Factory(list)
 
-    async def invalidate(self, assistant: str) -> bool:
+    async def invalidate(self, assistant: AssistantName) -> bool:
         self.invalidated.append(assistant)
         return assistant == "esther"
 

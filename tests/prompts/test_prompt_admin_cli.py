@@ -17,7 +17,7 @@ from promptadmin import cli as prompts_cli
 from promptadmin import versions as versions_module
 from promptadmin.versions import PromptVersions, StoredVersion
 from sessions import cli
-from sessions.cli import build_parser
+from sessions.cli import parse_args
 
 BUCKET = "nova-sonic-prompts"
 PREFIX = "assistants/"
@@ -54,7 +54,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     client = _SHARED.get("client")
     if client is None:
         return run_from_env(capsys, *argv)
-    args = build_parser().parse_args(["prompts", *argv])
+    args = parse_args(["prompts", *argv])
     status = prompts_cli.main(
         args, store_factory=lambda: PromptVersions(client=client, bucket=BUCKET, prefix=PREFIX)
     )
@@ -192,9 +192,7 @@ def test_a_write_racing_the_push_gets_a_conflict(
     if existing:
         assert run(capsys, "push", "esther", str(write(tmp_path, "a.md", V1)), "-m", "one")[0] == 0
     before = len(versions(s3))
-    args = build_parser().parse_args(
-        ["prompts", "push", "esther", str(write(tmp_path, "b.md", V2)), "-m", "mine"]
-    )
+    args = parse_args(["prompts", "push", "esther", str(write(tmp_path, "b.md", V2)), "-m", "mine"])
     status = prompts_cli.main(
         args, store_factory=lambda: RacingVersions(client=s3, bucket=BUCKET, prefix=PREFIX)
     )

@@ -11,8 +11,8 @@ import trio
 
 from devkit.loadtest import CallLength, LoadPlan, LoadRun, parse_call_length, write_outputs
 from devkit.simcall import CallReport
-from sessions.cli import build_parser
 from sessions.cli import main as cli_main
+from sessions.cli import parse_args
 from tests.simcall.relay import RelayPlan, open_relay
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -98,7 +98,7 @@ def test_cli_runs_and_reports_refusals(tmp_path: Path) -> None:
         argv = ["loadtest", f"ws://127.0.0.1:{port}", "--calls", "2", "--duration", "0.5"]
         argv += ["--json-out", str(json_out), "--ramp", "8", "--dialect", "asterisk"]
         argv += ["--asterisk-basic-auth", "u:p"]
-        assert build_parser().parse_args(argv).calls == 2
+        assert parse_args(argv).calls == 2
         assert cli_main(argv) == 1  # no call succeeded
     doc = json.loads(json_out.read_text())
     assert doc["aggregate"]["outcomes"] == {"connect_failed": doc["aggregate"]["calls"]}

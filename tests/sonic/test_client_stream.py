@@ -27,7 +27,7 @@ from actors.errors import (
 from actors.sonic import events, output
 from actors.sonic.credentials import StaticCredentialsProvider
 from actors.sonic.eventstream import Message, decode_message
-from actors.sonic.pool import open_sonic_client
+from actors.sonic.pool import ConnectionPool, open_sonic_client
 from actors.sonic.signing import Credentials, verify_outer_message
 from actors.sonic.stream import SonicClient, http_error
 from tests.sonic.test_client_fakeserver import FakeServer, ServerStream, fake_server
@@ -516,7 +516,9 @@ async def test_connection_tasks_do_not_inherit_the_first_callers_context(
         token = CALLER.set("call-1")
         try:
             async with client.open_stream():
-                nursery = client.pool._nursery
+                pool = client.pool
+                assert isinstance(pool, ConnectionPool)
+                nursery = pool._nursery
                 tasks = list(nursery.child_tasks)
                 assert tasks, "the pool runs its connections in its own nursery"
                 assert all(task.context.get(CALLER) is None for task in tasks)
