@@ -269,7 +269,11 @@ class CallChannel:
             # the call with 4100); later layers take the validated AssistantName.
             name = validate_assistant_name(assistant)
             t = time.perf_counter()
-            prompt = await self._deps.prompts.fetch(name)
+            try:
+                prompt = await self._deps.prompts.fetch(name)
+            except PromptError as exc:
+                self._deps.metrics.prompt_load_failed(exc)
+                raise
             self._deps.metrics.prompt_load_seconds.observe(time.perf_counter() - t)
             version = prompt.version_id or prompt.etag
             self.summary.prompt_version = version

@@ -66,6 +66,9 @@ class ListenSettings:
     """Health and metrics endpoint (HOST:PORT)."""
     drain_timeout: float = setting("DRAIN_TIMEOUT_MS", v.milliseconds, 30.0)
     """Seconds running calls may continue after SIGTERM."""
+    admin_token: str | None = setting("DAEMON_ADMIN_TOKEN", v.secret, None, secret=True)
+    """Bearer token for ``POST /v1/prompts/{name}/refresh`` on the admin address (the prompt
+    admin presents it after a publish); unset: refresh is refused."""
 
 
 @attrs.frozen(kw_only=True)

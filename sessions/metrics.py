@@ -22,6 +22,12 @@ Call end reasons (``novavoice_calls_ended_total{reason}``), a fixed set:
 - ``shutdown``: ended by the daemon's drain deadline or a second signal.
 - ``internal_error``: an unexpected exception (a bug) ended the call.
 - ``cancelled``: the call's task tree was cancelled with no more specific reason.
+
+Prompt-load failures (``novavoice_prompt_load_failures_total{reason}``), one per call whose
+prompt could not be obtained (``calls_ended{reason="prompt_error"}`` lumps them together):
+``not_found``, ``access_denied``, ``throttled``, ``invalid`` (the definition fails the
+validator), ``timeout``, ``bucket_not_found``, ``invalid_name``, ``store_error`` (anything
+else, S3 unreachable included).
 """
 
 from __future__ import annotations
@@ -50,7 +56,17 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from actors.errors import SonicError
+from actors.errors import (
+    InvalidAssistantName,
+    PromptAccessDenied,
+    PromptBucketNotFound,
+    PromptError,
+    PromptInvalid,
+    PromptNotFound,
+    PromptThrottled,
+    PromptTimeout,
+    SonicError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +93,26 @@ CARRIERS: tuple[Carrier, ...] = get_args(Carrier)
 END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 REFUSAL_REASONS: tuple[RefusalReason, ...] = get_args(RefusalReason)
 QUEUES: tuple[QueueName, ...] = get_args(QueueName)
+PromptFailureReason = Literal[
+    "not_found",
+    "access_denied",
+    "throttled",
+    "invalid",
+    "timeout",
+    "bucket_not_found",
+    "invalid_name",
+    "store_error",
+]
+PROMPT_FAILURE_REASONS: tuple[PromptFailureReason, ...] = get_args(PromptFailureReason)
+_PROMPT_FAILURES: tuple[tuple[type[PromptError], PromptFailureReason], ...] = (
+    (PromptNotFound, "not_found"),
+    (PromptAccessDenied, "access_denied"),
+    (PromptThrottled, "throttled"),
+    (PromptInvalid, "invalid"),
+    (PromptTimeout, "timeout"),
+    (PromptBucketNotFound, "bucket_not_found"),
+    (InvalidAssistantName, "invalid_name"),
+)
 
 # Sub-millisecond resolution: the daemon's own share of a frame's latency should be tiny.
 ADDED_LATENCY_BUCKETS = (
@@ -226,6 +262,11 @@ class Metrics:
             "Time for a call to obtain its assistant's prompt (cache hit or S3).",
             PROMPT_LOAD_BUCKETS,
         )
+        self.prompt_load_failures = counter(
+            "prompt_load_failures",
+            "Calls whose assistant's prompt could not be loaded, by reason.",
+            "reason",
+        )
         self.call_setup_seconds = histogram(
             "call_setup_seconds",
             "From the WebSocket upgrade to the first audioInput written to Nova Sonic "
@@ -259,6 +300,8 @@ class Metrics:
             self.admission_refusals.labels(refusal)
         for queue in QUEUES:
             self.queue_drops.labels(queue)
+        for failure in PROMPT_FAILURE_REASONS:
+            self.prompt_load_failures.labels(failure)
         for name in self._sonic_types:
             self.sonic_errors.labels(name)
 
@@ -309,6 +352,15 @@ class Metrics:
         if reason not in REFUSAL_REASONS:
             raise ValueError(f"unknown refusal reason {reason!r}")
         self.admission_refusals.labels(reason).inc()
+
+    def prompt_load_failed(self, exc: PromptError) -> None:
+        """Count one call's prompt-load failure under its reason (see the module docstring)."""
+        reason: PromptFailureReason = "store_error"
+        for cls, label in _PROMPT_FAILURES:
+            if isinstance(exc, cls):
+                reason = label
+                break
+        self.prompt_load_failures.labels(reason).inc()
 
     def sonic_error(self, exc: BaseException) -> None:
         """Count a Sonic error under its nearest ``actors.errors`` class name (else ``other``)."""

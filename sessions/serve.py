@@ -157,7 +157,15 @@ async def open_daemon(
             settings=settings.calls,
         )
         bound_admin = await nursery.start(
-            functools.partial(serve_admin, admin_host, admin_port, metrics=metrics, health=health)
+            functools.partial(
+                serve_admin,
+                admin_host,
+                admin_port,
+                metrics=metrics,
+                health=health,
+                prompts=cache,
+                refresh_token=settings.listen.admin_token,
+            )
         )
         nursery.start_soon(run_loop_lag_monitor, metrics, 0.25)
         supervisor, bound_port = await nursery.start(

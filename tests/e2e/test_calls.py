@@ -219,6 +219,9 @@ async def test_missing_prompt_refuses_only_that_call(daemon: Daemon) -> None:
     assert "nobody-here" in results["nobody-here"].close_reason
     assert results["esther"].outcome == "completed"
     assert results["esther"].frames_received == REPLY_FRAMES
+    failures = daemon.metrics.prompt_load_failures
+    assert failures.labels("not_found")._value.get() == 1
+    assert failures.labels("store_error")._value.get() == 0
 
 
 async def test_hostile_assistant_name_is_refused_before_s3(daemon: Daemon) -> None:
