@@ -10,7 +10,7 @@ import attrs
 
 from actors.audio_pumps import AudioInStatistics
 from actors.prompt_fetch import PromptFetcher
-from actors.sonic_session import SonicOpener
+from actors.sonic.session import SonicOpener
 from sessions.close_codes import CallEnd
 from sessions.logs import CallLog
 from sessions.metrics import Metrics
@@ -71,4 +71,6 @@ class CallSummary:
     marks_sent: int = 0
     marks_played: int = 0
     pre_stream_drops: int = 0
+    sonic_streams: int = 0
+    """Sonic streams opened (more than one when the call was rotated)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)

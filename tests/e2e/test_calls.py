@@ -16,7 +16,7 @@ import trio
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from actors.sonic import output
-from actors.sonic_session import SonicOpener, SonicStreamLike
+from actors.sonic.session import SonicOpener, SonicStreamLike
 from devkit.emulator import open_emulator
 from devkit.emulator.server import Emulator
 from devkit.local_s3 import LocalS3, S3RequestCounter
@@ -125,6 +125,7 @@ def crash_for(assistant: str) -> Any:
     class CrashingStream:
         def __init__(self, inner: SonicStreamLike) -> None:
             self._inner = inner
+            self.credentials_deadline = inner.credentials_deadline
 
         async def send(self, nova_event_json: bytes) -> None:
             await self._inner.send(nova_event_json)
