@@ -12,7 +12,8 @@ Twilio media frame every 20 ms and reads everything; the Sonic side is a scripte
 takes the audioInput events and answers with 100 ms of assistant audio every 100 ms (as the
 emulator does), then a mark-worthy end of answer every 2 s. Both directions carry real-time
 audio, so the figure covers caller audio in, assistant audio out, framing and marks. Run it
-in two trees (cwd decides which code is imported) to compare changes to the call path.
+in two trees (cwd decides which code is imported) to compare changes to the call path; both
+must share this script's view of the settings and prompt-cache APIs.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ async def one_call(deps: Any, metrics: Any, seconds: float, counts: list[int]) -
 async def main(calls: int, seconds: float) -> None:
     from actors.prompt_cache import open_prompt_cache
     from actors.prompt_fetch import PromptFetcher
-    from sessions.call_records import CallDeps, CallSettings
+    from sessions.call_records import CallDeps
+    from sessions.config import CallSettings
     from sessions.logs import open_call_log
     from sessions.metrics import Metrics
 
@@ -149,7 +151,15 @@ async def main(calls: int, seconds: float) -> None:
     metrics = Metrics(process_metrics=False)
     counts = [0, 0]
     async with (
-        open_prompt_cache(store, ttl=300, stale_if_error=60, negative_ttl=5, max_entries=4) as c,
+        open_prompt_cache(
+            store,
+            ttl=300,
+            stale_if_error=60,
+            negative_ttl=5,
+            max_entries=4,
+            fetch_timeout=5.0,
+            refresh_retry_interval=1.0,
+        ) as c,
         open_call_log(None) as call_log,
     ):
         deps = CallDeps(

@@ -10,7 +10,7 @@
 
 The call waits for the carrier's start (its media format and assistant), then starts the
 conversation. Each half ends the call through :meth:`CallChannel.end` with one
-:class:`~sessions.close_codes.CallEnd`, which cancels the tree; the first end wins. The
+:class:`~sessions.call_records.CallEnd`, which cancels the tree; the first end wins. The
 carrier gets that close code and reason; an unexpected exception escapes to the
 supervisor, which ends only this call.
 """
@@ -24,13 +24,13 @@ import time
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from actors.assistant_names import validate_assistant_name
 from actors.audio_pumps import AssistantCommand, OutboundQueue, PcmFrame
+from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
 from actors.sonic.session import SonicSessionEnded
-from sessions import close_codes
-from sessions.call_records import CallDeps, CallSummary
+from sessions.call_records import CallDeps, CallEnd, CallSummary, end_for_error
 from sessions.carrier_link import CarrierLink
-from sessions.close_codes import CallEnd, end_for_error
 from sessions.conversation import Conversation
 from sessions.dialects.base import Dialect
 from sessions.logs import current_call
@@ -79,7 +79,7 @@ class CallChannel:
     def end_for(self, exc: Exception) -> None:
         """End the call because of a domain error, logging it once."""
         if isinstance(exc, SonicSessionEnded):
-            self.end(CallEnd("sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"))
+            self.end(CallEnd("sonic_error", CloseCode.SONIC_SESSION_ENDED, "session ended"))
             return
         end = end_for_error(exc)
         if isinstance(exc, SonicError):
@@ -114,11 +114,11 @@ class CallChannel:
                         await nursery.start(self._run_conversation, conversation)
                         self.link.conversation_ready = True
         except Exception:
-            self.end(CallEnd("internal_error", close_codes.INTERNAL_ERROR, "internal error"))
+            self.end(CallEnd("internal_error", CloseCode.INTERNAL_ERROR, "internal error"))
             raise
         finally:
             if self.summary.end is None:
-                self.end(CallEnd("shutdown", close_codes.GOING_AWAY, "server shutting down"))
+                self.end(CallEnd("shutdown", CloseCode.GOING_AWAY, "server shutting down"))
             end = self.summary.end
             assert end is not None
             self._summarise()
@@ -138,9 +138,9 @@ class CallChannel:
             self.end_for(exc)
         else:
             if how == "hangup":
-                self.end(CallEnd("hangup", close_codes.NORMAL, "call ended"))
+                self.end(CallEnd("hangup", CloseCode.NORMAL, "call ended"))
             else:
-                self.end(CallEnd("disconnected", close_codes.NORMAL, "carrier disconnected"))
+                self.end(CallEnd("disconnected", CloseCode.NORMAL, "carrier disconnected"))
 
     async def _wait_for_start(self) -> Conversation | None:
         """The conversation for the carrier's start, or ``None`` if the call ended."""
@@ -148,28 +148,31 @@ class CallChannel:
             await self.link.wait_started()
         start = self.link.start
         if start is None:
-            self.end(CallEnd("protocol_error", close_codes.START_TIMEOUT, "stream not started"))
+            self.end(CallEnd("protocol_error", CloseCode.START_TIMEOUT, "stream not started"))
             return None
         self.summary.call_id = start.call_id
         assistant = start.assistant or self._settings.default_assistant
         if assistant is None:
-            self.end(CallEnd("prompt_error", close_codes.NO_ASSISTANT, "no assistant named"))
+            self.end(CallEnd("prompt_error", CloseCode.NO_ASSISTANT, "no assistant named"))
             return None
         self.summary.assistant = assistant
         ctx = current_call()
         if ctx is not None:
             ctx.update(assistant=assistant)
         try:
+            # The call boundary: the one check of the naming rule (InvalidAssistantName ends
+            # the call with 4100); later layers take the validated AssistantName.
+            name = validate_assistant_name(assistant)
             self.conversation = Conversation(
                 self._deps,
                 self._cm,
-                assistant=assistant,
+                assistant=name,
                 sample_rate=start.media_format.sample_rate,
                 caller_audio=self._caller_receive,
                 assistant_output=self._assistant,
                 call_started_at=self._t0,
             )
-        except CarrierError as exc:
+        except (CarrierError, PromptError) as exc:
             self.end_for(exc)
             return None
         return self.conversation

@@ -26,6 +26,7 @@ from contextlib import AbstractAsyncContextManager
 import attrs
 import trio
 
+from actors.assistant_names import AssistantName
 from actors.audio_pumps import (
     AnswerEnded,
     AssistantAudio,
@@ -36,7 +37,8 @@ from actors.audio_pumps import (
     PcmFrame,
     run_audio_in_pump,
 )
-from actors.errors import CarrierUnsupportedMedia, PromptError, SonicError
+from actors.errors import CarrierUnsupportedMedia
+from actors.exception_groups import unwrap_lone_exception
 from actors.prompt_fetch import prompt_log_fields
 from actors.prompt_store import StoredPrompt
 from actors.sonic import output
@@ -90,7 +92,7 @@ class Conversation:
         deps: CallDeps,
         cm: CallMetrics,
         *,
-        assistant: str,
+        assistant: AssistantName,
         sample_rate: int,
         caller_audio: trio.MemoryReceiveChannel[PcmFrame],
         assistant_output: OutboundQueue[AssistantCommand],
@@ -144,7 +146,8 @@ class Conversation:
             on_latency=self._cm.added_latency_in,
             statistics=self.statistics.audio_in,
         )
-        try:
+        # One task failing cancels the others: hand back that one failure, not a group.
+        with unwrap_lone_exception():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._relay_output, sonic_receive, name="sonic_output")
                 # Caller audio keeps waiting in its channel until the first stream is ready.
@@ -152,13 +155,6 @@ class Conversation:
                 self.ready = True
                 task_status.started()
                 nursery.start_soon(audio_in, name="audio_in")
-        except BaseExceptionGroup as group:
-            # One task failed and the others were cancelled because of it: hand back that
-            # one failure. Anything else (a bug, a cancellation from outside) stays as is.
-            failures, rest = group.split((PromptError, SonicError))
-            if failures is None or (rest is not None and rest.split(trio.Cancelled)[1]):
-                raise
-            raise _first_leaf(failures) from group
 
     async def _load_prompt(self) -> StoredPrompt:
         ctx = current_call()
@@ -228,13 +224,6 @@ class Conversation:
         )
         # The queue is empty now, so the clear is the next thing the carrier link sends.
         await self._out.put(ClearPlayback(), 0)
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first: BaseException = group
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first
 
 
 def _prompt_fields(prompt: StoredPrompt) -> dict[str, object]:

@@ -38,6 +38,7 @@ import trio
 
 from actors.conversation_history import ConversationHistory
 from actors.errors import SonicError, SonicStreamError
+from actors.exception_groups import unwrap_lone_exception
 from actors.sonic import events, output
 
 logger = logging.getLogger("novavoice.sonic.session")
@@ -138,7 +139,7 @@ class SonicSession:
         top_p: float,
         temperature: float,
         output_channel: trio.MemorySendChannel[tuple[SessionOutput, float]],
-        rotate_after: float = 360.0,
+        rotate_after: float,
     ) -> None:
         self._sonic = sonic
         self._system_prompt = system_prompt
@@ -195,17 +196,9 @@ class SonicSession:
         :class:`~actors.errors.SonicError` (never a group) when the session cannot go on.
         The output channel is closed when it returns.
         """
-        try:
+        with unwrap_lone_exception(SonicError):
             async with self._output:
                 await self._run_legs(task_status)
-        except BaseExceptionGroup as group:
-            failures, rest = group.split(SonicError)
-            if failures is None or (rest is not None and rest.split(trio.Cancelled)[1]):
-                raise
-            first = failures.exceptions[0]
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from group
 
     async def _run_legs(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as legs:
