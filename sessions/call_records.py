@@ -14,7 +14,7 @@ from actors.audio_pumps import AudioInStatistics
 from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
 from actors.prompt_fetch import PromptFetcher
-from actors.sonic_session import SonicOpener
+from actors.sonic.session import SonicOpener
 from sessions.config import CallSettings
 from sessions.logs import CallLog
 from sessions.metrics import EndReason, Metrics
@@ -130,4 +130,6 @@ class CallSummary:
     marks_sent: int = 0
     marks_played: int = 0
     pre_stream_drops: int = 0
+    sonic_streams: int = 0
+    """Sonic streams opened (more than one when the call was rotated)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)

@@ -33,7 +33,7 @@ from actors.prompt_fetch import PromptFetcher
 from actors.s3_prompt_store import S3PromptStore, make_s3_client
 from actors.sonic.credentials import CredentialsProvider
 from actors.sonic.pool import open_sonic_client
-from actors.sonic_session import SonicOpener
+from actors.sonic.session import SonicOpener
 from sessions.admin import Health, serve_admin
 from sessions.call_records import CallDeps
 from sessions.config import Settings, load_settings

@@ -207,12 +207,7 @@ class Supervisor:
                     "call crashed", extra={"event": "call_crashed", "error": type(exc).__name__}
                 )
             finally:
-                session = channel.session
-                _log_call_end(
-                    channel.summary,
-                    time.perf_counter() - t0,
-                    session.statistics.legs_opened if session else 0,
-                )
+                _log_call_end(channel.summary, time.perf_counter() - t0)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -280,7 +275,7 @@ async def serve_calls(
                 await listener.aclose()
 
 
-def _log_call_end(summary: CallSummary, duration: float, sonic_streams: int) -> None:
+def _log_call_end(summary: CallSummary, duration: float) -> None:
     end = summary.end
     logger.info(
         "call ended",
@@ -297,7 +292,7 @@ def _log_call_end(summary: CallSummary, duration: float, sonic_streams: int) -> 
             "comfort_silence_chunks": summary.audio_in.silence_chunks_sent,
             "marks_sent": summary.marks_sent,
             "marks_played": summary.marks_played,
-            "sonic_streams": sonic_streams,
+            "sonic_streams": summary.sonic_streams,
             # Numeric only: the log's redaction guard drops "audio" fields that are not.
             **(
                 {"first_audio_s": round(summary.first_audio_seconds, 4)}

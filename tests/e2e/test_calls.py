@@ -17,7 +17,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from actors.close_codes import CloseCode
 from actors.sonic import output
-from actors.sonic_session import SonicOpener, SonicStreamLike
+from actors.sonic.session import SonicOpener, SonicStreamLike
 from devkit.emulator import open_emulator
 from devkit.emulator.server import Emulator
 from devkit.local_s3 import LocalS3, S3RequestCounter
@@ -124,6 +124,7 @@ def crash_for(assistant: str) -> Any:
     class CrashingStream:
         def __init__(self, inner: SonicStreamLike) -> None:
             self._inner = inner
+            self.credentials_deadline = inner.credentials_deadline
 
         async def send(self, nova_event_json: bytes) -> None:
             await self._inner.send(nova_event_json)
