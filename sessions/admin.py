@@ -19,15 +19,16 @@ off at its deadline; headers are capped at ``max_header_bytes`` (431) and bodies
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import attrs
 import h11
 import trio
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from sessions.logs import log_event
-from sessions.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,13 @@ _PEER_FAILURES = (
     trio.TooSlowError,
     h11.ProtocolError,
 )
+
+
+class RegistrySource(Protocol):
+    """What ``/metrics`` exposes: a :class:`~sessions.metrics.Metrics`, or the worker
+    parent's merged view (:mod:`sessions.workers`)."""
+
+    registry: CollectorRegistry
 
 
 @attrs.define(eq=False)
@@ -85,9 +93,11 @@ class AdminLimits:
 class AdminServer:
     """Answers admin requests on streams handed to :meth:`handle` (one task per stream)."""
 
-    metrics: Metrics
+    metrics: RegistrySource
     health: Health
     limits: AdminLimits = AdminLimits()
+    refresh_metrics: Callable[[], Awaitable[None]] | None = None
+    """Awaited before each ``/metrics`` exposition (the worker parent scrapes its workers)."""
     active: int = 0
     """Connections being served right now."""
 
@@ -188,6 +198,8 @@ class AdminServer:
                     accept = value.decode("latin-1")
             encoder, content_type = choose_encoder(accept)
             try:
+                if self.refresh_metrics is not None:
+                    await self.refresh_metrics()
                 body = encoder(self.metrics.registry)
             except Exception:
                 logger.exception("metrics exposition failed", extra={"event": "admin_error"})
@@ -259,9 +271,10 @@ async def serve_admin(
     listen_host: str | None,
     port: int,
     *,
-    metrics: Metrics,
+    metrics: RegistrySource,
     health: Health,
     limits: AdminLimits | None = None,
+    refresh_metrics: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the admin endpoint until cancelled; reports the bound ``(host, port)``.
@@ -269,7 +282,7 @@ async def serve_admin(
     ``port`` 0 picks a free port. When ``listen_host`` resolves to several addresses, port 0
     would give each its own port, so only the first is kept then.
     """
-    server = AdminServer(metrics, health, limits or AdminLimits())
+    server = AdminServer(metrics, health, limits or AdminLimits(), refresh_metrics)
     listeners = await trio.open_tcp_listeners(port, host=listen_host)
     if port == 0:
         for extra in listeners[1:]:

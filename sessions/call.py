@@ -266,7 +266,11 @@ class CallChannel:
             if ctx is not None:
                 ctx.update(assistant=assistant)
             t = time.perf_counter()
-            prompt = await self._deps.prompts.fetch(assistant)
+            try:
+                prompt = await self._deps.prompts.fetch(assistant)
+            except PromptError as exc:
+                self._deps.metrics.prompt_load_failed(exc)
+                raise
             self._deps.metrics.prompt_load_seconds.observe(time.perf_counter() - t)
             version = prompt.version_id or prompt.etag
             self.summary.prompt_version = version

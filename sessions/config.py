@@ -86,6 +86,15 @@ class Settings:
     """Bearer token Asterisk must present (``ASTERISK_BEARER_TOKEN``)."""
     call_log_path: str | None = None
     """Opt-in transcript log file (``CALL_LOG_PATH``); unset: no transcripts kept."""
+    workers: int = 1
+    """Worker processes serving calls (``NOVAVOICE_WORKERS``, a count or ``auto`` for one
+    per CPU core); ``--workers`` overrides it."""
+    cloudwatch_emf: bool = False
+    """Write CloudWatch Embedded Metric Format lines (``METRICS_CLOUDWATCH_EMF``)."""
+    cloudwatch_emf_interval: float = 60.0
+    """Seconds between two sets of EMF lines (``METRICS_CLOUDWATCH_INTERVAL_MS``)."""
+    cloudwatch_emf_path: str | None = None
+    """File the EMF lines are appended to (``METRICS_CLOUDWATCH_EMF_PATH``); unset: stdout."""
 
     @property
     def authentication_configured(self) -> bool:
@@ -190,6 +199,28 @@ def _path(raw: str) -> str:
     return raw
 
 
+def parse_workers(raw: str) -> int:
+    """A worker count, or ``auto``: one per CPU core this process may run on."""
+    if raw.lower() == "auto":
+        if hasattr(os, "sched_getaffinity"):
+            return max(1, len(os.sched_getaffinity(0)))
+        return max(1, os.cpu_count() or 1)
+    return _positive_int(raw)
+
+
+def _flag(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0")
+
+
+def _positive_ms(raw: str) -> float:
+    return _positive_int(raw) / 1000.0
+
+
 def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -253,6 +284,12 @@ def settings_from_mapping(env: Mapping[str, str]) -> Settings:
         asterisk_basic_auth=_read(env, "ASTERISK_BASIC_AUTH", _basic, d.asterisk_basic_auth),
         asterisk_bearer_token=_read(env, "ASTERISK_BEARER_TOKEN", _secret, d.asterisk_bearer_token),
         call_log_path=_read(env, "CALL_LOG_PATH", _path, d.call_log_path),
+        workers=_read(env, "NOVAVOICE_WORKERS", parse_workers, d.workers),
+        cloudwatch_emf=_read(env, "METRICS_CLOUDWATCH_EMF", _flag, d.cloudwatch_emf),
+        cloudwatch_emf_interval=_read(
+            env, "METRICS_CLOUDWATCH_INTERVAL_MS", _positive_ms, d.cloudwatch_emf_interval
+        ),
+        cloudwatch_emf_path=_read(env, "METRICS_CLOUDWATCH_EMF_PATH", _path, d.cloudwatch_emf_path),
     )
 
 

@@ -50,7 +50,17 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from actors.errors import SonicError
+from actors.errors import (
+    InvalidAssistantName,
+    PromptAccessDenied,
+    PromptBucketNotFound,
+    PromptError,
+    PromptInvalid,
+    PromptNotFound,
+    PromptThrottled,
+    PromptTimeout,
+    SonicError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +78,9 @@ EndReason = Literal[
 RefusalReason = Literal[
     "capacity", "not_found", "unauthorized", "forbidden", "draining", "bad_request"
 ]
+PromptFailureReason = Literal[
+    "not_found", "access_denied", "throttled", "invalid", "timeout", "unavailable"
+]
 # caller audio towards Sonic, caller audio held until the Sonic stream is ready, assistant
 # audio towards the carrier.
 QueueName = Literal["audio_in", "pre_stream", "audio_out"]
@@ -77,6 +90,7 @@ CARRIERS: tuple[Carrier, ...] = get_args(Carrier)
 END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 REFUSAL_REASONS: tuple[RefusalReason, ...] = get_args(RefusalReason)
 QUEUES: tuple[QueueName, ...] = get_args(QueueName)
+PROMPT_FAILURE_REASONS: tuple[PromptFailureReason, ...] = get_args(PromptFailureReason)
 
 # Sub-millisecond resolution: the daemon's own share of a frame's latency should be tiny.
 ADDED_LATENCY_BUCKETS = (
@@ -103,6 +117,28 @@ def sonic_error_types() -> tuple[str, ...]:
             names.append(cls.__name__)
         pending.extend(cls.__subclasses__())
     return (*sorted(set(names)), "other")
+
+
+# The error class of a failed prompt load -> its reason label; anything else is "unavailable"
+# (PromptStoreError: S3 unreachable or answering 5xx). A missing bucket is a missing prompt
+# as far as callers and the "prompts missing" alarm are concerned.
+_PROMPT_FAILURE_REASONS: tuple[tuple[type[PromptError], PromptFailureReason], ...] = (
+    (PromptNotFound, "not_found"),
+    (PromptBucketNotFound, "not_found"),
+    (PromptAccessDenied, "access_denied"),
+    (PromptThrottled, "throttled"),
+    (PromptInvalid, "invalid"),
+    (InvalidAssistantName, "invalid"),
+    (PromptTimeout, "timeout"),
+)
+
+
+def prompt_failure_reason(exc: PromptError) -> PromptFailureReason:
+    """The ``reason`` label of ``novavoice_prompt_load_failures_total`` for ``exc``."""
+    for cls, reason in _PROMPT_FAILURE_REASONS:
+        if isinstance(exc, cls):
+            return reason
+    return "unavailable"
 
 
 @runtime_checkable
@@ -221,6 +257,11 @@ class Metrics:
         self.sonic_errors = counter("sonic_errors", "Nova Sonic errors, by error class.", "type")
         self.barge_ins = counter("barge_ins", "Caller barge-ins.", "carrier")
         self.queue_drops = counter("queue_drops", "Frames dropped by bounded queues.", "queue")
+        self.prompt_load_failures = counter(
+            "prompt_load_failures",
+            "Calls whose assistant prompt could not be loaded, by reason.",
+            "reason",
+        )
         self.prompt_load_seconds = histogram(
             "prompt_load_seconds",
             "Time for a call to obtain its assistant's prompt (cache hit or S3).",
@@ -259,6 +300,8 @@ class Metrics:
             self.admission_refusals.labels(refusal)
         for queue in QUEUES:
             self.queue_drops.labels(queue)
+        for failure in PROMPT_FAILURE_REASONS:
+            self.prompt_load_failures.labels(failure)
         for name in self._sonic_types:
             self.sonic_errors.labels(name)
 
@@ -309,6 +352,10 @@ class Metrics:
         if reason not in REFUSAL_REASONS:
             raise ValueError(f"unknown refusal reason {reason!r}")
         self.admission_refusals.labels(reason).inc()
+
+    def prompt_load_failed(self, exc: PromptError) -> None:
+        """Count one call whose prompt could not be loaded, under its reason."""
+        self.prompt_load_failures.labels(prompt_failure_reason(exc)).inc()
 
     def sonic_error(self, exc: BaseException) -> None:
         """Count a Sonic error under its nearest ``actors.errors`` class name (else ``other``)."""

@@ -9,6 +9,12 @@ connect to ``ws://LISTEN/twilio/<assistant>`` (Twilio Media Streams) or
 SIGTERM or SIGINT drains: readiness goes false, no new calls, running calls continue until
 the drain deadline and then end politely. A second signal ends every call at once.
 
+``--workers N`` (or ``NOVAVOICE_WORKERS``; ``auto`` is one per CPU core) with N > 1 runs N
+worker processes sharing the carrier port behind a parent that serves the admin address,
+restarts crashed workers and forwards the signals (``sessions/workers.py``). With
+``METRICS_CLOUDWATCH_EMF=1`` the daemon (each worker) also writes CloudWatch EMF lines
+(``sessions/emf_writer.py``).
+
 The daemon refuses to listen on a non-loopback address with no carrier authentication
 configured (TWILIO_AUTH_TOKEN, ASTERISK_BASIC_AUTH or ASTERISK_BEARER_TOKEN) unless
 ``--insecure`` is given.
@@ -20,7 +26,9 @@ import argparse
 import functools
 import ipaddress
 import logging
+import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -36,11 +44,14 @@ from actors.sonic.pool import open_sonic_client
 from actors.sonic_session import SonicOpener
 from sessions.admin import Health, serve_admin
 from sessions.call_records import CallDeps, CallSettings
-from sessions.config import Settings, load_settings, parse_host_port
+from sessions.config import Settings, load_settings, parse_host_port, parse_workers
+from sessions.emf import EmfFormatter, read_registry
+from sessions.emf_writer import run_emf_writer
 from sessions.logs import configure_logging, log_event, open_call_log
 from sessions.loop_lag import run_loop_lag_monitor
 from sessions.metrics import Metrics
 from sessions.supervisor import AdmissionSettings, Supervisor, serve_calls
+from sessions.workers import run_workers
 
 logger = logging.getLogger("novavoice.serve")
 
@@ -63,6 +74,9 @@ class DaemonOverrides:
     """Per-call tuning; default derived from :class:`Settings`."""
     sonic_middleware: Callable[[SonicOpener], SonicOpener] | None = None
     """Wraps the Sonic client every call uses (instrumentation; fault injection in tests)."""
+    carrier_sockets: tuple[socket.socket, ...] | None = None
+    """Listening sockets to accept carriers on, instead of binding ``Settings.listen``
+    (a worker process inherits them from its parent: :mod:`sessions.workers`)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -172,6 +186,16 @@ async def open_daemon(
             functools.partial(serve_admin, admin_host, admin_port, metrics=metrics, health=health)
         )
         nursery.start_soon(run_loop_lag_monitor, metrics, 0.25)
+        if settings.cloudwatch_emf:
+            await nursery.start(
+                functools.partial(
+                    run_emf_writer,
+                    functools.partial(read_registry, metrics.registry),
+                    interval=settings.cloudwatch_emf_interval,
+                    path=settings.cloudwatch_emf_path,
+                    formatter=EmfFormatter(extra={"pid": os.getpid()}),
+                )
+            )
         supervisor, bound_port = await nursery.start(
             functools.partial(
                 serve_calls,
@@ -181,6 +205,7 @@ async def open_daemon(
                 admission=admission,
                 health=health,
                 metrics=metrics,
+                sockets=ov.carrier_sockets,
             )
         )
         daemon = Daemon(
@@ -242,6 +267,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow a non-loopback listener with no carrier authentication",
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--workers",
+        help="worker processes, a count or 'auto' for one per CPU core (NOVAVOICE_WORKERS); "
+        "more than one runs a parent process: see sessions/workers.py",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -255,5 +285,13 @@ def main(args: argparse.Namespace) -> int:
             settings = attrs.evolve(settings, admin_listen=parse_host_port(args.admin_listen))
     except ValueError as exc:
         raise ConfigError(f"--listen/--admin-listen: {exc}") from None
+    try:
+        workers = parse_workers(args.workers) if args.workers else settings.workers
+    except ValueError as exc:
+        raise ConfigError(f"--workers={args.workers!r}: {exc}") from None
+    if workers > 1:
+        check_listen_security(settings.listen[0], settings, insecure=args.insecure)
+        run = functools.partial(run_workers, settings, workers, log_level=args.log_level.upper())
+        return trio.run(run)
     trio.run(functools.partial(run_until_signalled, settings, insecure=args.insecure))
     return 0
