@@ -1,6 +1,6 @@
 """Saturation capacity of ``novavoice serve`` with 1 worker and with 2 (issue 12).
 
-Reproduce (about 10 minutes on 2 cores):
+Reproduce (about 15 minutes on 2 cores):
 
     .venv/bin/python bench/workers_capacity.py
     .venv/bin/python bench/workers_capacity.py --levels 50,100 --workers 2   # quick check
@@ -10,7 +10,8 @@ as separate processes (``bench/harness.py``), and two load generators (``novavoi
 loadtest``, each its own process) drive them:
 
 1. unloaded: a probe run of ``--probe-calls`` calls, two at a time, gives the reference p95
-   of first audio (from the call's start to the first assistant audio the caller hears);
+   of first audio (from the end of the caller's first utterance to the first assistant audio
+   the caller hears, as ``novavoice loadtest`` measures it);
 2. for each level N (stepping up): a background load ramps N calls that outlast the
    measurement; once the daemon's ``/metrics`` shows N active calls, the same probe run is
    made again and its p95 first audio measured under that load.
@@ -68,8 +69,9 @@ def probe(url: str, tag: str, calls: int) -> dict[str, Any]:
         str(calls),
         "--duration",
         "600",
+        # Long enough for the first reply under load (a late reply is measured, not cut off).
         "--call-length",
-        "4",
+        "10",
         "--ramp",
         "4",
         "--seed",
@@ -180,11 +182,11 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
     parser.add_argument(
         "--levels",
-        default="50,100,150,200,250,300,400,500,600",
+        default="10,20,40,60,80,100,150,200,300,400",
         help="background calls per level, stepped up until saturation",
     )
     parser.add_argument("--ramp", type=float, default=40.0, help="background call starts/s")
-    parser.add_argument("--probe-calls", type=int, default=12, help="probe calls per level")
+    parser.add_argument("--probe-calls", type=int, default=8, help="probe calls per level")
     parser.add_argument("--margin-ms", type=float, default=100.0, help="allowed p95 rise")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]

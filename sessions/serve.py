@@ -221,6 +221,10 @@ async def open_daemon(
             yield daemon
         finally:
             supervisor.end_all_calls()
+            # Let the cancelled calls finish closing (each cleanup step is bounded) so they
+            # are counted before the EMF writer's last set and the other tasks stop.
+            with trio.move_on_after(5.0, shield=True):
+                await supervisor.wait_active_calls(lambda n: n == 0)
             nursery.cancel_scope.cancel(reason="daemon stopped")
 
 

@@ -7,8 +7,10 @@ read from the daemon's own log: every worker's lines carry ``worker`` and ``pid`
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -158,11 +160,17 @@ async def test_calls_spread_and_a_killed_worker_restarts_while_the_other_carries
 
 
 async def test_sigterm_drains_both_workers_and_ends_calls_politely_at_the_deadline(
-    emulator: Emulator, local_s3: LocalS3
+    emulator: Emulator, local_s3: LocalS3, tmp_path: Path
 ) -> None:
+    emf = tmp_path / "emf.log"
+    env = {
+        "DRAIN_TIMEOUT_MS": "1500",
+        "METRICS_CLOUDWATCH_EMF": "1",
+        "METRICS_CLOUDWATCH_EMF_PATH": str(emf),
+    }
     with trio.fail_after(60):
         async with (
-            serve_process(emulator, local_s3, "--workers", "2", DRAIN_TIMEOUT_MS="1500") as served,
+            serve_process(emulator, local_s3, "--workers", "2", **env) as served,
             trio.open_nursery() as nursery,
         ):
             listening = await served.wait_for("listening", workers=2)
@@ -188,3 +196,8 @@ async def test_sigterm_drains_both_workers_and_ends_calls_politely_at_the_deadli
                 await served.wait_for("stopped", worker=worker)
             assert served.raw == []
             nursery.cancel_scope.cancel()
+        # Each worker wrote its last set of EMF lines as it stopped (the interval is 60 s).
+        docs = [json.loads(line) for line in emf.read_text().splitlines()]
+        assert len({d["pid"] for d in docs}) == 2
+        ended = sum(d["CallsEnded"] for d in docs if d.get("Outcome") == "shutdown")
+        assert ended == len(calls)
