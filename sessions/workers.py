@@ -199,6 +199,10 @@ class WorkerPool:
             process = await trio.lowlevel.open_process(
                 command, stdin=subprocess.PIPE, pass_fds=(*fds, write_fd)
             )
+        except OSError as exc:
+            os.close(read_fd)
+            log_event(logger, "worker_spawn_failed", level=logging.ERROR, error=repr(exc))
+            return -1
         finally:
             os.close(write_fd)
         slot.process = process
@@ -288,7 +292,8 @@ class WorkerPool:
                     status, body = await http_get(*admin, "/metrics")
                 if status != 200:
                     raise ValueError(f"status {status}")
-                self.metrics.merger.update(slot.index, body.decode())
+                if slot.admin == admin:  # not a worker that exited (and was retired) meanwhile
+                    self.metrics.merger.update(slot.index, body.decode())
             except (OSError, trio.TooSlowError, ValueError) as exc:
                 # Keep the worker's last good figures: dropping them would make the merged
                 # counters go backwards for one scrape.
