@@ -18,9 +18,10 @@ loadtest``, each its own process) drive them:
 
 Saturation is the highest level whose probe p95 stays within ``--margin-ms`` (100 ms) of the
 unloaded value with every probe call succeeding and hearing an answer; the stepping stops at
-the first level past it. Everything shares the machine's cores (the load generators are Python too and cost about
-as much CPU per call as the daemon), and on a machine shared with other work the figures are
-noisy: compare the two worker counts of one run, not runs of different days.
+the first level past it. Everything shares the machine's cores (the load generators are
+Python too and cost about as much CPU per call as the daemon), and on a machine shared with
+other work the figures are noisy: compare the two worker counts of one run, not runs of
+different days.
 Results: ``bench/out/workers_capacity.json``.
 """
 
