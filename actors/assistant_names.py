@@ -9,13 +9,26 @@ that passes cannot contain ``/``, ``\\``, ``.``, ``%``, NUL, whitespace or any n
 look-alike (Cyrillic ``е``, fullwidth ``ｅ``), so it cannot climb out of the prompts prefix,
 smuggle an extension (``esther.md``) or alias another assistant. Names are refused, never
 "cleaned": normalising ``Esther`` to ``esther`` would let two spellings share a prompt.
+
+The rule is checked once per call, where the call learns its assistant
+(:mod:`sessions.call`, from the upgrade path, the carrier's start parameters or
+``DEFAULT_ASSISTANT``, itself checked at start-up). :func:`validate_assistant_name` is the
+only producer of :data:`AssistantName`, so every later layer (prompt fetch, cache, store)
+takes the validated type and does not check again. The one exception is deliberate: the
+store builds keys only through :func:`prompt_key`, which applies the same rule, so no
+string, however it got there, can address an object outside the prefix.
 """
 
 from __future__ import annotations
 
 import re
+from typing import NewType
 
 from actors.errors import InvalidAssistantName
+
+AssistantName = NewType("AssistantName", str)
+"""An assistant name that follows the naming rule; made only by
+:func:`validate_assistant_name`."""
 
 MAX_NAME_LENGTH = 64
 """Longest accepted assistant name, in characters."""
@@ -36,7 +49,7 @@ def _describe(name: str) -> str:
     return ascii(shown)
 
 
-def validate_assistant_name(name: object) -> str:
+def validate_assistant_name(name: object) -> AssistantName:
     """Return ``name`` unchanged if it follows the naming rule, else raise.
 
     Raises :class:`~actors.errors.InvalidAssistantName` naming the (escaped, truncated)
@@ -57,10 +70,14 @@ def validate_assistant_name(name: object) -> str:
             "not starting or ending with a hyphen"
         )
     else:
-        return name
+        return AssistantName(name)
     raise InvalidAssistantName(f"assistant name {shown} {reason}", assistant=shown)
 
 
 def prompt_key(prefix: str, name: str) -> str:
-    """The S3 key of assistant ``name``'s prompt under ``prefix`` (validated first)."""
+    """The S3 key of assistant ``name``'s prompt under ``prefix``.
+
+    Validates ``name`` again on purpose: this is the store's own refusal of any key outside
+    the prefix, whatever a caller passes.
+    """
     return f"{prefix}{validate_assistant_name(name)}{PROMPT_SUFFIX}"

@@ -7,6 +7,8 @@ the assistant, key, stream or variable involved, never prompt text, transcripts 
 
 from __future__ import annotations
 
+from actors.close_codes import CloseCode
+
 
 class NovaVoiceError(Exception):
     """Root of every error NovaVoice raises deliberately."""
@@ -27,6 +29,8 @@ class PromptError(NovaVoiceError):
     """
 
     retryable: bool = False
+    close_code: CloseCode = CloseCode.PROMPT_STORE_FAILED
+    """The code a call ends with when this error stops it."""
 
     def __init__(self, message: str, *, assistant: str, key: str | None = None) -> None:
         super().__init__(message)
@@ -37,9 +41,13 @@ class PromptError(NovaVoiceError):
 class InvalidAssistantName(PromptError):
     """The assistant name breaks the naming rule; nothing was sent to S3."""
 
+    close_code = CloseCode.NO_ASSISTANT
+
 
 class PromptNotFound(PromptError):
     """No object exists at the assistant's key."""
+
+    close_code = CloseCode.PROMPT_NOT_FOUND
 
 
 class PromptBucketNotFound(PromptError):
@@ -60,6 +68,7 @@ class PromptTimeout(PromptError):
     """The prompt could not be loaded within its deadline."""
 
     retryable = True
+    close_code = CloseCode.PROMPT_TIMEOUT
 
 
 class PromptInvalid(PromptError):
@@ -79,6 +88,8 @@ class SonicError(NovaVoiceError):
     """A Nova Sonic stream failed. ``retryable`` says whether a new stream may succeed."""
 
     retryable: bool = False
+    close_code: CloseCode = CloseCode.SONIC_FAILED
+    """The code a call ends with when this error stops it."""
 
 
 class EventStreamError(SonicError):
@@ -124,6 +135,8 @@ class SonicHTTPError(SonicError):
         self.error_type = error_type
         self.message = message
         self.retryable = error_type in self._RETRYABLE or status >= 500
+        if status == 429:
+            self.close_code = CloseCode.SONIC_THROTTLED
 
 
 class SonicStreamError(SonicError):
@@ -158,6 +171,10 @@ class SonicStreamError(SonicError):
         self.original_status_code = original_status_code
         self.original_message = original_message
         self.retryable = exception_type in self._RETRYABLE
+        if exception_type == "throttlingException":
+            self.close_code = CloseCode.SONIC_THROTTLED
+        elif exception_type == "modelTimeoutException":
+            self.close_code = CloseCode.SONIC_SESSION_ENDED
 
 
 class SonicConnectionError(SonicError):
@@ -170,6 +187,7 @@ class SonicTimeout(SonicError):
     """A Sonic operation did not finish within its deadline (connect, TLS, first response)."""
 
     retryable = True
+    close_code = CloseCode.SONIC_TIMEOUT
 
 
 # --- event-stream decoding (subclasses of EventStreamError) ------------------------------
@@ -208,20 +226,8 @@ class MessageTooLarge(EventStreamError):
 # --- carrier WebSocket dialects (Twilio Media Streams, Asterisk chan_websocket) -----------
 #
 # Every carrier error carries the WebSocket close code the daemon sends to the carrier and
-# a short reason (at most 123 bytes, the RFC 6455 limit). Codes live in the private range:
-#
-#   4000 CarrierProtocolError     generic protocol violation (base class default)
-#   4001 CarrierMalformedMessage  not UTF-8 / not JSON / missing or mistyped field
-#   4002 CarrierBadPayload        media payload is not valid base64 (or has a bad length)
-#   4003 CarrierUnexpectedMessage valid message in the wrong state (media before start, ...)
-#   4004 CarrierWrongFrameType    BINARY frame where only TEXT is allowed (or vice versa)
-#   4005 CarrierMessageTooBig     message exceeds the dialect's documented size cap
-#   4006 CarrierUnsupportedMedia  media format we cannot bridge (not μ-law/A-law/slin)
-#   4007 CarrierStreamMismatch    message names another stream than the one started
-#   4008 CarrierBufferOverflow    too much early audio before the stream started
-#   4010 CarrierLocalError        we misused the dialect (our bug, never the carrier's)
-#   4401 CarrierUnauthorized      credentials missing on the upgrade (HTTP 401 before it)
-#   4403 CarrierForbidden         credentials or signature wrong (HTTP 403 before it)
+# a short reason (at most 123 bytes, the RFC 6455 limit); the codes and their meanings are
+# in the one table, :mod:`actors.close_codes`.
 
 
 class CarrierError(NovaVoiceError):
@@ -231,7 +237,7 @@ class CarrierError(NovaVoiceError):
     close reason; both are safe to log (no audio, no secrets).
     """
 
-    close_code: int = 4000
+    close_code: CloseCode = CloseCode.CARRIER_PROTOCOL_ERROR
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -242,81 +248,81 @@ class CarrierError(NovaVoiceError):
 class CarrierProtocolError(CarrierError):
     """The carrier broke the dialect's protocol."""
 
-    close_code = 4000
+    close_code = CloseCode.CARRIER_PROTOCOL_ERROR
 
 
 class CarrierMalformedMessage(CarrierProtocolError):
     """A message is not UTF-8, not JSON, or lacks or mistypes a required field."""
 
-    close_code = 4001
+    close_code = CloseCode.CARRIER_MALFORMED_MESSAGE
 
 
 class CarrierBadPayload(CarrierProtocolError):
     """A media payload is not valid base64 or has an impossible length."""
 
-    close_code = 4002
+    close_code = CloseCode.CARRIER_BAD_PAYLOAD
 
 
 class CarrierUnexpectedMessage(CarrierProtocolError):
     """A well-formed message arrived in a state that does not allow it."""
 
-    close_code = 4003
+    close_code = CloseCode.CARRIER_UNEXPECTED_MESSAGE
 
 
 class CarrierWrongFrameType(CarrierProtocolError):
     """A BINARY frame arrived where the dialect only allows TEXT (or the reverse)."""
 
-    close_code = 4004
+    close_code = CloseCode.CARRIER_WRONG_FRAME_TYPE
 
 
 class CarrierMessageTooBig(CarrierProtocolError):
     """A message exceeds the dialect's size cap."""
 
-    close_code = 4005
+    close_code = CloseCode.CARRIER_MESSAGE_TOO_BIG
 
 
 class CarrierUnsupportedMedia(CarrierProtocolError):
     """The carrier announced a media format the bridge cannot carry."""
 
-    close_code = 4006
+    close_code = CloseCode.CARRIER_UNSUPPORTED_MEDIA
 
 
 class CarrierStreamMismatch(CarrierProtocolError):
     """A message names a different stream than the one that was started."""
 
-    close_code = 4007
+    close_code = CloseCode.CARRIER_STREAM_MISMATCH
 
 
 class CarrierBufferOverflow(CarrierProtocolError):
     """More early audio arrived before the stream start than the dialect keeps."""
 
-    close_code = 4008
+    close_code = CloseCode.CARRIER_BUFFER_OVERFLOW
 
 
 class CarrierLocalError(CarrierError):
     """We asked the dialect for something its state does not allow (a bug on our side)."""
 
-    close_code = 4010
+    close_code = CloseCode.CARRIER_LOCAL_ERROR
 
 
 class CarrierAuthError(CarrierError):
     """The upgrade request failed authentication; ``http_status`` is the refusal status."""
 
-    close_code = 4403
+    close_code = CloseCode.CARRIER_FORBIDDEN
     http_status: int = 403
 
 
 class CarrierUnauthorized(CarrierAuthError):
     """No credentials (or no signature) were presented."""
 
-    close_code = 4401
+    close_code = CloseCode.CARRIER_UNAUTHORIZED
     http_status = 401
 
 
 class CarrierForbidden(CarrierAuthError):
     """Credentials or signature were presented but are wrong."""
 
-    close_code = 4403
+    close_code = CloseCode.CARRIER_FORBIDDEN
     http_status = 403
 
 

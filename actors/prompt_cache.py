@@ -38,7 +38,7 @@ import attrs
 import outcome
 import trio
 
-from actors.assistant_names import validate_assistant_name
+from actors.assistant_names import AssistantName
 from actors.errors import (
     PromptAccessDenied,
     PromptBucketNotFound,
@@ -47,6 +47,7 @@ from actors.errors import (
     PromptStoreError,
     PromptTimeout,
 )
+from actors.exception_groups import unwrap_lone_exception
 from actors.prompt_store import NotModified, PromptStore, StoredPrompt
 
 # Answers that say "this prompt is not there for us", as opposed to "S3 is unwell".
@@ -333,15 +334,13 @@ class PromptCache:
     _inbox: trio.MemorySendChannel[_Message]
     _actor: _PromptCacheActor
 
-    async def get(self, assistant: str) -> StoredPrompt:
-        """Return ``assistant``'s prompt, fetching it if needed.
+    async def get(self, assistant: AssistantName) -> StoredPrompt:
+        """Return ``assistant``'s prompt (a validated name), fetching it if needed.
 
-        Raises :class:`~actors.errors.InvalidAssistantName` before anything else for a bad
-        name, and otherwise only :class:`~actors.errors.PromptError` subclasses. Put a
+        Raises only :class:`~actors.errors.PromptError` subclasses. Put a
         deadline around it (see :class:`actors.prompt_fetch.PromptFetcher`): cancelling
         this call never cancels the shared fetch.
         """
-        validate_assistant_name(assistant)
         reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[StoredPrompt]](1)
         with reply_receive:
             try:
@@ -367,15 +366,17 @@ async def open_prompt_cache(
     stale_if_error: float,
     negative_ttl: float,
     max_entries: int,
-    fetch_timeout: float = 10.0,
-    refresh_retry_interval: float = 1.0,
+    fetch_timeout: float,
+    refresh_retry_interval: float,
     inbox_size: int = 64,
 ) -> AsyncIterator[PromptCache]:
     """Run the prompt cache actor for the duration of the ``async with`` block.
 
     Durations are seconds. ``fetch_timeout`` bounds one store read (its waiters get
-    :class:`~actors.errors.PromptTimeout`); ``inbox_size`` bounds queued requests, so a
-    burst applies backpressure to callers instead of growing memory.
+    :class:`~actors.errors.PromptTimeout`); the daemon derives it from the prompt-load
+    budget (:attr:`actors.prompt_budget.PromptLoadBudget.cache_fetch_timeout`).
+    ``inbox_size`` bounds queued requests, so a burst applies backpressure to callers
+    instead of growing memory.
     """
     if ttl < 0 or stale_if_error < 0 or negative_ttl < 0 or max_entries < 1:
         raise ValueError("cache durations must be >= 0 and max_entries >= 1")
@@ -390,16 +391,12 @@ async def open_prompt_cache(
         refresh_retry_interval,
         inbox_send,
     )
-    try:
+    # The actor turns every failure into a value, so a lone exception here is the caller's
+    # own, raised in the block: give it back as raised, not wrapped in a group.
+    with unwrap_lone_exception():
         async with trio.open_nursery() as nursery:
             await nursery.start(actor.run, inbox_receive)
             try:
                 yield PromptCache(inbox_send, actor)
             finally:
                 nursery.cancel_scope.cancel(reason="prompt cache closed")
-    except BaseExceptionGroup as group:
-        # The actor turns every failure into a value, so a lone exception here is the
-        # caller's own, raised in the block: give it back as raised, not wrapped in a group.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from group.exceptions[0].__cause__
-        raise

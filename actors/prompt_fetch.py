@@ -1,4 +1,4 @@
-"""The per-call prompt fetch: validate the name, ask the shared cache, under a deadline.
+"""The per-call prompt fetch: ask the shared cache for a validated name, under a deadline.
 
 A call channel runs :meth:`PromptFetcher.fetch` once, when the call starts; the prompt and its
 version (ETag, VersionId) are then fixed for the whole call and logged with it through
@@ -13,7 +13,7 @@ from typing import Protocol
 import attrs
 import trio
 
-from actors.assistant_names import validate_assistant_name
+from actors.assistant_names import AssistantName
 from actors.errors import PromptTimeout
 from actors.prompt_store import StoredPrompt
 
@@ -21,7 +21,7 @@ from actors.prompt_store import StoredPrompt
 class PromptSource(Protocol):
     """Anything that answers prompt requests (the :class:`~actors.prompt_cache.PromptCache`)."""
 
-    async def get(self, assistant: str) -> StoredPrompt:
+    async def get(self, assistant: AssistantName) -> StoredPrompt:
         """Return ``assistant``'s prompt or raise a :class:`~actors.errors.PromptError`."""
         ...
 
@@ -31,21 +31,21 @@ class PromptFetcher:
     """Loads one call's prompt from ``source`` within ``timeout`` seconds.
 
     The deadline is part of the fetcher (daemon configuration), not of each call site, so
-    every call applies the same ``PROMPT_FETCH_TIMEOUT_MS``.
+    every call applies the same budget (:attr:`~actors.prompt_budget.PromptLoadBudget.call_timeout`,
+    from ``PROMPT_LOAD_TIMEOUT_MS``).
     """
 
     source: PromptSource
     timeout: float
 
-    async def fetch(self, assistant: str) -> StoredPrompt:
+    async def fetch(self, assistant: AssistantName) -> StoredPrompt:
         """Return ``assistant``'s prompt for this call, or raise a PromptError.
 
-        The name is validated first, so a hostile name never reaches the cache or S3
-        (:class:`~actors.errors.InvalidAssistantName`). Running out of time raises
+        The name's type says it was validated at the call boundary
+        (:func:`~actors.assistant_names.validate_assistant_name`). Running out of time raises
         :class:`~actors.errors.PromptTimeout` for this call only; the shared fetch it was
         waiting on continues for the other calls.
         """
-        validate_assistant_name(assistant)
         try:
             with trio.fail_after(self.timeout):
                 return await self.source.get(assistant)

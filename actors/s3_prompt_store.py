@@ -40,6 +40,7 @@ from actors.errors import (
     PromptThrottled,
     PromptTimeout,
 )
+from actors.prompt_budget import PromptLoadBudget
 from actors.prompt_store import DEFAULT_MAX_PROMPT_BYTES, NotModified, StoredPrompt, decode_prompt
 
 if TYPE_CHECKING:
@@ -71,9 +72,7 @@ def make_s3_client(
     endpoint_url: str | None = None,
     session: boto3.session.Session | None = None,
     static_credentials: tuple[str, str] | None = None,
-    connect_timeout: float = 2.0,
-    read_timeout: float = 5.0,
-    max_attempts: int = 3,
+    budget: PromptLoadBudget | None = None,
 ) -> S3Client:
     """Build an S3 client whose connection pool holds ``max_connections`` connections.
 
@@ -84,13 +83,21 @@ def make_s3_client(
     benchmarks), which accept any key; production uses the chain. Call this once,
     in the trio thread, and share the client: created clients are thread-safe, creating
     them concurrently is not.
+
+    A client that reads prompts for calls passes the daemon's ``budget``: its connect and
+    read timeouts and retry attempts are derived from it (:mod:`actors.prompt_budget`), so
+    botocore cannot outlast a call's prompt load. Without one (tools that seed or inspect
+    a bucket, never a call) botocore keeps its own defaults.
     """
-    config = Config(
-        max_pool_connections=max_connections,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retries={"max_attempts": max_attempts, "mode": "standard"},
-    )
+    if budget is None:
+        config = Config(max_pool_connections=max_connections, retries={"mode": "standard"})
+    else:
+        config = Config(
+            max_pool_connections=max_connections,
+            connect_timeout=budget.s3_connect_timeout,
+            read_timeout=budget.s3_read_timeout,
+            retries={"max_attempts": budget.s3_max_attempts, "mode": "standard"},
+        )
     if session is None:
         if static_credentials is not None:
             key_id, secret = static_credentials

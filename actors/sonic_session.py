@@ -31,6 +31,7 @@ import trio
 
 from actors.conversation_history import ConversationHistory
 from actors.errors import SonicError, SonicStreamError
+from actors.exception_groups import unwrap_lone_exception
 from actors.sonic import events, output
 
 logger = logging.getLogger("novavoice.sonic_session")
@@ -114,7 +115,7 @@ class SonicSession:
         temperature: float,
         on_event: Callable[[output.OutputEvent], Awaitable[None]],
         on_transcript: Callable[[str, str], Awaitable[None]] | None = None,
-        rotate_after: float = 360.0,
+        rotate_after: float,
     ) -> None:
         self._sonic = sonic
         self._system_prompt = system_prompt
@@ -168,16 +169,8 @@ class SonicSession:
         Starts (``task_status.started()``) once caller audio can be sent. Raises one
         :class:`~actors.errors.SonicError` (never a group) when the session cannot go on.
         """
-        try:
+        with unwrap_lone_exception(SonicError):
             await self._run_legs(task_status)
-        except BaseExceptionGroup as group:
-            failures, rest = group.split(SonicError)
-            if failures is None or (rest is not None and rest.split(trio.Cancelled)[1]):
-                raise
-            first = failures.exceptions[0]
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from group
 
     async def _run_legs(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as legs:

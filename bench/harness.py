@@ -175,8 +175,8 @@ def _serve_s3() -> int:
         )
         seed_example_prompts(client, settings)
         for name, text in extra.items():
-            key = f"{settings.prompts_prefix}{name}.md"
-            client.put_object(Bucket=settings.prompts_bucket, Key=key, Body=text.encode())
+            key = f"{settings.prompts.prefix}{name}.md"
+            client.put_object(Bucket=settings.prompts.bucket, Key=key, Body=text.encode())
         s3.requests.reset()
         print(json.dumps({"endpoint_url": s3.endpoint_url}), flush=True)
         for line in sys.stdin:

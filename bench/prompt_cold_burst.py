@@ -20,13 +20,17 @@ import time
 
 import trio
 
+from actors.assistant_names import validate_assistant_name
+from actors.prompt_budget import PromptLoadBudget
 from actors.prompt_cache import open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
 from actors.s3_prompt_store import S3PromptStore, make_s3_client
 from devkit.local_s3 import LocalS3, run_local_s3
+from sessions.config import PromptSettings
 
 BUCKET = "nova-sonic-prompts"
 PREFIX = "assistants/"
+ESTHER = validate_assistant_name("esther")
 PROMPT = (
     "You are Esther, the receptionist of a medical practice. Keep answers short.\n" * 40
 ).encode()
@@ -46,7 +50,7 @@ async def _timed_burst(fetcher: PromptFetcher, n: int) -> list[float]:
 
     async def one() -> None:
         start = time.perf_counter()
-        await fetcher.fetch("esther")
+        await fetcher.fetch(ESTHER)
         latencies.append(time.perf_counter() - start)
 
     async with trio.open_nursery() as nursery:
@@ -62,6 +66,7 @@ async def run(s3: LocalS3, burst: int, warm: int, connections: int) -> int:
         max_connections=connections,
         endpoint_url=s3.endpoint_url,
         static_credentials=("bench", "bench"),
+        budget=PromptLoadBudget(30.0),
     )
     limiter = trio.CapacityLimiter(connections)
 
@@ -73,17 +78,26 @@ async def run(s3: LocalS3, burst: int, warm: int, connections: int) -> int:
     await trio.to_thread.run_sync(seed, limiter=limiter)
     s3.requests.reset()
     store = S3PromptStore(client=client, bucket=BUCKET, prefix=PREFIX, limiter=limiter)
+    # The daemon's defaults, with a generous budget: the bench measures, it does not time out.
+    p = PromptSettings()
+    budget = PromptLoadBudget(30.0)
     async with open_prompt_cache(
-        store, ttl=300.0, stale_if_error=3600.0, negative_ttl=10.0, max_entries=1024
+        store,
+        ttl=p.cache_ttl,
+        stale_if_error=p.stale_if_error,
+        negative_ttl=p.negative_ttl,
+        max_entries=p.cache_max_entries,
+        fetch_timeout=budget.cache_fetch_timeout,
+        refresh_retry_interval=p.refresh_retry_interval,
     ) as cache:
-        fetcher = PromptFetcher(cache, timeout=30.0)
+        fetcher = PromptFetcher(cache, timeout=budget.call_timeout)
         cold = await _timed_burst(fetcher, burst)
         gets = s3.requests.count("GET", path_suffix=f"/{PREFIX}esther.md")
 
         sequential: list[float] = []
         for _ in range(warm):
             start = time.perf_counter()
-            await fetcher.fetch("esther")
+            await fetcher.fetch(ESTHER)
             sequential.append(time.perf_counter() - start)
         concurrent = await _timed_burst(fetcher, burst)
         stats = cache.statistics()

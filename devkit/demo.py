@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 import trio
 
+from actors.close_codes import CloseCode
 from actors.s3_prompt_store import make_s3_client
 from actors.sonic.credentials import StaticCredentialsProvider
 from actors.sonic.signing import Credentials
@@ -33,7 +34,6 @@ from devkit.emulator import EmulatorConfig, StreamPlan, open_emulator
 from devkit.example_prompts import seed_example_prompts
 from devkit.local_s3 import LocalS3, run_local_s3
 from devkit.simcall import CallReport, CallScript, percentile, run_simulated_call
-from sessions import close_codes
 from sessions.config import Settings, load_settings
 from sessions.logs import CallContextFilter, configure_logging
 from sessions.serve import Daemon, DaemonOverrides, open_daemon
@@ -92,7 +92,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = attrs.evolve(load_settings(), listen=("127.0.0.1", 0), admin_listen=("127.0.0.1", 0))
+    loopback = {"address": ("127.0.0.1", 0), "admin_address": ("127.0.0.1", 0)}
+    settings = load_settings().replace(listen=loopback)
     with run_local_s3() as s3:
         client = make_s3_client(
             region=settings.aws_region,
@@ -129,7 +130,7 @@ async def run_demo(s3: LocalS3, settings: Settings, burst: int, out: Print) -> i
                 s3_static_credentials=("demo", "demo"),
             )
             async with open_daemon(settings, overrides) as daemon:
-                out(f"local S3      {s3.endpoint_url} (moto), bucket {settings.prompts_bucket}")
+                out(f"local S3      {s3.endpoint_url} (moto), bucket {settings.prompts.bucket}")
                 out(f"Nova Sonic    {emulator.url} (emulator, signatures verified)")
                 out(f"NovaVoice     {daemon.url} (admin {daemon.admin_url})")
                 calls, burst_reports = await _place_calls(daemon, collector, burst, out)
@@ -139,7 +140,7 @@ async def run_demo(s3: LocalS3, settings: Settings, burst: int, out: Print) -> i
         supervisor_log.removeHandler(collector)
     _show_calls(out, calls)
     gets = {
-        name: s3.requests.count("GET", path_suffix=f"/{settings.prompts_prefix}{name}.md")
+        name: s3.requests.count("GET", path_suffix=f"/{settings.prompts.prefix}{name}.md")
         for name in ("esther", "support-agent", "nobody")
     }
     out("\n== S3 and the prompt cache")
@@ -206,7 +207,7 @@ def _s(value: float | None) -> str:
 def _ending(report: CallReport) -> str:
     by = report.closed_by or "?"
     reason = f" '{report.close_reason}'" if report.close_reason else ""
-    return f"{report.outcome}: closed by {by}, code {report.close_code}{reason}"
+    return f"{report.outcome}: closed by {by}, code {report.close_label}{reason}"
 
 
 def _show_calls(out: Print, calls: list[DemoCall]) -> None:
@@ -217,7 +218,7 @@ def _show_calls(out: Print, calls: list[DemoCall]) -> None:
         r, d = call.report, call.daemon
         version = str(d.get("prompt_version") or "-")[:36]
         assistant = str(d.get("assistant") or r.assistant or "-")[:14]
-        ended = f"{d.get('reason', '-')} ({r.close_code})"
+        ended = f"{d.get('reason', '-')} ({r.close_label})"
         out(
             f"  {call.title[:34]:<34} {assistant:<14} {version:<36} {_s(r.first_audio_s):>9}"
             f" {r.turns:>5} {r.barge_ins:>9}  {ended}"
@@ -245,11 +246,11 @@ def _verdict(
         "the hostile name was refused before S3": by_title[
             "hostile assistant name"
         ].report.close_code
-        == close_codes.NO_ASSISTANT,
+        == CloseCode.NO_ASSISTANT,
         "the missing prompt ended only its call": by_title[
             "assistant with no prompt"
         ].report.close_code
-        == close_codes.PROMPT_NOT_FOUND,
+        == CloseCode.PROMPT_NOT_FOUND,
         "every event signature verified": signature_failures == 0,
     }
     out("\n== checks")

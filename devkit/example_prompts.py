@@ -31,7 +31,7 @@ EXAMPLE_PROMPTS = {
 
 def seed_example_prompts(client: S3Client, settings: Settings) -> None:
     """Create the versioned prompts bucket and upload the example prompts (blocking)."""
-    bucket = settings.prompts_bucket
+    bucket = settings.prompts.bucket
     if settings.aws_region == "us-east-1":
         client.create_bucket(Bucket=bucket)
     else:
@@ -42,5 +42,5 @@ def seed_example_prompts(client: S3Client, settings: Settings) -> None:
     client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     for name, text in EXAMPLE_PROMPTS.items():
         client.put_object(
-            Bucket=bucket, Key=f"{settings.prompts_prefix}{name}.md", Body=text.encode()
+            Bucket=bucket, Key=f"{settings.prompts.prefix}{name}.md", Body=text.encode()
         )

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from actors.assistant_names import validate_assistant_name
 from actors.errors import PromptError
 from actors.prompt_cache import PromptCacheStatistics, open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
@@ -65,7 +66,8 @@ def main(args: argparse.Namespace) -> int:
 
 async def _ask(fetcher: PromptFetcher, name: str, tally: collections.Counter[str]) -> None:
     try:
-        prompt = await fetcher.fetch(name)
+        # As a call does at its boundary: the naming rule first, then the prompt path.
+        prompt = await fetcher.fetch(validate_assistant_name(name))
     except PromptError as exc:
         tally[f"{type(exc).__name__}: {exc}"] += 1
     else:
@@ -97,32 +99,34 @@ async def run_demo(s3: LocalS3, settings: Settings, burst: int, ttl: float, out:
     """The demo proper, against the running local S3; returns the exit status."""
     client = make_s3_client(
         region=settings.aws_region,
-        max_connections=settings.s3_max_connections,
+        max_connections=settings.prompts.s3_max_connections,
         endpoint_url=s3.endpoint_url,
         static_credentials=("demo", "demo"),
+        budget=settings.prompts.budget,
     )
-    limiter = trio.CapacityLimiter(settings.s3_max_connections)
+    limiter = trio.CapacityLimiter(settings.prompts.s3_max_connections)
     await trio.to_thread.run_sync(seed_example_prompts, client, settings, limiter=limiter)
     s3.requests.reset()
     store = S3PromptStore(
         client=client,
-        bucket=settings.prompts_bucket,
-        prefix=settings.prompts_prefix,
+        bucket=settings.prompts.bucket,
+        prefix=settings.prompts.prefix,
         limiter=limiter,
-        max_bytes=settings.prompt_max_bytes,
+        max_bytes=settings.prompts.max_bytes,
     )
-    out(f"local S3 at {s3.endpoint_url}, bucket {settings.prompts_bucket} (versioned)")
-    out(f"cache TTL {ttl:g} s for the demo; prompts under {settings.prompts_prefix}")
+    out(f"local S3 at {s3.endpoint_url}, bucket {settings.prompts.bucket} (versioned)")
+    out(f"cache TTL {ttl:g} s for the demo; prompts under {settings.prompts.prefix}")
 
     async with open_prompt_cache(
         store,
         ttl=ttl,
-        stale_if_error=settings.prompt_stale_if_error,
-        negative_ttl=max(settings.prompt_negative_ttl, 2 * ttl + 1),
-        max_entries=settings.prompt_cache_max_entries,
-        fetch_timeout=settings.prompt_fetch_timeout,
+        stale_if_error=settings.prompts.stale_if_error,
+        negative_ttl=max(settings.prompts.negative_ttl, 2 * ttl + 1),
+        max_entries=settings.prompts.cache_max_entries,
+        fetch_timeout=settings.prompts.budget.cache_fetch_timeout,
+        refresh_retry_interval=settings.prompts.refresh_retry_interval,
     ) as cache:
-        fetcher = PromptFetcher(cache, timeout=settings.prompt_fetch_timeout)
+        fetcher = PromptFetcher(cache, timeout=settings.prompts.budget.call_timeout)
         burst_results = await _burst(fetcher, burst)
         title = f"cold burst: {burst} x esther, 20 x support-agent, 20 x {MISSING}, hostile names"
         _show(out, title, burst_results)
@@ -136,8 +140,8 @@ async def run_demo(s3: LocalS3, settings: Settings, burst: int, ttl: float, out:
 
         await trio.to_thread.run_sync(
             lambda: client.put_object(
-                Bucket=settings.prompts_bucket,
-                Key=f"{settings.prompts_prefix}esther.md",
+                Bucket=settings.prompts.bucket,
+                Key=f"{settings.prompts.prefix}esther.md",
                 Body=UPDATED_ESTHER.encode(),
             ),
             limiter=limiter,
@@ -147,7 +151,7 @@ async def run_demo(s3: LocalS3, settings: Settings, burst: int, ttl: float, out:
         _show(out, "after the TTL, prompt updated in S3 (new version picked up)", updated)
         stats = cache.statistics()
 
-    _show_stats(out, stats, s3, settings.prompts_prefix)
+    _show_stats(out, stats, s3, settings.prompts.prefix)
     return _verdict(out, s3, esther_gets_after_burst, stats, burst_results, updated)
 
 

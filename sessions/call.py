@@ -12,7 +12,7 @@
             ├── audio-in pump:  PCM → ~32 ms audioInput events (comfort silence when quiet)
             └── carrier writer: outbound queue → WebSocket (held while the carrier says XOFF)
 
-Every task turns the domain errors it meets into one :class:`~sessions.close_codes.CallEnd`
+Every task turns the domain errors it meets into one :class:`~sessions.call_records.CallEnd`
 through :meth:`CallChannel.end`, which cancels the call's tree; the first end wins. Leaving
 a Sonic stream's block closes it politely (contentEnd/promptEnd/sessionEnd, signed end
 frame) under a shielded timeout, and the carrier gets a close code and reason. An
@@ -32,20 +32,20 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from actors.assistant_names import validate_assistant_name
 from actors.audio_codec import CarrierCodec, MediaFormat, Rechunker
 from actors.audio_pumps import (
     OutboundQueue,
     PcmFrame,
     run_audio_in_pump,
 )
+from actors.close_codes import CloseCode
 from actors.errors import CarrierError, CarrierUnsupportedMedia, PromptError, SonicError
 from actors.prompt_fetch import prompt_log_fields
 from actors.prompt_store import StoredPrompt
 from actors.sonic import output
 from actors.sonic_session import SonicOpener, SonicSession, SonicSessionEnded, SonicStreamLike
-from sessions import close_codes
-from sessions.call_records import CallDeps, CallSummary
-from sessions.close_codes import CallEnd, end_for_error
+from sessions.call_records import CallDeps, CallEnd, CallSummary, end_for_error
 from sessions.dialects.base import (
     AudioReceived,
     CallStarted,
@@ -157,11 +157,11 @@ class CallChannel:
                     nursery.start_soon(self._read_carrier, name="carrier_reader")
                     nursery.start_soon(self._converse, name="conversation")
         except Exception:
-            self.end(CallEnd("internal_error", close_codes.INTERNAL_ERROR, "internal error"))
+            self.end(CallEnd("internal_error", CloseCode.INTERNAL_ERROR, "internal error"))
             raise
         finally:
             if self.summary.end is None:
-                self.end(CallEnd("shutdown", close_codes.GOING_AWAY, "server shutting down"))
+                self.end(CallEnd("shutdown", CloseCode.GOING_AWAY, "server shutting down"))
             end = self.summary.end
             assert end is not None
             self.summary.frames_in = self._cm.frames_in
@@ -184,7 +184,7 @@ class CallChannel:
                     message = await self._ws.get_message()
                 except ConnectionClosed:
                     self._dispatch(self._dialect.receive_close())
-                    self.end(CallEnd("disconnected", close_codes.NORMAL, "carrier disconnected"))
+                    self.end(CallEnd("disconnected", CloseCode.NORMAL, "carrier disconnected"))
                     return
                 if isinstance(message, str):
                     self._dispatch(self._dialect.receive_text(message))
@@ -204,9 +204,9 @@ class CallChannel:
                 self.summary.marks_played += 1
             elif isinstance(ev, CallStopped):
                 if ev.reason == "closed":
-                    self.end(CallEnd("disconnected", close_codes.NORMAL, "carrier disconnected"))
+                    self.end(CallEnd("disconnected", CloseCode.NORMAL, "carrier disconnected"))
                 else:
-                    self.end(CallEnd("hangup", close_codes.NORMAL, "call ended"))
+                    self.end(CallEnd("hangup", CloseCode.NORMAL, "call ended"))
             elif isinstance(ev, FlowPaused):
                 if self._flow_open.is_set():
                     self._flow_open = trio.Event()
@@ -252,7 +252,7 @@ class CallChannel:
         with trio.move_on_after(settings.start_timeout) as waited:
             await self._started.wait()
         if waited.cancelled_caught:
-            self.end(CallEnd("protocol_error", close_codes.START_TIMEOUT, "stream not started"))
+            self.end(CallEnd("protocol_error", CloseCode.START_TIMEOUT, "stream not started"))
             return
         start = self._start
         assert start is not None
@@ -260,14 +260,17 @@ class CallChannel:
         ctx = current_call()
         try:
             if assistant is None:
-                self.end(CallEnd("prompt_error", close_codes.NO_ASSISTANT, "no assistant named"))
+                self.end(CallEnd("prompt_error", CloseCode.NO_ASSISTANT, "no assistant named"))
                 return
             self.summary.assistant = assistant
             if ctx is not None:
                 ctx.update(assistant=assistant)
             t = time.perf_counter()
             try:
-                prompt = await self._deps.prompts.fetch(assistant)
+                # The call boundary: the one check of the naming rule (InvalidAssistantName
+                # ends the call with 4100); later layers take the validated AssistantName.
+                name = validate_assistant_name(assistant)
+                prompt = await self._deps.prompts.fetch(name)
             except PromptError as exc:
                 self._deps.metrics.prompt_load_failed(exc)
                 raise
@@ -331,7 +334,7 @@ class CallChannel:
         try:
             await session.run(task_status=task_status)
         except SonicSessionEnded:
-            self.end(CallEnd("sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"))
+            self.end(CallEnd("sonic_error", CloseCode.SONIC_SESSION_ENDED, "session ended"))
         except (CarrierError, PromptError, SonicError) as exc:
             self.end_for(exc)
             if not session.ready:
@@ -427,7 +430,7 @@ class CallChannel:
                     cm.frames_out += 1
                     cm.added_latency_out(time.perf_counter() - stamp)
         except ConnectionClosed:
-            self.end(CallEnd("disconnected", close_codes.NORMAL, "carrier disconnected"))
+            self.end(CallEnd("disconnected", CloseCode.NORMAL, "carrier disconnected"))
 
 
 def _prompt_fields(prompt: StoredPrompt) -> dict[str, object]:

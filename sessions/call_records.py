@@ -1,7 +1,8 @@
-"""The records of a call: its settings, its shared dependencies, and what happened in it.
+"""The records of a call: its shared dependencies, how and why it ended.
 
 Kept apart from :mod:`sessions.call` (the call's tasks) so configuration and reporting code
-can use them without the call machinery.
+can use them without the call machinery. The close codes themselves are the one table in
+:mod:`actors.close_codes`; :func:`end_for_error` only reads the code each error carries.
 """
 
 from __future__ import annotations
@@ -9,39 +10,51 @@ from __future__ import annotations
 import attrs
 
 from actors.audio_pumps import AudioInStatistics
+from actors.close_codes import CloseCode
+from actors.errors import CarrierError, PromptError, SonicError
 from actors.prompt_fetch import PromptFetcher
 from actors.sonic_session import SonicOpener
-from sessions.close_codes import CallEnd
+from sessions.config import CallSettings
 from sessions.logs import CallLog
-from sessions.metrics import Metrics
+from sessions.metrics import EndReason, Metrics
 
 
-@attrs.frozen(kw_only=True)
-class CallSettings:
-    """Per-call behaviour, fixed by the daemon's configuration."""
+@attrs.frozen
+class CallEnd:
+    """Why a call ended: the metrics reason, and the close code and reason for the carrier."""
 
-    default_assistant: str | None = None
-    """Assistant used when the carrier names none (``None``: such calls are refused)."""
-    voice_id: str = "matthew"
-    endpointing_sensitivity: str | None = "MEDIUM"
-    max_tokens: int = 1024
-    top_p: float = 0.9
-    temperature: float = 0.7
-    start_timeout: float = 10.0
-    """Seconds the carrier has, after the upgrade, to start the media stream."""
-    chunk_ms: int = 32
-    """Duration of one ``audioInput`` chunk (reference nova-sonic.md §4: about 32 ms)."""
-    silence_after: float = 0.2
-    """Quiet seconds from the carrier after which comfort silence is sent to Sonic."""
-    pre_stream_seconds: float = 10.0
-    """Caller audio kept while the Sonic stream opens; beyond it the newest is dropped."""
-    outbound_seconds: float = 2.0
-    """Assistant audio queued towards a slow or paused carrier before Sonic is held back."""
-    close_timeout: float = 2.0
-    """Seconds allowed for the carrier's close handshake at the end of a call."""
-    rotate_after: float = 360.0
-    """Seconds after which a call's Sonic stream is replaced by a fresh one (with the
-    conversation replayed), ahead of Bedrock's 8-minute stream limit."""
+    reason: EndReason
+    code: CloseCode
+    text: str
+
+
+# What the carrier is told when a prompt fails: which assistant and how, never bucket or key.
+_PROMPT_WHAT = {
+    CloseCode.NO_ASSISTANT: "invalid assistant name",
+    CloseCode.PROMPT_NOT_FOUND: "no prompt for assistant",
+    CloseCode.PROMPT_TIMEOUT: "prompt load timed out for assistant",
+}
+
+
+def end_for_error(exc: Exception) -> CallEnd:
+    """The :class:`CallEnd` for an error that ended a call (its own ``close_code``)."""
+    if isinstance(exc, CarrierError):
+        return CallEnd("protocol_error", exc.close_code, exc.reason)
+    if isinstance(exc, PromptError):
+        what = _PROMPT_WHAT.get(exc.close_code, "prompt store failed for assistant")
+        # InvalidAssistantName already carries the name escaped and quoted.
+        code = exc.close_code
+        name = exc.assistant if code == CloseCode.NO_ASSISTANT else repr(exc.assistant)
+        return CallEnd("prompt_error", code, _short(f"{what} {name}"))
+    if isinstance(exc, SonicError):
+        return CallEnd("sonic_error", exc.close_code, _short(f"Nova Sonic: {type(exc).__name__}"))
+    # Anything else is a bug: it ends this call only, with 1011.
+    return CallEnd("internal_error", CloseCode.INTERNAL_ERROR, "internal error")
+
+
+def _short(text: str) -> str:
+    # RFC 6455 caps a close reason at 123 bytes of UTF-8.
+    return text.encode()[:123].decode(errors="ignore")
 
 
 @attrs.frozen(kw_only=True)

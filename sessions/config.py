@@ -1,100 +1,98 @@
-"""Daemon configuration from the environment and an optional ``.env`` file.
+"""The daemon's settings: one frozen tree, loaded by one function from the environment.
 
-Every variable is read once at start-up into a frozen :class:`Settings`. A bad value fails
-immediately with a :class:`~actors.errors.ConfigError` whose message is one line naming the
-variable, so an operator sees exactly what to fix. ``.env.example`` documents each variable.
+:class:`Settings` holds every tunable of the daemon in sections (``listen``, ``admission``,
+``prompts``, ``sonic``, ``calls``, ``logging``). Each leaf is declared once, with
+:func:`setting`: its environment variable, its parser and its default (written only there,
+or taken from the module that owns the protocol fact, such as the Sonic event defaults).
+:func:`load_settings` reads ``.env`` (if present) overlaid by the process environment and
+walks the tree; a bad value fails start-up with one :class:`~actors.errors.ConfigError` line
+naming the variable. ``.env.example`` documents every variable with its default, and
+``tests/test_config.py`` keeps the two in step. Durations are given in milliseconds and
+held in seconds.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 from dotenv import dotenv_values
 
-from actors.assistant_names import validate_assistant_name
-from actors.errors import ConfigError, InvalidAssistantName
-from actors.sonic.events import VOICES
+from actors.assistant_names import AssistantName
+from actors.errors import ConfigError
+from actors.prompt_budget import PromptLoadBudget
+from actors.prompt_store import DEFAULT_MAX_PROMPT_BYTES
+from actors.sonic import events
+from actors.sonic.stream import DEFAULT_MODEL_ID
+from sessions import config_values as v
 
 T = TypeVar("T")
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+ENV = "env"
+PARSE = "parse"
+FALLBACK = "fallback"
+
+# Variables that were renamed: setting the old name fails start-up with a pointer to the new.
+RENAMED = {"PROMPT_FETCH_TIMEOUT_MS": "PROMPT_LOAD_TIMEOUT_MS"}
+
+
+def setting(
+    env: str,
+    parse: Callable[[str], T],
+    default: T,
+    *,
+    secret: bool = False,
+    fallback: str | None = None,
+) -> T:
+    """Declare one leaf: read from ``env`` (else ``fallback``) with ``parse``; ``default``
+    when unset or empty. ``secret`` keeps the value out of ``repr``."""
+    metadata = {ENV: env, PARSE: parse, FALLBACK: fallback}
+    field: T = attrs.field(default=default, repr=not secret, metadata=metadata)
+    return field
 
 
 @attrs.frozen(kw_only=True)
-class Settings:
-    """Everything the daemon is configured with. Built by :func:`load_settings`."""
+class ListenSettings:
+    """Where the daemon listens, and how it stops."""
 
-    aws_region: str = "us-east-1"
-    """Region for S3 and Bedrock (``AWS_REGION``, falling back to ``AWS_DEFAULT_REGION``)."""
-    prompts_bucket: str = "nova-sonic-prompts"
-    """Bucket holding the assistants' prompts (``PROMPTS_S3_BUCKET``)."""
-    prompts_prefix: str = "assistants/"
-    """Key prefix of the prompts, ending in ``/`` (``PROMPTS_S3_PREFIX``)."""
-    prompt_cache_ttl: float = 300.0
-    """Seconds a fetched prompt stays fresh (``PROMPT_CACHE_TIMEOUT``, given in milliseconds)."""
-    prompt_stale_if_error: float = 3600.0
-    """Seconds past expiry a prompt may still be served while S3 fails
-    (``PROMPT_STALE_IF_ERROR_MS``)."""
-    prompt_negative_ttl: float = 10.0
-    """Seconds a "not found" answer is remembered (``PROMPT_NEGATIVE_CACHE_MS``)."""
-    prompt_cache_max_entries: int = 1024
-    """Most assistants kept in the prompt cache (``PROMPT_CACHE_MAX_ENTRIES``)."""
-    prompt_fetch_timeout: float = 5.0
-    """Deadline for one call's prompt load, in seconds (``PROMPT_FETCH_TIMEOUT_MS``)."""
-    prompt_max_bytes: int = 64 * 1024
-    """Largest prompt object accepted (``PROMPT_MAX_BYTES``)."""
-    s3_max_connections: int = 10
-    """botocore connection pool size and S3 worker-thread limit (``S3_MAX_CONNECTIONS``)."""
-    sonic_model_id: str = "amazon.nova-2-sonic-v1:0"
-    """Bedrock model id of Nova Sonic (``NOVA_SONIC_MODEL_ID``)."""
-    sonic_voice: str = "matthew"
-    """Voice the assistant speaks with (``NOVA_SONIC_VOICE``)."""
-    sonic_endpointing: str = "MEDIUM"
-    """Turn-taking sensitivity, HIGH, MEDIUM or LOW (``NOVA_SONIC_ENDPOINTING``)."""
-    sonic_max_connections: int = 8
-    """HTTP/2 connections to Bedrock at most (``SONIC_MAX_CONNECTIONS``)."""
-    sonic_streams_per_connection: int = 100
-    """Streams opened per connection at most; fewer if the server says so
-    (``SONIC_STREAMS_PER_CONNECTION``)."""
-    sonic_connect_timeout: float = 5.0
-    """Seconds for TCP + TLS to Bedrock (``SONIC_CONNECT_TIMEOUT_MS``)."""
-    sonic_first_response_timeout: float = 10.0
-    """Seconds for Bedrock to answer a new stream (``SONIC_FIRST_RESPONSE_TIMEOUT_MS``)."""
-    listen: tuple[str, int] = ("127.0.0.1", 8080)
-    """Where carriers connect (``NOVAVOICE_LISTEN``, HOST:PORT)."""
-    admin_listen: tuple[str, int] = ("127.0.0.1", 9090)
-    """Health and metrics endpoint (``NOVAVOICE_ADMIN_LISTEN``, HOST:PORT)."""
-    max_calls: int = 500
-    """Concurrent calls admitted; more are refused with HTTP 503 (``MAX_CALLS``)."""
-    default_assistant: str | None = None
-    """Assistant for calls that name none (``DEFAULT_ASSISTANT``)."""
-    drain_timeout: float = 30.0
-    """Seconds running calls may continue after SIGTERM (``DRAIN_TIMEOUT_MS``)."""
-    twilio_auth_token: str | None = attrs.field(default=None, repr=False)
-    """Validates ``X-Twilio-Signature`` on upgrades when set (``TWILIO_AUTH_TOKEN``)."""
-    twilio_public_url: str | None = None
-    """The ``wss://host`` Twilio connects to, as signed (``TWILIO_PUBLIC_URL``)."""
-    asterisk_basic_auth: tuple[str, str] | None = attrs.field(default=None, repr=False)
-    """``user:password`` Asterisk must present (``ASTERISK_BASIC_AUTH``)."""
-    asterisk_bearer_token: str | None = attrs.field(default=None, repr=False)
-    """Bearer token Asterisk must present (``ASTERISK_BEARER_TOKEN``)."""
-    call_log_path: str | None = None
-    """Opt-in transcript log file (``CALL_LOG_PATH``); unset: no transcripts kept."""
-    workers: int = 1
-    """Worker processes serving calls (``NOVAVOICE_WORKERS``, a count or ``auto`` for one
-    per CPU core); ``--workers`` overrides it."""
-    cloudwatch_emf: bool = False
-    """Write CloudWatch Embedded Metric Format lines (``METRICS_CLOUDWATCH_EMF``)."""
-    cloudwatch_emf_interval: float = 60.0
-    """Seconds between two sets of EMF lines (``METRICS_CLOUDWATCH_INTERVAL_MS``)."""
-    cloudwatch_emf_path: str | None = None
-    """File the EMF lines are appended to (``METRICS_CLOUDWATCH_EMF_PATH``); unset: stdout."""
+    address: tuple[str, int] = setting("NOVAVOICE_LISTEN", v.host_port, ("127.0.0.1", 8080))
+    """Where carriers connect (HOST:PORT)."""
+    admin_address: tuple[str, int] = setting(
+        "NOVAVOICE_ADMIN_LISTEN", v.host_port, ("127.0.0.1", 9090)
+    )
+    """Health and metrics endpoint (HOST:PORT)."""
+    drain_timeout: float = setting("DRAIN_TIMEOUT_MS", v.milliseconds, 30.0)
+    """Seconds running calls may continue after SIGTERM."""
+    workers: int = setting("NOVAVOICE_WORKERS", v.workers, 1)
+    """Worker processes serving calls (a count, or ``auto`` for one per CPU core); more than
+    one runs a parent process (:mod:`sessions.workers`). ``--workers`` overrides it."""
+
+
+@attrs.frozen(kw_only=True)
+class AdmissionSettings:
+    """Who may connect, and how many at once (the supervisor's policy)."""
+
+    max_calls: int = setting("MAX_CALLS", v.positive_int, 500)
+    """Concurrent calls admitted; more are refused with HTTP 503."""
+    handshake_timeout: float = setting(
+        "WEBSOCKET_HANDSHAKE_TIMEOUT_MS", v.positive_milliseconds, 10.0
+    )
+    """Seconds a client has to complete the WebSocket handshake."""
+    twilio_auth_token: str | None = setting("TWILIO_AUTH_TOKEN", v.secret, None, secret=True)
+    """Validates ``X-Twilio-Signature`` on upgrades when set."""
+    twilio_public_url: str | None = setting("TWILIO_PUBLIC_URL", v.public_url, None)
+    """The ``wss://host`` Twilio connects to, as signed."""
+    asterisk_basic_auth: tuple[str, str] | None = setting(
+        "ASTERISK_BASIC_AUTH", v.basic_auth, None, secret=True
+    )
+    """``user:password`` Asterisk must present."""
+    asterisk_bearer_token: str | None = setting(
+        "ASTERISK_BEARER_TOKEN", v.secret, None, secret=True
+    )
+    """Bearer token Asterisk must present."""
 
     @property
     def authentication_configured(self) -> bool:
@@ -106,191 +104,196 @@ class Settings:
         )
 
 
-def _ms_to_seconds(raw: str) -> float:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value / 1000.0
+@attrs.frozen(kw_only=True)
+class PromptSettings:
+    """Where prompts live, how long they are cached, and the time budget for loading one."""
+
+    bucket: str = setting("PROMPTS_S3_BUCKET", v.bucket, "nova-sonic-prompts")
+    """Bucket holding the assistants' prompts."""
+    prefix: str = setting("PROMPTS_S3_PREFIX", v.key_prefix, "assistants/")
+    """Key prefix of the prompts, ending in ``/``."""
+    cache_ttl: float = setting("PROMPT_CACHE_TIMEOUT", v.milliseconds, 300.0)
+    """Seconds a fetched prompt stays fresh (the origin service's variable, milliseconds)."""
+    stale_if_error: float = setting("PROMPT_STALE_IF_ERROR_MS", v.milliseconds, 3600.0)
+    """Seconds past expiry a prompt may still be served while S3 fails."""
+    negative_ttl: float = setting("PROMPT_NEGATIVE_CACHE_MS", v.milliseconds, 10.0)
+    """Seconds a "not found" answer is remembered."""
+    refresh_retry_interval: float = setting("PROMPT_REFRESH_RETRY_MS", v.milliseconds, 1.0)
+    """While serving a stale prompt, seconds between attempts to refresh it."""
+    cache_max_entries: int = setting("PROMPT_CACHE_MAX_ENTRIES", v.positive_int, 1024)
+    """Most assistants kept in the prompt cache."""
+    load_timeout: float = setting("PROMPT_LOAD_TIMEOUT_MS", v.positive_milliseconds, 5.0)
+    """The one time budget for loading a call's prompt (see :mod:`actors.prompt_budget`)."""
+    max_bytes: int = setting("PROMPT_MAX_BYTES", v.positive_int, DEFAULT_MAX_PROMPT_BYTES)
+    """Largest prompt object accepted."""
+    s3_max_connections: int = setting("S3_MAX_CONNECTIONS", v.positive_int, 10)
+    """botocore connection pool size and S3 worker-thread limit."""
+
+    @property
+    def budget(self) -> PromptLoadBudget:
+        """The prompt-load budget and every deadline derived from it."""
+        return PromptLoadBudget(self.load_timeout)
 
 
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
+@attrs.frozen(kw_only=True)
+class SonicSettings:
+    """The Bedrock connection: model, pool and its deadlines."""
+
+    model_id: str = setting("NOVA_SONIC_MODEL_ID", v.model_id, DEFAULT_MODEL_ID)
+    """Bedrock model id of Nova Sonic."""
+    max_connections: int = setting("SONIC_MAX_CONNECTIONS", v.positive_int, 8)
+    """HTTP/2 connections to Bedrock at most."""
+    streams_per_connection: int = setting("SONIC_STREAMS_PER_CONNECTION", v.positive_int, 100)
+    """Streams opened per connection at most; fewer if the server says so."""
+    connect_timeout: float = setting("SONIC_CONNECT_TIMEOUT_MS", v.positive_milliseconds, 5.0)
+    """Seconds for TCP + TLS to Bedrock."""
+    first_response_timeout: float = setting(
+        "SONIC_FIRST_RESPONSE_TIMEOUT_MS", v.positive_milliseconds, 10.0
+    )
+    """Seconds for Bedrock to answer a new stream."""
+
+
+def _rotate_after(raw: str) -> float:
+    value = v.positive_milliseconds(raw)
+    if value >= 480.0:
+        raise ValueError("must be below 480000 (Bedrock ends a stream after 8 minutes)")
     return value
 
 
-def _bucket(raw: str) -> str:
-    if not _BUCKET_RE.match(raw) or ".." in raw:
-        raise ValueError("is not a valid S3 bucket name")
-    return raw
+@attrs.frozen(kw_only=True)
+class CallSettings:
+    """Per-call behaviour: the conversation's model parameters and the call's buffers."""
+
+    # setting() declares an attrs field (RUF009 cannot tell), not a shared mutable default.
+    default_assistant: AssistantName | None = setting("DEFAULT_ASSISTANT", v.assistant, None)  # noqa: RUF009
+    """Assistant used when the carrier names none (``None``: such calls are refused)."""
+    voice_id: str = setting("NOVA_SONIC_VOICE", v.voice, events.DEFAULT_VOICE)
+    """Voice the assistant speaks with."""
+    endpointing_sensitivity: str | None = setting(
+        "NOVA_SONIC_ENDPOINTING", v.endpointing, events.DEFAULT_ENDPOINTING
+    )
+    """Turn-taking sensitivity, HIGH, MEDIUM or LOW."""
+    max_tokens: int = setting(
+        "NOVA_SONIC_MAX_TOKENS", v.int_between(1, 10000), events.DEFAULT_MAX_TOKENS
+    )
+    """Most tokens the model may generate per answer."""
+    top_p: float = setting("NOVA_SONIC_TOP_P", v.fraction, events.DEFAULT_TOP_P)
+    """Nucleus sampling threshold."""
+    temperature: float = setting("NOVA_SONIC_TEMPERATURE", v.fraction, events.DEFAULT_TEMPERATURE)
+    """Sampling temperature."""
+    rotate_after: float = setting("NOVA_SONIC_ROTATE_AFTER_MS", _rotate_after, 360.0)
+    """Seconds after which a call's Sonic stream is replaced by a fresh one (with the
+    conversation replayed), ahead of Bedrock's 8-minute stream limit."""
+    start_timeout: float = setting("CALL_START_TIMEOUT_MS", v.positive_milliseconds, 10.0)
+    """Seconds the carrier has, after the upgrade, to start the media stream."""
+    chunk_ms: int = setting("CALL_AUDIO_CHUNK_MS", v.int_between(10, 200), 32)
+    """Duration of one ``audioInput`` chunk (reference nova-sonic.md §4: about 32 ms)."""
+    silence_after: float = setting("CALL_COMFORT_SILENCE_AFTER_MS", v.positive_milliseconds, 0.2)
+    """Quiet seconds from the carrier after which comfort silence is sent to Sonic."""
+    pre_stream_seconds: float = setting("CALL_PRE_STREAM_BUFFER_MS", v.positive_milliseconds, 10.0)
+    """Caller audio kept while the Sonic stream opens; beyond it the newest is dropped."""
+    outbound_seconds: float = setting("CALL_OUTBOUND_BUFFER_MS", v.positive_milliseconds, 2.0)
+    """Assistant audio queued towards a slow or paused carrier before Sonic is held back."""
+    close_timeout: float = setting("CALL_CLOSE_TIMEOUT_MS", v.positive_milliseconds, 2.0)
+    """Seconds allowed for the carrier's close handshake at the end of a call."""
 
 
-def _prefix(raw: str) -> str:
-    if raw.startswith("/") or "\\" in raw or ".." in raw.split("/"):
-        raise ValueError("must be a relative key prefix without '..' or backslashes")
-    if raw and not raw.endswith("/"):
-        raise ValueError("must end with '/'")
-    return raw
+@attrs.frozen(kw_only=True)
+class LoggingSettings:
+    """What the daemon logs, and where transcripts go."""
+
+    level: str = setting("NOVAVOICE_LOG_LEVEL", v.log_level, "INFO")
+    """Service log level (``--log-level`` overrides it)."""
+    call_log_path: str | None = setting("CALL_LOG_PATH", v.path, None)
+    """Opt-in transcript log file; unset: no transcripts kept."""
 
 
-def _region(raw: str) -> str:
-    if not _REGION_RE.match(raw):
-        raise ValueError("is not an AWS region name (for example us-east-1)")
-    return raw
+@attrs.frozen(kw_only=True)
+class MetricsSettings:
+    """Metrics pushed besides ``/metrics``: CloudWatch EMF lines (:mod:`sessions.emf_writer`)."""
+
+    cloudwatch_emf: bool = setting("METRICS_CLOUDWATCH_EMF", v.flag, False)
+    """Write CloudWatch Embedded Metric Format lines."""
+    cloudwatch_emf_interval: float = setting(
+        "METRICS_CLOUDWATCH_INTERVAL_MS", v.positive_milliseconds, 60.0
+    )
+    """Seconds between two sets of EMF lines."""
+    cloudwatch_emf_path: str | None = setting("METRICS_CLOUDWATCH_EMF_PATH", v.path, None)
+    """File the EMF lines are appended to; unset: standard output."""
 
 
-def _model_id(raw: str) -> str:
-    if not raw or any(c.isspace() for c in raw) or "/" in raw:
-        raise ValueError("is not a Bedrock model id")
-    return raw
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Everything the daemon is configured with. Built by :func:`load_settings`."""
+
+    aws_region: str = setting("AWS_REGION", v.region, "us-east-1", fallback="AWS_DEFAULT_REGION")
+    """Region for S3 and Bedrock (``AWS_REGION``, falling back to ``AWS_DEFAULT_REGION``)."""
+    listen: ListenSettings = attrs.field(factory=ListenSettings)
+    admission: AdmissionSettings = attrs.field(factory=AdmissionSettings)
+    prompts: PromptSettings = attrs.field(factory=PromptSettings)
+    sonic: SonicSettings = attrs.field(factory=SonicSettings)
+    calls: CallSettings = attrs.field(factory=CallSettings)
+    logging: LoggingSettings = attrs.field(factory=LoggingSettings)
+    metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
+
+    def replace(self, **sections: Mapping[str, Any]) -> Settings:
+        """A copy with some fields of some sections changed.
+
+        ``settings.replace(prompts={"cache_ttl": 1.0})``; top-level leaves go under ``""``.
+        """
+        changes: dict[str, Any] = dict(sections.pop("", {}))
+        for name, fields in sections.items():
+            changes[name] = attrs.evolve(getattr(self, name), **fields)
+        return attrs.evolve(self, **changes)
 
 
-def parse_host_port(raw: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) → ``(host, port)``; port 0 is allowed."""
-    host, sep, port_text = raw.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError("must be HOST:PORT")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError("port must be 0-65535")
-    return host.strip("[]"), port
+def _section_type(field: attrs.Attribute[Any]) -> type[Any]:
+    # A section field's default is attrs.Factory(SectionClass).
+    section: type[Any] = getattr(field.default, "factory")  # noqa: B009
+    return section
 
 
-def _voice(raw: str) -> str:
-    if raw not in VOICES:
-        raise ValueError(f"is not a Nova Sonic voice ({', '.join(sorted(VOICES))})")
-    return raw
+def variables() -> Iterator[tuple[str, attrs.Attribute[Any]]]:
+    """Every setting as ``(section, field)``; section ``""`` is the root of the tree."""
+    for field in attrs.fields(Settings):
+        if ENV in field.metadata:
+            yield "", field
+        else:
+            for leaf in attrs.fields(_section_type(field)):
+                yield field.name, leaf
 
 
-def _endpointing(raw: str) -> str:
-    if raw not in ("HIGH", "MEDIUM", "LOW"):
-        raise ValueError("must be HIGH, MEDIUM or LOW")
-    return raw
-
-
-def _assistant(raw: str) -> str:
+def _read(env: Mapping[str, str], field: attrs.Attribute[Any]) -> Any:
+    name = field.metadata[ENV]
+    fallback = field.metadata[FALLBACK]
+    if not env.get(name, "").strip() and fallback is not None:
+        name = fallback
+    raw = env.get(name, "").strip()
+    if not raw:
+        return field.default
     try:
-        return validate_assistant_name(raw)
-    except InvalidAssistantName as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _basic(raw: str) -> tuple[str, str]:
-    user, sep, password = raw.partition(":")
-    if not sep or not user or not password:
-        raise ValueError("must be user:password")
-    return user, password
-
-
-def _secret(raw: str) -> str:
-    if len(raw) < 8:
-        raise ValueError("is too short to be a secret (8 characters at least)")
-    return raw
-
-
-def _public_url(raw: str) -> str:
-    if not raw.startswith(("wss://", "ws://", "https://", "http://")):
-        raise ValueError("must start with wss:// (or https://)")
-    return raw.rstrip("/")
-
-
-def _path(raw: str) -> str:
-    return raw
-
-
-def parse_workers(raw: str) -> int:
-    """A worker count, or ``auto``: one per CPU core this process may run on."""
-    if raw.lower() == "auto":
-        if hasattr(os, "sched_getaffinity"):
-            return max(1, len(os.sched_getaffinity(0)))
-        return max(1, os.cpu_count() or 1)
-    return _positive_int(raw)
-
-
-def _flag(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be 1 or 0")
-
-
-def _positive_ms(raw: str) -> float:
-    return _positive_int(raw) / 1000.0
-
-
-def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return parse(raw.strip())
+        return field.metadata[PARSE](raw)
     except ValueError as exc:
-        detail = str(exc) if str(exc) and "invalid literal" not in str(exc) else "is not valid"
+        detail = str(exc)
+        if not detail or "invalid literal" in detail or "could not convert" in detail:
+            detail = "is not valid"
         raise ConfigError(f"{name}={raw!r}: {detail}") from None
 
 
 def settings_from_mapping(env: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from a mapping of variables (the environment, usually)."""
-    d = Settings()
-    region_var = "AWS_REGION" if env.get("AWS_REGION") else "AWS_DEFAULT_REGION"
-    region = _read(env, region_var, _region, d.aws_region)
-    return Settings(
-        aws_region=region,
-        prompts_bucket=_read(env, "PROMPTS_S3_BUCKET", _bucket, d.prompts_bucket),
-        prompts_prefix=_read(env, "PROMPTS_S3_PREFIX", _prefix, d.prompts_prefix),
-        prompt_cache_ttl=_read(env, "PROMPT_CACHE_TIMEOUT", _ms_to_seconds, d.prompt_cache_ttl),
-        prompt_stale_if_error=_read(
-            env, "PROMPT_STALE_IF_ERROR_MS", _ms_to_seconds, d.prompt_stale_if_error
-        ),
-        prompt_negative_ttl=_read(
-            env, "PROMPT_NEGATIVE_CACHE_MS", _ms_to_seconds, d.prompt_negative_ttl
-        ),
-        prompt_cache_max_entries=_read(
-            env, "PROMPT_CACHE_MAX_ENTRIES", _positive_int, d.prompt_cache_max_entries
-        ),
-        prompt_fetch_timeout=_read(
-            env, "PROMPT_FETCH_TIMEOUT_MS", _ms_to_seconds, d.prompt_fetch_timeout
-        ),
-        prompt_max_bytes=_read(env, "PROMPT_MAX_BYTES", _positive_int, d.prompt_max_bytes),
-        s3_max_connections=_read(env, "S3_MAX_CONNECTIONS", _positive_int, d.s3_max_connections),
-        sonic_model_id=_read(env, "NOVA_SONIC_MODEL_ID", _model_id, d.sonic_model_id),
-        sonic_voice=_read(env, "NOVA_SONIC_VOICE", _voice, d.sonic_voice),
-        sonic_endpointing=_read(env, "NOVA_SONIC_ENDPOINTING", _endpointing, d.sonic_endpointing),
-        sonic_max_connections=_read(
-            env, "SONIC_MAX_CONNECTIONS", _positive_int, d.sonic_max_connections
-        ),
-        sonic_streams_per_connection=_read(
-            env, "SONIC_STREAMS_PER_CONNECTION", _positive_int, d.sonic_streams_per_connection
-        ),
-        sonic_connect_timeout=_read(
-            env, "SONIC_CONNECT_TIMEOUT_MS", _ms_to_seconds, d.sonic_connect_timeout
-        ),
-        sonic_first_response_timeout=_read(
-            env,
-            "SONIC_FIRST_RESPONSE_TIMEOUT_MS",
-            _ms_to_seconds,
-            d.sonic_first_response_timeout,
-        ),
-        listen=_read(env, "NOVAVOICE_LISTEN", parse_host_port, d.listen),
-        admin_listen=_read(env, "NOVAVOICE_ADMIN_LISTEN", parse_host_port, d.admin_listen),
-        max_calls=_read(env, "MAX_CALLS", _positive_int, d.max_calls),
-        default_assistant=_read(env, "DEFAULT_ASSISTANT", _assistant, d.default_assistant),
-        drain_timeout=_read(env, "DRAIN_TIMEOUT_MS", _ms_to_seconds, d.drain_timeout),
-        twilio_auth_token=_read(env, "TWILIO_AUTH_TOKEN", _secret, d.twilio_auth_token),
-        twilio_public_url=_read(env, "TWILIO_PUBLIC_URL", _public_url, d.twilio_public_url),
-        asterisk_basic_auth=_read(env, "ASTERISK_BASIC_AUTH", _basic, d.asterisk_basic_auth),
-        asterisk_bearer_token=_read(env, "ASTERISK_BEARER_TOKEN", _secret, d.asterisk_bearer_token),
-        call_log_path=_read(env, "CALL_LOG_PATH", _path, d.call_log_path),
-        workers=_read(env, "NOVAVOICE_WORKERS", parse_workers, d.workers),
-        cloudwatch_emf=_read(env, "METRICS_CLOUDWATCH_EMF", _flag, d.cloudwatch_emf),
-        cloudwatch_emf_interval=_read(
-            env, "METRICS_CLOUDWATCH_INTERVAL_MS", _positive_ms, d.cloudwatch_emf_interval
-        ),
-        cloudwatch_emf_path=_read(env, "METRICS_CLOUDWATCH_EMF_PATH", _path, d.cloudwatch_emf_path),
-    )
+    for old, new in RENAMED.items():
+        if env.get(old, "").strip():
+            raise ConfigError(f"{old}={env[old]!r}: renamed, set {new} instead")
+    root: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for section, field in variables():
+        target = root if not section else sections.setdefault(section, {})
+        target[field.name] = _read(env, field)
+    for field in attrs.fields(Settings):
+        if field.name in sections:
+            root[field.name] = _section_type(field)(**sections[field.name])
+    return Settings(**root)
 
 
 def load_settings(
@@ -302,6 +305,6 @@ def load_settings(
     """
     merged: dict[str, str] = {}
     if dotenv_path is not None and Path(dotenv_path).is_file():
-        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        merged.update({k: val for k, val in dotenv_values(dotenv_path).items() if val is not None})
     merged.update(os.environ if environ is None else environ)
     return settings_from_mapping(merged)

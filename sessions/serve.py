@@ -43,14 +43,15 @@ from actors.sonic.credentials import CredentialsProvider
 from actors.sonic.pool import open_sonic_client
 from actors.sonic_session import SonicOpener
 from sessions.admin import Health, serve_admin
-from sessions.call_records import CallDeps, CallSettings
-from sessions.config import Settings, load_settings, parse_host_port, parse_workers
+from sessions.call_records import CallDeps
+from sessions.config import Settings, load_settings
+from sessions.config_values import host_port, log_level, workers
 from sessions.emf import EmfFormatter, read_registry
 from sessions.emf_writer import run_emf_writer
 from sessions.logs import configure_logging, log_event, open_call_log
 from sessions.loop_lag import run_loop_lag_monitor
 from sessions.metrics import Metrics
-from sessions.supervisor import AdmissionSettings, Supervisor, serve_calls
+from sessions.supervisor import Supervisor, serve_calls
 from sessions.workers import run_workers
 
 logger = logging.getLogger("novavoice.serve")
@@ -70,8 +71,6 @@ class DaemonOverrides:
     """Default: ``AWS_ENDPOINT_URL_S3`` (botocore applies it), then S3's endpoint."""
     s3_static_credentials: tuple[str, str] | None = None
     """For local S3 servers only; production uses the standard chain."""
-    call_settings: CallSettings | None = None
-    """Per-call tuning; default derived from :class:`Settings`."""
     sonic_middleware: Callable[[SonicOpener], SonicOpener] | None = None
     """Wraps the Sonic client every call uses (instrumentation; fault injection in tests)."""
     carrier_sockets: tuple[socket.socket, ...] | None = None
@@ -93,7 +92,7 @@ class Daemon:
 
 def check_listen_security(host: str, settings: Settings, *, insecure: bool) -> None:
     """Refuse a non-loopback listener without carrier authentication unless ``insecure``."""
-    if insecure or settings.authentication_configured:
+    if insecure or settings.admission.authentication_configured:
         return
     try:
         loopback = ipaddress.ip_address(host).is_loopback
@@ -107,15 +106,6 @@ def check_listen_security(host: str, settings: Settings, *, insecure: bool) -> N
         )
 
 
-def call_settings_from(settings: Settings) -> CallSettings:
-    """Per-call behaviour from the daemon's settings."""
-    return CallSettings(
-        default_assistant=settings.default_assistant,
-        voice_id=settings.sonic_voice,
-        endpointing_sensitivity=settings.sonic_endpointing,
-    )
-
-
 @asynccontextmanager
 async def open_daemon(
     settings: Settings, overrides: DaemonOverrides | None = None, *, insecure: bool = False
@@ -126,73 +116,71 @@ async def open_daemon(
     ``daemon.supervisor.drain(deadline)`` first for a graceful stop.
     """
     ov = overrides or DaemonOverrides()
-    host, port = settings.listen
-    admin_host, admin_port = settings.admin_listen
+    host, port = settings.listen.address
+    admin_host, admin_port = settings.listen.admin_address
+    prompts, sonic_settings = settings.prompts, settings.sonic
+    budget = prompts.budget  # every prompt-path deadline derives from this one budget
     check_listen_security(host, settings, insecure=insecure)
     metrics = Metrics()
     health = Health()
     # Built once, in the trio thread: creating boto3 clients concurrently is not safe.
     s3 = make_s3_client(
         region=settings.aws_region,
-        max_connections=settings.s3_max_connections,
+        max_connections=prompts.s3_max_connections,
         endpoint_url=ov.s3_endpoint_url,
         static_credentials=ov.s3_static_credentials,
+        budget=budget,
     )
     store = S3PromptStore(
         client=s3,
-        bucket=settings.prompts_bucket,
-        prefix=settings.prompts_prefix,
-        limiter=trio.CapacityLimiter(settings.s3_max_connections),
-        max_bytes=settings.prompt_max_bytes,
+        bucket=prompts.bucket,
+        prefix=prompts.prefix,
+        limiter=trio.CapacityLimiter(prompts.s3_max_connections),
+        max_bytes=prompts.max_bytes,
     )
     async with (
-        open_call_log(settings.call_log_path) as call_log,
+        open_call_log(settings.logging.call_log_path) as call_log,
         open_prompt_cache(
             store,
-            ttl=settings.prompt_cache_ttl,
-            stale_if_error=settings.prompt_stale_if_error,
-            negative_ttl=settings.prompt_negative_ttl,
-            max_entries=settings.prompt_cache_max_entries,
+            ttl=prompts.cache_ttl,
+            stale_if_error=prompts.stale_if_error,
+            negative_ttl=prompts.negative_ttl,
+            max_entries=prompts.cache_max_entries,
+            fetch_timeout=budget.cache_fetch_timeout,
+            refresh_retry_interval=prompts.refresh_retry_interval,
         ) as cache,
         open_sonic_client(
             region=settings.aws_region,
-            model_id=settings.sonic_model_id,
+            model_id=sonic_settings.model_id,
             endpoint_url=ov.sonic_endpoint_url,
             ca_file=ov.sonic_ca_file,
             credentials_provider=ov.sonic_credentials,
-            max_connections=settings.sonic_max_connections,
-            max_streams_per_connection=settings.sonic_streams_per_connection,
-            connect_timeout=settings.sonic_connect_timeout,
-            first_response_timeout=settings.sonic_first_response_timeout,
+            max_connections=sonic_settings.max_connections,
+            max_streams_per_connection=sonic_settings.streams_per_connection,
+            connect_timeout=sonic_settings.connect_timeout,
+            first_response_timeout=sonic_settings.first_response_timeout,
         ) as sonic,
         trio.open_nursery() as nursery,
     ):
         metrics.watch_prompt_cache(cache)
         deps = CallDeps(
-            prompts=PromptFetcher(cache, settings.prompt_fetch_timeout),
+            prompts=PromptFetcher(cache, budget.call_timeout),
             sonic=ov.sonic_middleware(sonic) if ov.sonic_middleware else sonic,
             metrics=metrics,
             call_log=call_log,
-            settings=ov.call_settings or call_settings_from(settings),
-        )
-        admission = AdmissionSettings(
-            max_calls=settings.max_calls,
-            twilio_auth_token=settings.twilio_auth_token,
-            twilio_public_url=settings.twilio_public_url,
-            asterisk_basic=settings.asterisk_basic_auth,
-            asterisk_bearer=settings.asterisk_bearer_token,
+            settings=settings.calls,
         )
         bound_admin = await nursery.start(
             functools.partial(serve_admin, admin_host, admin_port, metrics=metrics, health=health)
         )
         nursery.start_soon(run_loop_lag_monitor, metrics, 0.25)
-        if settings.cloudwatch_emf:
+        if settings.metrics.cloudwatch_emf:
             await nursery.start(
                 functools.partial(
                     run_emf_writer,
                     functools.partial(read_registry, metrics.registry),
-                    interval=settings.cloudwatch_emf_interval,
-                    path=settings.cloudwatch_emf_path,
+                    interval=settings.metrics.cloudwatch_emf_interval,
+                    path=settings.metrics.cloudwatch_emf_path,
                     formatter=EmfFormatter(extra={"pid": os.getpid()}),
                 )
             )
@@ -202,7 +190,7 @@ async def open_daemon(
                 host,
                 port,
                 deps,
-                admission=admission,
+                admission=settings.admission,
                 health=health,
                 metrics=metrics,
                 sockets=ov.carrier_sockets,
@@ -239,7 +227,7 @@ async def run_until_signalled(settings: Settings, *, insecure: bool) -> None:
             drained = trio.Event()
 
             async def drain() -> None:
-                await daemon.supervisor.drain(settings.drain_timeout)
+                await daemon.supervisor.drain(settings.listen.drain_timeout)
                 drained.set()
 
             async def watch_signals() -> None:
@@ -270,7 +258,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow a non-loopback listener with no carrier authentication",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--log-level", help="DEBUG, INFO, WARNING or ERROR (NOVAVOICE_LOG_LEVEL; default INFO)"
+    )
     parser.add_argument(
         "--workers",
         help="worker processes, a count or 'auto' for one per CPU core (NOVAVOICE_WORKERS); "
@@ -280,22 +270,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the daemon until signalled; exit status 0 after a clean drain."""
-    configure_logging(args.log_level.upper())
     settings = load_settings()
+    listen: dict[str, object] = {}
     try:
         if args.listen:
-            settings = attrs.evolve(settings, listen=parse_host_port(args.listen))
+            listen["address"] = host_port(args.listen)
         if args.admin_listen:
-            settings = attrs.evolve(settings, admin_listen=parse_host_port(args.admin_listen))
+            listen["admin_address"] = host_port(args.admin_listen)
+        if args.workers:
+            listen["workers"] = workers(args.workers)
+        level = log_level(args.log_level) if args.log_level else settings.logging.level
     except ValueError as exc:
-        raise ConfigError(f"--listen/--admin-listen: {exc}") from None
-    try:
-        workers = parse_workers(args.workers) if args.workers else settings.workers
-    except ValueError as exc:
-        raise ConfigError(f"--workers={args.workers!r}: {exc}") from None
-    if workers > 1:
-        check_listen_security(settings.listen[0], settings, insecure=args.insecure)
-        run = functools.partial(run_workers, settings, workers, log_level=args.log_level.upper())
-        return trio.run(run)
+        raise ConfigError(f"--listen/--admin-listen/--log-level/--workers: {exc}") from None
+    settings = settings.replace(listen=listen)
+    configure_logging(level)
+    if settings.listen.workers > 1:
+        check_listen_security(settings.listen.address[0], settings, insecure=args.insecure)
+        return trio.run(functools.partial(run_workers, settings, log_level=level))
     trio.run(functools.partial(run_until_signalled, settings, insecure=args.insecure))
     return 0

@@ -32,6 +32,7 @@ from actors.errors import CarrierAuthError
 from sessions.admin import Health
 from sessions.call import CallChannel
 from sessions.call_records import CallDeps, CallSummary
+from sessions.config import AdmissionSettings
 from sessions.dialects.asterisk import AsteriskDialect, check_upgrade_auth, select_subprotocol
 from sessions.dialects.base import Dialect
 from sessions.dialects.twilio import TwilioDialect
@@ -41,28 +42,11 @@ from sessions.metrics import Carrier, Metrics
 
 logger = logging.getLogger("novavoice.supervisor")
 
-# Messages larger than these caps close the socket with 1009 inside trio-websocket; the
+# Messages larger than these caps close the socket with 1009 (CloseCode.MESSAGE_TOO_BIG)
+# inside trio-websocket; the
 # dialects enforce their own (smaller, documented) caps with a specific close code.
 MAX_WS_MESSAGE_BYTES = 256 * 1024
 _CLOSED = (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-@attrs.frozen(kw_only=True)
-class AdmissionSettings:
-    """Who may connect, and how many at once."""
-
-    max_calls: int = 500
-    """Concurrent calls admitted; beyond it upgrades are refused with 503."""
-    twilio_auth_token: str | None = None
-    """When set, Twilio upgrades must carry a valid ``X-Twilio-Signature``."""
-    twilio_public_url: str | None = None
-    """The ``wss://host`` Twilio connects to (the URL the signature covers)."""
-    asterisk_basic: tuple[str, str] | None = None
-    """HTTP Basic user and password Asterisk must present."""
-    asterisk_bearer: str | None = None
-    """Bearer token Asterisk must present."""
-    connect_timeout: float = 10.0
-    """Seconds a client has to complete the WebSocket handshake."""
 
 
 @attrs.define(eq=False)
@@ -104,7 +88,9 @@ class Supervisor:
             )
         elif carrier == "asterisk":
             check_upgrade_auth(
-                request.headers, basic=adm.asterisk_basic, bearer_token=adm.asterisk_bearer
+                request.headers,
+                basic=adm.asterisk_basic_auth,
+                bearer_token=adm.asterisk_bearer_token,
             )
 
     async def _refuse(self, request: WebSocketRequest, status: int, reason: str) -> None:
@@ -287,7 +273,7 @@ async def serve_calls(
             listeners,
             handler_nursery=calls_nursery,
             max_message_size=MAX_WS_MESSAGE_BYTES,
-            connect_timeout=admission.connect_timeout,
+            connect_timeout=admission.handshake_timeout,
             disconnect_timeout=2.0,
         )
         bound = listeners[0].socket.getsockname()[1]

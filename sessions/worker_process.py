@@ -115,7 +115,7 @@ async def run_worker(
             async with trio.open_nursery() as stopping:
 
                 async def drain() -> None:
-                    await daemon.supervisor.drain(settings.drain_timeout)
+                    await daemon.supervisor.drain(settings.listen.drain_timeout)
                     stopping.cancel_scope.cancel()
 
                 async def stop_now() -> None:
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     fields = _WorkerFields(args.worker)
     for handler in logging.getLogger().handlers:
         handler.addFilter(fields)
-    settings = attrs.evolve(load_settings(), admin_listen=("127.0.0.1", 0), workers=1)
+    settings = load_settings().replace(listen={"admin_address": ("127.0.0.1", 0), "workers": 1})
     sockets = tuple(socket.socket(fileno=fd) for fd in args.listen_fd)
     trio.run(functools.partial(run_worker, settings, args.worker, sockets, args.status_fd))
     return 0

@@ -341,10 +341,12 @@ async def bind_carrier_sockets(host: str, port: int) -> tuple[trio.socket.Socket
     return tuple(listener.socket for listener in listeners)
 
 
-async def run_workers(settings: Settings, workers: int, *, log_level: str = "INFO") -> int:
-    """Run ``workers`` worker processes until signalled; returns the exit status."""
-    host, port = settings.listen
-    admin_host, admin_port = settings.admin_listen
+async def run_workers(settings: Settings, *, log_level: str = "INFO") -> int:
+    """Run ``settings.listen.workers`` worker processes until signalled; returns the exit
+    status."""
+    workers = settings.listen.workers
+    host, port = settings.listen.address
+    admin_host, admin_port = settings.listen.admin_address
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         sockets = await bind_carrier_sockets(host, port)
         bound_port = sockets[0].getsockname()[1]
@@ -391,7 +393,7 @@ async def run_workers(settings: Settings, workers: int, *, log_level: str = "INF
                         await pool.stop_all()
 
             async def deadline() -> None:
-                await trio.sleep(settings.drain_timeout + KILL_GRACE)
+                await trio.sleep(settings.listen.drain_timeout + KILL_GRACE)
                 pool.kill_all()
 
             nursery.start_soon(watch_signals)

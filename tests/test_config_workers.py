@@ -11,10 +11,10 @@ from sessions.config import settings_from_mapping
 
 
 def test_workers_is_a_count_or_auto_for_one_per_core() -> None:
-    assert settings_from_mapping({}).workers == 1
-    assert settings_from_mapping({"NOVAVOICE_WORKERS": "3"}).workers == 3
+    assert settings_from_mapping({}).listen.workers == 1
+    assert settings_from_mapping({"NOVAVOICE_WORKERS": "3"}).listen.workers == 3
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert settings_from_mapping({"NOVAVOICE_WORKERS": "auto"}).workers == cores
+    assert settings_from_mapping({"NOVAVOICE_WORKERS": "auto"}).listen.workers == cores
 
 
 def test_emf_settings_and_units() -> None:
@@ -25,10 +25,10 @@ def test_emf_settings_and_units() -> None:
             "METRICS_CLOUDWATCH_EMF_PATH": "/var/log/novavoice/emf.log",
         }
     )
-    assert (s.cloudwatch_emf, s.cloudwatch_emf_interval) == (True, 15.0)
-    assert s.cloudwatch_emf_path == "/var/log/novavoice/emf.log"
-    assert settings_from_mapping({}).cloudwatch_emf is False
-    assert settings_from_mapping({}).cloudwatch_emf_interval == 60.0
+    assert (s.metrics.cloudwatch_emf, s.metrics.cloudwatch_emf_interval) == (True, 15.0)
+    assert s.metrics.cloudwatch_emf_path == "/var/log/novavoice/emf.log"
+    assert settings_from_mapping({}).metrics.cloudwatch_emf is False
+    assert settings_from_mapping({}).metrics.cloudwatch_emf_interval == 60.0
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,11 @@ from actors.sonic.eventstream import (
 )
 
 __all__ = [
+    "DEFAULT_ENDPOINTING",
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_TEMPERATURE",
+    "DEFAULT_TOP_P",
+    "DEFAULT_VOICE",
     "ENDPOINTING_SENSITIVITIES",
     "SAMPLE_RATES",
     "TEXT_INPUT_LIMIT",
@@ -66,6 +71,12 @@ VOICES: Final = frozenset(
     }
 )  # fmt: skip
 TEXT_ROLES: Final = frozenset({"SYSTEM", "USER", "ASSISTANT", "SYSTEM_SPEECH"})
+# The defaults of a session, written here once (the daemon's settings take them from here).
+DEFAULT_VOICE: Final = "matthew"
+DEFAULT_MAX_TOKENS: Final = 1024
+DEFAULT_TOP_P: Final = 0.9
+DEFAULT_TEMPERATURE: Final = 0.7
+DEFAULT_ENDPOINTING: Final = "MEDIUM"
 TEXT_INPUT_LIMIT: Final = 1024
 
 # Constant header blocks, encoded once: the inner message of every input event, and what
@@ -178,10 +189,10 @@ def chunk_event_json(message: Message) -> bytes:
 
 def session_start(
     *,
-    max_tokens: int = 1024,
-    top_p: float = 0.9,
-    temperature: float = 0.7,
-    endpointing_sensitivity: str | None = "MEDIUM",
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    top_p: float = DEFAULT_TOP_P,
+    temperature: float = DEFAULT_TEMPERATURE,
+    endpointing_sensitivity: str | None = DEFAULT_ENDPOINTING,
 ) -> bytes:
     """``sessionStart``; ``endpointing_sensitivity`` None omits turn detection (Nova v1)."""
     body: dict[str, object] = {

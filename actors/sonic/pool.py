@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from actors.errors import SonicConnectionError, SonicTimeout
+from actors.exception_groups import unwrap_lone_exception
 from actors.sonic.connection import (
     Connection,
     ConnectionConfig,
@@ -223,7 +224,9 @@ async def open_sonic_client(
         write_coalesce_delay=write_coalesce_delay,
     )
     provider = credentials_provider or BotocoreCredentialsProvider()
-    try:
+    # Connection tasks never raise after they started, so a group here only wraps what
+    # the body raised; hand a lone exception back as itself.
+    with unwrap_lone_exception():
         async with trio.open_nursery() as nursery:
             pool = ConnectionPool(
                 opener=opener,
@@ -249,10 +252,3 @@ async def open_sonic_client(
                 # close_timeout to send GOAWAY and close, then cut what is left.
                 pool.close()
                 nursery.cancel_scope.deadline = trio.current_time() + close_timeout
-    except BaseExceptionGroup as group:
-        # Connection tasks never raise after they started, so a group here only wraps
-        # what the body raised; hand a lone exception back as itself.
-        if len(group.exceptions) == 1:
-            only = group.exceptions[0]
-            raise only from only.__cause__
-        raise

@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 
+from actors.close_codes import CloseCode
+
 __all__ = ["OUTCOMES", "CallReport", "percentile"]
 
 OUTCOMES = (
@@ -98,6 +100,16 @@ class CallReport:
     close_reason: str | None = None
     closed_by: str | None = None
     """``caller``, ``daemon`` or ``network`` (the TCP connection broke)."""
+
+    @property
+    def close_label(self) -> str:
+        """The close code with its name from the daemon's table (``4100 NO_ASSISTANT``)."""
+        if self.close_code is None:
+            return "-"
+        try:
+            return f"{self.close_code} {CloseCode(self.close_code).name}"
+        except ValueError:  # not one of ours (1005, 1006, a carrier's own code, ...)
+            return str(self.close_code)
 
     @property
     def duration_s(self) -> float:

@@ -123,7 +123,13 @@ class FakeSonic:
 @asynccontextmanager
 async def open_fetcher(store: FakePromptStore) -> AsyncIterator[tuple[PromptFetcher, PromptCache]]:
     async with open_prompt_cache(
-        store, ttl=300, stale_if_error=60, negative_ttl=5, max_entries=16
+        store,
+        ttl=300,
+        stale_if_error=60,
+        negative_ttl=5,
+        max_entries=16,
+        fetch_timeout=5.0,
+        refresh_retry_interval=1.0,
     ) as cache:
         yield PromptFetcher(cache, timeout=5.0), cache
 

@@ -17,12 +17,14 @@ import pytest
 import trio
 
 from actors.audio_codec import pcm16_to_ulaw, ulaw_to_pcm16
+from actors.close_codes import CloseCode
 from actors.errors import SonicHTTPError, SonicStreamError
+from actors.prompt_cache import PromptCache
 from actors.sonic import output
 from devkit.fake_prompt_store import FakePromptStore
-from sessions import close_codes
 from sessions.call import CallChannel
-from sessions.call_records import CallDeps, CallSettings, CallSummary
+from sessions.call_records import CallDeps, CallEnd, CallSummary
+from sessions.config import CallSettings
 from sessions.dialects.twilio import TwilioDialect
 from sessions.logs import open_call_log
 from sessions.metrics import Metrics
@@ -77,6 +79,8 @@ async def run_scenario(
     call_log_path: Path | None = None,
     peer_reads: bool = True,
     channels: list[CallChannel] | None = None,
+    path: str = "/twilio/esther",
+    caches: list[PromptCache] | None = None,
 ) -> tuple[CallSummary, TwilioPeer, FakeSonic, Metrics]:
     sonic = sonic or FakeSonic()
     if store is None:
@@ -85,10 +89,12 @@ async def run_scenario(
     metrics = Metrics(process_metrics=False)
     result: list[CallSummary] = []
     async with (
-        open_fetcher(store) as (fetcher, _cache),
+        open_fetcher(store) as (fetcher, cache),
         open_call_log(call_log_path) as call_log,
         ws_pair(lockstep=not peer_reads) as (server_ws, client_ws),
     ):
+        if caches is not None:
+            caches.append(cache)
         deps = CallDeps(
             prompts=fetcher,
             sonic=sonic,
@@ -103,7 +109,7 @@ async def run_scenario(
 
             async def call() -> None:
                 with metrics.call("twilio") as cm:
-                    dialect = TwilioDialect(path="/twilio/esther")
+                    dialect = TwilioDialect(path=path)
                     channel = CallChannel(server_ws, dialect, deps, cm)
                     if channels is not None:
                         channels.append(channel)
@@ -154,7 +160,7 @@ async def test_full_call_setup_audio_both_ways_and_hangup(autojump_clock: trio.a
     assert peer.audio()[: len(answer) // 2] == pcm16_to_ulaw(answer)
     assert len(peer.audio()) == len(answer) // 2
     assert peer.received[-1]["event"] == "mark"
-    assert summary.end == close_codes.CallEnd("hangup", 1000, "call ended")
+    assert summary.end == CallEnd("hangup", CloseCode.NORMAL, "call ended")
     assert summary.first_audio_seconds is not None
     assert stream.closed
 
@@ -251,6 +257,26 @@ async def test_barge_in_clears_queued_audio_and_drops_the_rest_of_that_answer(
     )
 
 
+async def test_a_hostile_name_is_refused_at_the_call_boundary(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = FakePromptStore()
+
+    async def start(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+
+    caches: list[PromptCache] = []
+    summary, _, sonic, _ = await run_scenario(
+        start, store=store, path="/twilio/..%2Fsecrets", caches=caches
+    )
+    assert summary.end is not None
+    assert (summary.end.reason, summary.end.code) == ("prompt_error", CloseCode.NO_ASSISTANT)
+    assert "'../secrets'" in summary.end.text
+    assert store.fetch_count == 0 and sonic.streams == []
+    # Refused at the boundary: the prompt path never saw the name.
+    assert caches[0].statistics().misses == 0
+
+
 async def test_missing_prompt_ends_the_call_before_sonic(autojump_clock: trio.abc.Clock) -> None:
     store = FakePromptStore()
     store.put("esther", "x")
@@ -261,7 +287,7 @@ async def test_missing_prompt_ends_the_call_before_sonic(autojump_clock: trio.ab
     store.delete("esther")
     summary, _, sonic, _ = await run_scenario(missing, store=store)
     assert summary.end is not None
-    assert summary.end.code == close_codes.PROMPT_NOT_FOUND
+    assert summary.end.code == CloseCode.PROMPT_NOT_FOUND
     assert summary.end.reason == "prompt_error"
     assert "esther" in summary.end.text and "assistants/" not in summary.end.text
     assert sonic.streams == []
@@ -270,9 +296,9 @@ async def test_missing_prompt_ends_the_call_before_sonic(autojump_clock: trio.ab
 @pytest.mark.parametrize(
     ("error", "code"),
     [
-        (SonicStreamError("throttlingException", "slow down"), close_codes.SONIC_THROTTLED),
-        (SonicStreamError("validationException", "bad event"), close_codes.SONIC_FAILED),
-        (SonicStreamError("internalServerException", "oops"), close_codes.SONIC_FAILED),
+        (SonicStreamError("throttlingException", "slow down"), CloseCode.SONIC_THROTTLED),
+        (SonicStreamError("validationException", "bad event"), CloseCode.SONIC_FAILED),
+        (SonicStreamError("internalServerException", "oops"), CloseCode.SONIC_FAILED),
     ],
 )
 async def test_sonic_error_mid_call_closes_the_carrier_with_its_code(
@@ -302,7 +328,7 @@ async def test_carrier_that_never_starts_is_closed_at_the_deadline(
         await trio.sleep(60)
 
     summary, _, sonic, _ = await run_scenario(script, settings=CallSettings(start_timeout=5))
-    assert summary.end is not None and summary.end.code == close_codes.START_TIMEOUT
+    assert summary.end is not None and summary.end.code == CloseCode.START_TIMEOUT
     assert sonic.streams == []
 
 
@@ -425,9 +451,7 @@ async def test_sonic_ending_the_stream_ends_the_call(autojump_clock: trio.abc.Cl
         sonic.streams[0].end()
 
     summary, _, _, _ = await run_scenario(script)
-    assert summary.end == close_codes.CallEnd(
-        "sonic_error", close_codes.SONIC_SESSION_ENDED, "session ended"
-    )
+    assert summary.end == CallEnd("sonic_error", CloseCode.SONIC_SESSION_ENDED, "session ended")
 
 
 async def test_final_transcripts_go_to_the_call_log_only(
@@ -521,4 +545,4 @@ async def test_a_refused_stream_is_reported_by_its_http_answer(
     refusal = SonicHTTPError(429, "ThrottlingException", "Too many requests")
     summary, _, _, _ = await run_scenario(script, sonic=FakeSonic(refuse_with=refusal))
     assert summary.end is not None
-    assert (summary.end.reason, summary.end.code) == ("sonic_error", close_codes.SONIC_THROTTLED)
+    assert (summary.end.reason, summary.end.code) == ("sonic_error", CloseCode.SONIC_THROTTLED)

@@ -7,7 +7,7 @@ takes about a second.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -63,15 +63,17 @@ async def emulator() -> AsyncIterator[Emulator]:
         yield emu
 
 
-def daemon_settings(**changes: object) -> Settings:
-    """Daemon settings for tests: loopback, port 0, fast drain."""
-    base = Settings(
-        listen=("127.0.0.1", 0),
-        admin_listen=("127.0.0.1", 0),
-        drain_timeout=2.0,
-        prompt_fetch_timeout=5.0,
+def daemon_settings(**sections: Mapping[str, Any]) -> Settings:
+    """Daemon settings for tests: loopback, port 0, fast drain; ``sections`` as in
+    :meth:`Settings.replace` (``prompts={"cache_ttl": 0.2}``)."""
+    base = Settings().replace(
+        listen={
+            "address": ("127.0.0.1", 0),
+            "admin_address": ("127.0.0.1", 0),
+            "drain_timeout": 2.0,
+        }
     )
-    return attrs.evolve(base, **changes)  # type: ignore[arg-type]
+    return base.replace(**sections)
 
 
 def daemon_overrides(emu: Emulator, s3: LocalS3) -> DaemonOverrides:

@@ -49,7 +49,7 @@ async def test_unknown_path_is_refused_with_404(daemon: Daemon) -> None:
 async def test_capacity_refuses_with_503_and_readiness_follows(
     emulator: Emulator, local_s3: LocalS3
 ) -> None:
-    settings = daemon_settings(max_calls=1)
+    settings = daemon_settings(admission={"max_calls": 1})
     with trio.fail_after(20):
         async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
             assert (await http_get(daemon.admin_url + "/readyz"))[0] == 200
@@ -72,7 +72,7 @@ async def test_twilio_signature_is_checked_on_the_upgrade(
 ) -> None:
     token = "twilio-auth-token-for-tests"
     public = "wss://voice.example.com"
-    settings = daemon_settings(twilio_auth_token=token, twilio_public_url=public)
+    settings = daemon_settings(admission={"twilio_auth_token": token, "twilio_public_url": public})
     with trio.fail_after(20):
         async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
             url = daemon.url + "/twilio/esther"
@@ -90,7 +90,7 @@ async def test_twilio_signature_is_checked_on_the_upgrade(
 
 
 async def test_asterisk_requires_its_credentials(emulator: Emulator, local_s3: LocalS3) -> None:
-    settings = daemon_settings(asterisk_basic_auth=("asterisk", "s3cret-pass"))
+    settings = daemon_settings(admission={"asterisk_basic_auth": ("asterisk", "s3cret-pass")})
     with trio.fail_after(20):
         async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
             url = daemon.url + "/asterisk/esther"
@@ -100,12 +100,12 @@ async def test_asterisk_requires_its_credentials(emulator: Emulator, local_s3: L
 
 
 def test_public_listener_without_authentication_is_refused() -> None:
-    settings = daemon_settings(listen=("0.0.0.0", 0))
+    settings = daemon_settings(listen={"address": ("0.0.0.0", 0)})
     with pytest.raises(ConfigError, match="NOVAVOICE_LISTEN"):
         check_listen_security("0.0.0.0", settings, insecure=False)
     check_listen_security("0.0.0.0", settings, insecure=True)  # explicitly allowed
     check_listen_security("127.0.0.1", settings, insecure=False)  # loopback is fine
-    secured = daemon_settings(asterisk_bearer_token="a-long-bearer-token")
+    secured = daemon_settings(admission={"asterisk_bearer_token": "a-long-bearer-token"})
     check_listen_security("0.0.0.0", secured, insecure=False)
 
 

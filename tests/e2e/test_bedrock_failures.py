@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from actors.close_codes import CloseCode
 from devkit.emulator import open_emulator
 from devkit.emulator.server import Emulator
 from devkit.local_s3 import LocalS3
 from devkit.simcall import CallScript, run_simulated_call
-from sessions import close_codes
 from sessions.serve import open_daemon
 from tests.e2e.conftest import daemon_overrides, daemon_settings, emulator_config
 
@@ -49,7 +49,7 @@ async def closed_port() -> int:
 async def call_with_endpoint(
     emulator: Emulator, s3: LocalS3, url: str, *, ca_file: str | None
 ) -> int | None:
-    settings = daemon_settings(sonic_connect_timeout=1.0, sonic_first_response_timeout=1.0)
+    settings = daemon_settings(sonic={"connect_timeout": 1.0, "first_response_timeout": 1.0})
     overrides = attrs.evolve(
         daemon_overrides(emulator, s3), sonic_endpoint_url=url, sonic_ca_file=ca_file
     )
@@ -62,20 +62,20 @@ async def call_with_endpoint(
 async def test_unreachable_endpoint(emulator: Emulator, local_s3: LocalS3) -> None:
     url = f"https://127.0.0.1:{await closed_port()}"
     code = await call_with_endpoint(emulator, local_s3, url, ca_file=emulator.ca_file)
-    assert code == close_codes.SONIC_FAILED
+    assert code == CloseCode.SONIC_FAILED
 
 
 async def test_endpoint_that_never_answers_tls(emulator: Emulator, local_s3: LocalS3) -> None:
     async with silent_tls_port() as port:
         url = f"https://127.0.0.1:{port}"
         code = await call_with_endpoint(emulator, local_s3, url, ca_file=emulator.ca_file)
-    assert code == close_codes.SONIC_TIMEOUT
+    assert code == CloseCode.SONIC_TIMEOUT
 
 
 async def test_untrusted_endpoint_certificate(emulator: Emulator, local_s3: LocalS3) -> None:
     # The emulator's certificate, but without trusting its CA: verification must fail.
     code = await call_with_endpoint(emulator, local_s3, emulator.url, ca_file=None)
-    assert code == close_codes.SONIC_FAILED
+    assert code == CloseCode.SONIC_FAILED
 
 
 async def test_throttled_at_open_is_told_as_throttling(local_s3: LocalS3) -> None:
@@ -91,5 +91,5 @@ async def test_throttled_at_open_is_told_as_throttling(local_s3: LocalS3) -> Non
             errors = daemon.metrics.registry.get_sample_value(
                 "novavoice_sonic_errors_total", {"type": "SonicHTTPError"}
             )
-    assert report.close_code == close_codes.SONIC_THROTTLED
+    assert report.close_code == CloseCode.SONIC_THROTTLED
     assert errors == 1

@@ -15,14 +15,13 @@ import attrs
 import trio
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from actors.close_codes import CloseCode
 from actors.sonic import output
 from actors.sonic_session import SonicOpener, SonicStreamLike
 from devkit.emulator import open_emulator
 from devkit.emulator.server import Emulator
 from devkit.local_s3 import LocalS3, S3RequestCounter
 from devkit.simcall import CallerAuth, CallReport, CallScript, run_simulated_call
-from sessions import close_codes
-from sessions.call_records import CallSettings
 from sessions.logs import current_call
 from sessions.serve import Daemon, open_daemon
 from tests.e2e.conftest import (
@@ -68,7 +67,7 @@ async def test_twilio_call_turns_and_hangup(daemon: Daemon, emulator: Emulator) 
 
 
 async def test_asterisk_slin16_call(emulator: Emulator, local_s3: LocalS3) -> None:
-    settings = daemon_settings(asterisk_bearer_token="asterisk-bearer-token")
+    settings = daemon_settings(admission={"asterisk_bearer_token": "asterisk-bearer-token"})
     script = CallScript(length=None, max_turns=1, utterance_seconds=(0.6, 0.6))
     with trio.fail_after(30):
         async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
@@ -190,7 +189,7 @@ async def test_a_crashing_call_leaves_fifty_others_untouched(
             crashed = [r for r in reports if r.assistant == "support-agent"]
             healthy = [r for r in reports if r.assistant == "esther"]
             assert len(crashed) == 1 and len(healthy) == 50
-            assert crashed[0].close_code == close_codes.INTERNAL_ERROR
+            assert crashed[0].close_code == CloseCode.INTERNAL_ERROR
             for r in healthy:
                 assert r.outcome == "completed", r
                 assert r.frames_received == REPLY_FRAMES, r  # every frame of the answer
@@ -213,7 +212,7 @@ async def test_missing_prompt_refuses_only_that_call(daemon: Daemon) -> None:
 
             nursery.start_soon(place, "nobody-here")
             nursery.start_soon(place, "esther")
-    assert results["nobody-here"].close_code == close_codes.PROMPT_NOT_FOUND
+    assert results["nobody-here"].close_code == CloseCode.PROMPT_NOT_FOUND
     assert results["nobody-here"].close_reason is not None
     assert "nobody-here" in results["nobody-here"].close_reason
     assert results["esther"].outcome == "completed"
@@ -226,7 +225,7 @@ async def test_hostile_assistant_name_is_refused_before_s3(daemon: Daemon) -> No
         report = await run_simulated_call(
             daemon.url, path="/twilio/..%2F..%2Fsecrets", script=script
         )
-    assert report.close_code == close_codes.NO_ASSISTANT
+    assert report.close_code == CloseCode.NO_ASSISTANT
 
 
 @asynccontextmanager
@@ -244,7 +243,7 @@ async def stoppable_s3() -> AsyncIterator[tuple[LocalS3, ThreadedMotoServer]]:
 
 async def test_s3_outage_cached_assistants_still_answer(emulator: Emulator) -> None:
     script = CallScript(length=None, max_turns=1, utterance_seconds=(0.6, 0.6))
-    settings = daemon_settings(prompt_cache_ttl=0.2, prompt_fetch_timeout=3.0)
+    settings = daemon_settings(prompts={"cache_ttl": 0.2, "load_timeout": 3.0})
     with trio.fail_after(60):
         async with (
             stoppable_s3() as (s3, server),
@@ -262,7 +261,7 @@ async def test_s3_outage_cached_assistants_still_answer(emulator: Emulator) -> N
                 stats = daemon.prompt_cache.statistics()
     assert again.outcome == "completed" and again.frames_received == REPLY_FRAMES
     assert stats.stale_served >= 1
-    assert never_cached.close_code in (close_codes.PROMPT_STORE_FAILED, close_codes.PROMPT_TIMEOUT)
+    assert never_cached.close_code in (CloseCode.PROMPT_STORE_FAILED, CloseCode.PROMPT_TIMEOUT)
 
 
 async def test_calls_outlive_the_stream_limit(local_s3: LocalS3) -> None:
@@ -272,11 +271,8 @@ async def test_calls_outlive_the_stream_limit(local_s3: LocalS3) -> None:
     with trio.fail_after(60):
         async with open_emulator(emulator_config(session_limit=3.0)) as emulator:
             for rotate_after in (1.5, 100.0):
-                settings = daemon_settings()
-                overrides = attrs.evolve(
-                    daemon_overrides(emulator, local_s3),
-                    call_settings=CallSettings(rotate_after=rotate_after),
-                )
+                settings = daemon_settings(calls={"rotate_after": rotate_after})
+                overrides = daemon_overrides(emulator, local_s3)
                 async with open_daemon(settings, overrides) as daemon:
                     report = await run_simulated_call(daemon.url, assistant="esther", script=script)
                     await daemon.supervisor.wait_active_calls(lambda n: n == 0)

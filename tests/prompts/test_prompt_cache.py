@@ -6,6 +6,7 @@ import pytest
 import trio
 import trio.testing
 
+from actors.assistant_names import AssistantName
 from actors.errors import (
     InvalidAssistantName,
     PromptAccessDenied,
@@ -20,6 +21,8 @@ from devkit.fake_prompt_store import FakePromptStore
 
 from .conftest import NEGATIVE, STALE, TTL, cache_over
 
+ESTHER = AssistantName("esther")
+
 
 def throttled(assistant: str, key: str) -> Exception:
     return PromptThrottled("SlowDown", assistant=assistant, key=key)
@@ -31,7 +34,7 @@ async def test_thousand_concurrent_cold_requests_cost_one_fetch(
     results: list[StoredPrompt] = []
 
     async def one() -> None:
-        results.append(await cache.get("esther"))
+        results.append(await cache.get(ESTHER))
 
     async with cache_over(store) as cache:
         async with trio.open_nursery() as nursery:
@@ -56,16 +59,16 @@ async def test_fresh_until_the_ttl_boundary_then_revalidated_with_304(
     store = FakePromptStore(latency=0.0)
     first = store.put("esther", "v1 text")
     async with cache_over(store) as cache:
-        assert await cache.get("esther") == first
+        assert await cache.get(ESTHER) == first
         fetched_at = trio.current_time()
 
         await trio.sleep_until(fetched_at + TTL - 0.001)
-        assert await cache.get("esther") == first
+        assert await cache.get(ESTHER) == first
         assert store.fetch_count == 1
 
         await trio.sleep_until(fetched_at + TTL)
         assert trio.current_time() == fetched_at + TTL
-        assert await cache.get("esther") == first
+        assert await cache.get(ESTHER) == first
         assert store.fetch_count == 2
         assert store.not_modified_count == 1
         stats = cache.statistics()
@@ -76,12 +79,12 @@ async def test_expired_entry_picks_up_a_new_version(
     store: FakePromptStore, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cache_over(store) as cache:
-        assert (await cache.get("esther")).version_id == "v1"
+        assert (await cache.get(ESTHER)).version_id == "v1"
         store.put("esther", "You are Esther, now brisker.")
         # Still fresh: the cached version is served, the store is not asked.
-        assert (await cache.get("esther")).version_id == "v1"
+        assert (await cache.get(ESTHER)).version_id == "v1"
         await trio.sleep(TTL)
-        updated = await cache.get("esther")
+        updated = await cache.get(ESTHER)
         stats = cache.statistics()
     assert updated.version_id == "v2"
     assert updated.text == "You are Esther, now brisker."
@@ -93,17 +96,17 @@ async def test_stale_if_error_serves_last_good_prompt_within_its_window(
     store: FakePromptStore, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cache_over(store, refresh_retry_interval=1.0) as cache:
-        good = await cache.get("esther")
+        good = await cache.get(ESTHER)
         expires = trio.current_time() + TTL
         store.fail("esther", throttled)
 
         await trio.sleep_until(expires)
-        assert await cache.get("esther") == good  # refresh failed, stale copy served
+        assert await cache.get(ESTHER) == good  # refresh failed, stale copy served
         fetches = store.fetch_count
-        assert await cache.get("esther") == good  # within the retry interval: no new GET
+        assert await cache.get(ESTHER) == good  # within the retry interval: no new GET
         assert store.fetch_count == fetches
         await trio.sleep(1.0)
-        assert await cache.get("esther") == good  # retried, failed again, still stale
+        assert await cache.get(ESTHER) == good  # retried, failed again, still stale
         assert store.fetch_count == fetches + 1
         stats = cache.statistics()
         assert stats.stale_served == 3
@@ -112,12 +115,12 @@ async def test_stale_if_error_serves_last_good_prompt_within_its_window(
         # The window is bounded: from expiry + STALE on, the failure reaches the caller.
         await trio.sleep_until(expires + STALE)
         with pytest.raises(PromptThrottled) as info:
-            await cache.get("esther")
+            await cache.get(ESTHER)
         assert info.value.assistant == "esther"
         assert isinstance(info.value.__cause__, PromptThrottled)
 
         store.heal("esther")
-        assert await cache.get("esther") == good
+        assert await cache.get(ESTHER) == good
         assert cache.statistics().stale_served == 3
 
 
@@ -125,10 +128,10 @@ async def test_stale_copy_is_never_served_without_a_failure(
     store: FakePromptStore, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cache_over(store) as cache:
-        await cache.get("esther")
+        await cache.get(ESTHER)
         store.put("esther", "newer")
         await trio.sleep(TTL)
-        assert (await cache.get("esther")).text == "newer"
+        assert (await cache.get(ESTHER)).text == "newer"
         assert cache.statistics().stale_served == 0
 
 
@@ -138,16 +141,16 @@ async def test_not_found_is_negatively_cached_for_a_short_while(
     async with cache_over(store) as cache:
         for _ in range(50):
             with pytest.raises(PromptNotFound):
-                await cache.get("ghost")
+                await cache.get(AssistantName("ghost"))
         assert store.fetch_count == 1
         assert cache.statistics().negative_hits == 49
 
         store.put("ghost", "Now I exist.")
         await trio.sleep(NEGATIVE - 0.01)
         with pytest.raises(PromptNotFound):
-            await cache.get("ghost")
+            await cache.get(AssistantName("ghost"))
         await trio.sleep(0.01)
-        assert (await cache.get("ghost")).text == "Now I exist."
+        assert (await cache.get(AssistantName("ghost"))).text == "Now I exist."
         assert store.fetch_count == 2
 
 
@@ -155,11 +158,11 @@ async def test_deleted_prompt_is_not_served_stale(
     store: FakePromptStore, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with cache_over(store) as cache:
-        await cache.get("esther")
+        await cache.get(ESTHER)
         store.delete("esther")
         await trio.sleep(TTL)
         with pytest.raises(PromptNotFound):
-            await cache.get("esther")
+            await cache.get(ESTHER)
         assert cache.statistics().stale_served == 0
 
 
@@ -171,17 +174,17 @@ async def test_size_is_bounded_least_recently_used_first(
         store.put(name, f"prompt {name}")
     async with cache_over(store, max_entries=3) as cache:
         for name in ("a", "b", "c"):
-            await cache.get(name)
-        await cache.get("a")  # touch: b is now least recently used
-        await cache.get("d")
+            await cache.get(AssistantName(name))
+        await cache.get(AssistantName("a"))  # touch: b is now least recently used
+        await cache.get(AssistantName("d"))
         stats = cache.statistics()
         assert stats.entries == 3
         assert stats.evictions == 1
         fetches = store.fetch_count
-        await cache.get("a")
-        await cache.get("c")
+        await cache.get(AssistantName("a"))
+        await cache.get(AssistantName("c"))
         assert store.fetch_count == fetches  # still cached
-        await cache.get("b")
+        await cache.get(AssistantName("b"))
         assert store.fetch_count == fetches + 1  # was evicted
 
 
@@ -193,11 +196,11 @@ async def test_cancelled_waiter_does_not_cancel_the_shared_fetch(
 
     async def impatient() -> None:
         with trio.move_on_after(0.5) as scope:
-            await cache.get("esther")
+            await cache.get(ESTHER)
         assert scope.cancelled_caught
 
     async def patient() -> None:
-        survivor.append(await cache.get("esther"))
+        survivor.append(await cache.get(ESTHER))
 
     async with cache_over(store) as cache:
         async with trio.open_nursery() as nursery:
@@ -205,7 +208,7 @@ async def test_cancelled_waiter_does_not_cancel_the_shared_fetch(
             nursery.start_soon(patient)
         assert len(survivor) == 1
         # The fetch completed and filled the cache although its first requester left.
-        assert await cache.get("esther") == survivor[0]
+        assert await cache.get(ESTHER) == survivor[0]
         assert store.fetch_count == 1
 
 
@@ -215,9 +218,9 @@ async def test_cache_fills_even_if_every_waiter_left(
     store.latency = 1.0
     async with cache_over(store) as cache:
         with trio.move_on_after(0.1):
-            await cache.get("esther")
+            await cache.get(ESTHER)
         await trio.sleep(2.0)
-        await cache.get("esther")
+        await cache.get(ESTHER)
         assert store.fetch_count == 1
         assert cache.statistics().hits == 1
 
@@ -231,12 +234,12 @@ async def test_one_assistants_failure_stays_with_its_waiters(
 
     async def broken() -> None:
         try:
-            await cache.get("support-agent")
+            await cache.get(AssistantName("support-agent"))
         except PromptError as exc:
             errors.append(exc)
 
     async def fine() -> None:
-        good.append(await cache.get("esther"))
+        good.append(await cache.get(ESTHER))
 
     async with cache_over(store) as cache:
         async with trio.open_nursery() as nursery:
@@ -244,7 +247,7 @@ async def test_one_assistants_failure_stays_with_its_waiters(
                 nursery.start_soon(broken)
                 nursery.start_soon(fine)
         # The actor survived: it still answers.
-        assert (await cache.get("esther")).assistant == "esther"
+        assert (await cache.get(ESTHER)).assistant == "esther"
         stats = cache.statistics()
 
     assert len(good) == 100
@@ -263,17 +266,18 @@ async def test_hung_store_times_out_its_waiters_only(
     store.latency = 60.0
     async with cache_over(store, fetch_timeout=5.0) as cache:
         with pytest.raises(PromptTimeout):
-            await cache.get("esther")
+            await cache.get(ESTHER)
         store.latency = 0.1
-        assert (await cache.get("esther")).assistant == "esther"
+        assert (await cache.get(ESTHER)).assistant == "esther"
 
 
-async def test_hostile_name_never_reaches_the_store(
+async def test_a_hostile_name_smuggled_past_the_type_is_still_refused_by_the_store(
     store: FakePromptStore, autojump_clock: trio.testing.MockClock
 ) -> None:
+    # Names are validated once, at the call boundary; the store's key rule is the backstop.
     async with cache_over(store) as cache:
         with pytest.raises(InvalidAssistantName):
-            await cache.get("../secrets")
+            await cache.get(AssistantName("../secrets"))
     assert store.fetch_count == 0
 
 
@@ -283,7 +287,7 @@ async def test_closed_cache_refuses_clearly(
     async with cache_over(store) as cache:
         pass
     with pytest.raises(PromptStoreError, match="closed"):
-        await cache.get("esther")
+        await cache.get(ESTHER)
 
 
 async def test_waiters_are_told_when_the_cache_closes_under_them(
@@ -294,7 +298,7 @@ async def test_waiters_are_told_when_the_cache_closes_under_them(
 
     async def waiter() -> None:
         try:
-            await cache.get("esther")
+            await cache.get(ESTHER)
         except PromptStoreError as exc:
             caught.append(exc)
 
@@ -315,11 +319,11 @@ async def test_access_denied_is_negatively_cached_like_not_found(
     async with cache_over(store) as cache:
         for _ in range(20):
             with pytest.raises(PromptAccessDenied):
-                await cache.get("ghost")
+                await cache.get(AssistantName("ghost"))
         assert store.fetch_count == 1
         await trio.sleep(NEGATIVE)
         with pytest.raises(PromptAccessDenied):
-            await cache.get("ghost")
+            await cache.get(AssistantName("ghost"))
         assert store.fetch_count == 2
 
 
@@ -328,6 +332,6 @@ async def test_error_in_the_block_escapes_unwrapped(
 ) -> None:
     with pytest.raises(KeyError) as info:
         async with cache_over(store) as cache:
-            await cache.get("esther")
+            await cache.get(ESTHER)
             raise KeyError("caller's own bug")
     assert info.type is KeyError  # not an ExceptionGroup

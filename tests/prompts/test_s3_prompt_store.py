@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
+from actors.assistant_names import AssistantName
 from actors.errors import (
     PromptAccessDenied,
     PromptBucketNotFound,
@@ -162,7 +163,7 @@ async def test_cache_over_s3_single_flight_and_304(s3: object) -> None:
     results: list[StoredPrompt] = []
 
     async def one() -> None:
-        results.append(await cache.get("esther"))
+        results.append(await cache.get(AssistantName("esther")))
 
     with trio.fail_after(DEADLINE):
         async with cache_over(store, ttl=0.0) as cache:  # ttl 0: every request revalidates
@@ -170,7 +171,7 @@ async def test_cache_over_s3_single_flight_and_304(s3: object) -> None:
                 for _ in range(50):
                     nursery.start_soon(one)
             assert len(gets) == 1
-            await cache.get("esther")
+            await cache.get(AssistantName("esther"))
             stats = cache.statistics()
     assert len(results) == 50 and {r.text for r in results} == {ESTHER}
     assert len(gets) == 2
