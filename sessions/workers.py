@@ -28,7 +28,7 @@ backoff (:class:`Backoff`: 0.5 s doubling to 30 s, back to 0.5 s once a worker h
 listening socket and sends ``drain`` to every worker (through the worker's standard input;
 see :mod:`sessions.worker_process` for why not a signal); no worker is restarted from then
 on. A second signal sends ``stop``: every call ends at once. The parent exits once every
-worker has exited (any still running ``DRAIN_TIMEOUT_MS`` + 15 s after the drain began are
+worker has exited (any still running ``DRAIN_TIMEOUT_MS`` + 30 s after the drain began are
 killed), with status 0 if all of them exited cleanly.
 
 **The admin address** (``NOVAVOICE_ADMIN_LISTEN``) is the parent's: ``/healthz`` answers while
@@ -67,7 +67,7 @@ PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 1.0
 SCRAPE_TIMEOUT = 2.0
 START_TIMEOUT = 30.0
-KILL_GRACE = 15.0
+KILL_GRACE = 30.0
 
 
 @attrs.define

@@ -186,7 +186,13 @@ async def test_sigterm_drains_both_workers_and_ends_calls_politely_at_the_deadli
             for call in calls:
                 await call.closed.wait()
                 assert call.close_code == 1001
-            assert await served.process.wait() == 0
+            code = await served.process.wait()
+            exits = [
+                line
+                for line in served.lines
+                if line.get("event") in ("worker_exited", "worker_killed", "worker_crashed")
+            ]
+            assert code == 0, (exits, served.raw)
             ends: list[dict[str, Any]] = [
                 await served.wait_for("call_ended", call_id=c.sid) for c in calls
             ]
