@@ -287,6 +287,15 @@ class Metrics:
         self.loop_lag_last = Gauge(
             "novavoice_event_loop_lag_last_seconds", "The latest event-loop lag sample.", registry=r
         )
+        # A single process is its own one worker: the same gauges as the worker parent's
+        # (sessions/workers.py), so alert rules need not know how the daemon was started.
+        # The parent leaves these out when it merges its workers' metrics.
+        Gauge("novavoice_workers_configured", "Worker processes configured.", registry=r).set(1)
+        Gauge(
+            "novavoice_workers_healthy",
+            "Worker processes whose admin endpoint answered the last probe.",
+            registry=r,
+        ).set(1)
         self._sonic_types = sonic_error_types()
         self._known_sonic = frozenset(self._sonic_types)
         # Children created up front so every series is exported (as 0) from the first scrape.

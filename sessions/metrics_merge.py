@@ -14,7 +14,8 @@ Rules, per sample name and label set:
 - a gauge that is a latest sample (:data:`MAX_GAUGES`, event-loop lag) takes the maximum;
 - ``process_*`` and ``python_*`` families describe each process: they keep one series per
   worker with a ``worker`` label instead of being summed;
-- ``_created`` samples are dropped (a sum of start times means nothing).
+- ``_created`` samples are dropped (a sum of start times means nothing), and so are the
+  workers' own ``novavoice_workers_*`` gauges (:data:`PARENT_ONLY`): the parent's replace them.
 
 Counters stay monotonic when a worker restarts: :meth:`MetricsMerger.retire` folds the
 counter and histogram values last scraped from the dead worker into retired totals that are
@@ -31,6 +32,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 MAX_GAUGES = frozenset({"novavoice_event_loop_lag_last_seconds"})
+# A worker's own view of the worker gauges (it counts itself as one); the parent's replace them.
+PARENT_ONLY = frozenset({"novavoice_workers_configured", "novavoice_workers_healthy"})
 _PER_PROCESS_PREFIXES = ("process_", "python_")
 _MONOTONIC_TYPES = frozenset({"counter", "histogram", "summary"})
 
@@ -50,6 +53,8 @@ def parse_exposition(text: str) -> list[_Family]:
     """A worker's text exposition as families of ``(sample name, labels) -> value``."""
     families = []
     for family in text_string_to_metric_families(text):
+        if family.name in PARENT_ONLY:
+            continue
         samples: dict[_Key, float] = {}
         for sample in family.samples:
             if sample.name.endswith("_created"):

@@ -107,6 +107,15 @@ def test_parent_registry_exposes_its_own_gauges_with_the_merged_workers() -> Non
     assert s["novavoice_workers_healthy", ()] == 1
     assert s["novavoice_worker_restarts_total", ()] == 1
     assert s["novavoice_calls_started_total", (("carrier", "twilio"),)] == 4
+    # The worker's own "I am one healthy worker" gauges do not leak into the parent's.
+    text = generate_latest(parent.registry).decode()
+    assert text.count("# TYPE novavoice_workers_healthy gauge") == 1
+
+
+def test_a_single_process_reports_itself_as_one_healthy_worker() -> None:
+    s = samples(exposition(Metrics()))
+    assert s["novavoice_workers_configured", ()] == 1
+    assert s["novavoice_workers_healthy", ()] == 1
 
 
 def test_backoff_doubles_to_the_cap_and_resets_after_a_stable_run() -> None:
