@@ -33,17 +33,18 @@ import hmac
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import attrs
 import h11
 import trio
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from actors.assistant_names import AssistantName, validate_assistant_name
 from actors.errors import InvalidAssistantName
 from sessions.logs import log_event
-from sessions.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,13 @@ class PromptInvalidator(Protocol):
     async def invalidate(self, assistant: AssistantName) -> bool:
         """Drop ``assistant``; whether anything was held."""
         ...
+
+
+class RegistrySource(Protocol):
+    """What ``/metrics`` exposes: a :class:`~sessions.metrics.Metrics`, or the worker
+    parent's merged view (:mod:`sessions.workers`)."""
+
+    registry: CollectorRegistry
 
 
 @attrs.define(eq=False)
@@ -112,13 +120,15 @@ class AdminLimits:
 class AdminServer:
     """Answers admin requests on streams handed to :meth:`handle` (one task per stream)."""
 
-    metrics: Metrics
+    metrics: RegistrySource
     health: Health
     limits: AdminLimits = AdminLimits()
     prompts: PromptInvalidator | None = None
     """The prompt cache, for the refresh route (absent: refresh answers 404)."""
     refresh_token: str | None = attrs.field(default=None, repr=False)
     """``DAEMON_ADMIN_TOKEN``; unset: the refresh route refuses every request (403)."""
+    refresh_metrics: Callable[[], Awaitable[None]] | None = None
+    """Awaited before each ``/metrics`` exposition (the worker parent scrapes its workers)."""
     active: int = 0
     """Connections being served right now."""
 
@@ -223,6 +233,8 @@ class AdminServer:
                     accept = value.decode("latin-1")
             encoder, content_type = choose_encoder(accept)
             try:
+                if self.refresh_metrics is not None:
+                    await self.refresh_metrics()
                 body = encoder(self.metrics.registry)
             except Exception:
                 logger.exception("metrics exposition failed", extra={"event": "admin_error"})
@@ -328,11 +340,12 @@ async def serve_admin(
     listen_host: str | None,
     port: int,
     *,
-    metrics: Metrics,
+    metrics: RegistrySource,
     health: Health,
     limits: AdminLimits | None = None,
     prompts: PromptInvalidator | None = None,
     refresh_token: str | None = None,
+    refresh_metrics: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the admin endpoint until cancelled; reports the bound ``(host, port)``.
@@ -341,7 +354,12 @@ async def serve_admin(
     would give each its own port, so only the first is kept then.
     """
     server = AdminServer(
-        metrics, health, limits or AdminLimits(), prompts=prompts, refresh_token=refresh_token
+        metrics,
+        health,
+        limits or AdminLimits(),
+        prompts=prompts,
+        refresh_token=refresh_token,
+        refresh_metrics=refresh_metrics,
     )
     listeners = await trio.open_tcp_listeners(port, host=listen_host)
     if port == 0:

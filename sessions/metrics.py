@@ -25,9 +25,10 @@ Call end reasons (``novavoice_calls_ended_total{reason}``), a fixed set:
 
 Prompt-load failures (``novavoice_prompt_load_failures_total{reason}``), one per call whose
 prompt could not be obtained (``calls_ended{reason="prompt_error"}`` lumps them together):
-``not_found``, ``access_denied``, ``throttled``, ``invalid`` (the definition fails the
-validator), ``timeout``, ``bucket_not_found``, ``invalid_name``, ``store_error`` (anything
-else, S3 unreachable included).
+``not_found`` (a missing prompt or bucket), ``access_denied``, ``throttled``, ``invalid``
+(the definition fails the validator, or the name the naming rule), ``timeout``,
+``unavailable`` (anything else, S3 unreachable included). The same reasons are the
+``Reason`` dimension of the CloudWatch EMF ``PromptLoadFailures`` metric.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ EndReason = Literal[
 RefusalReason = Literal[
     "capacity", "not_found", "unauthorized", "forbidden", "draining", "bad_request"
 ]
+PromptFailureReason = Literal[
+    "not_found", "access_denied", "throttled", "invalid", "timeout", "unavailable"
+]
 # caller audio towards Sonic, caller audio held until the Sonic stream is ready, assistant
 # audio towards the carrier.
 QueueName = Literal["audio_in", "pre_stream", "audio_out"]
@@ -93,26 +97,7 @@ CARRIERS: tuple[Carrier, ...] = get_args(Carrier)
 END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 REFUSAL_REASONS: tuple[RefusalReason, ...] = get_args(RefusalReason)
 QUEUES: tuple[QueueName, ...] = get_args(QueueName)
-PromptFailureReason = Literal[
-    "not_found",
-    "access_denied",
-    "throttled",
-    "invalid",
-    "timeout",
-    "bucket_not_found",
-    "invalid_name",
-    "store_error",
-]
 PROMPT_FAILURE_REASONS: tuple[PromptFailureReason, ...] = get_args(PromptFailureReason)
-_PROMPT_FAILURES: tuple[tuple[type[PromptError], PromptFailureReason], ...] = (
-    (PromptNotFound, "not_found"),
-    (PromptAccessDenied, "access_denied"),
-    (PromptThrottled, "throttled"),
-    (PromptInvalid, "invalid"),
-    (PromptTimeout, "timeout"),
-    (PromptBucketNotFound, "bucket_not_found"),
-    (InvalidAssistantName, "invalid_name"),
-)
 
 # Sub-millisecond resolution: the daemon's own share of a frame's latency should be tiny.
 ADDED_LATENCY_BUCKETS = (
@@ -139,6 +124,28 @@ def sonic_error_types() -> tuple[str, ...]:
             names.append(cls.__name__)
         pending.extend(cls.__subclasses__())
     return (*sorted(set(names)), "other")
+
+
+# The error class of a failed prompt load -> its reason label; anything else is "unavailable"
+# (PromptStoreError: S3 unreachable or answering 5xx). A missing bucket is a missing prompt
+# as far as callers and the "prompts missing" alarm are concerned.
+_PROMPT_FAILURE_REASONS: tuple[tuple[type[PromptError], PromptFailureReason], ...] = (
+    (PromptNotFound, "not_found"),
+    (PromptBucketNotFound, "not_found"),
+    (PromptAccessDenied, "access_denied"),
+    (PromptThrottled, "throttled"),
+    (PromptInvalid, "invalid"),
+    (InvalidAssistantName, "invalid"),
+    (PromptTimeout, "timeout"),
+)
+
+
+def prompt_failure_reason(exc: PromptError) -> PromptFailureReason:
+    """The ``reason`` label of ``novavoice_prompt_load_failures_total`` for ``exc``."""
+    for cls, reason in _PROMPT_FAILURE_REASONS:
+        if isinstance(exc, cls):
+            return reason
+    return "unavailable"
 
 
 @runtime_checkable
@@ -257,15 +264,15 @@ class Metrics:
         self.sonic_errors = counter("sonic_errors", "Nova Sonic errors, by error class.", "type")
         self.barge_ins = counter("barge_ins", "Caller barge-ins.", "carrier")
         self.queue_drops = counter("queue_drops", "Frames dropped by bounded queues.", "queue")
+        self.prompt_load_failures = counter(
+            "prompt_load_failures",
+            "Calls whose assistant prompt could not be loaded, by reason.",
+            "reason",
+        )
         self.prompt_load_seconds = histogram(
             "prompt_load_seconds",
             "Time for a call to obtain its assistant's prompt (cache hit or S3).",
             PROMPT_LOAD_BUCKETS,
-        )
-        self.prompt_load_failures = counter(
-            "prompt_load_failures",
-            "Calls whose assistant's prompt could not be loaded, by reason.",
-            "reason",
         )
         self.call_setup_seconds = histogram(
             "call_setup_seconds",
@@ -287,6 +294,15 @@ class Metrics:
         self.loop_lag_last = Gauge(
             "novavoice_event_loop_lag_last_seconds", "The latest event-loop lag sample.", registry=r
         )
+        # A single process is its own one worker: the same gauges as the worker parent's
+        # (sessions/workers.py), so alert rules need not know how the daemon was started.
+        # The parent leaves these out when it merges its workers' metrics.
+        Gauge("novavoice_workers_configured", "Worker processes configured.", registry=r).set(1)
+        Gauge(
+            "novavoice_workers_healthy",
+            "Worker processes whose admin endpoint answered the last probe.",
+            registry=r,
+        ).set(1)
         self._sonic_types = sonic_error_types()
         self._known_sonic = frozenset(self._sonic_types)
         # Children created up front so every series is exported (as 0) from the first scrape.
@@ -354,13 +370,8 @@ class Metrics:
         self.admission_refusals.labels(reason).inc()
 
     def prompt_load_failed(self, exc: PromptError) -> None:
-        """Count one call's prompt-load failure under its reason (see the module docstring)."""
-        reason: PromptFailureReason = "store_error"
-        for cls, label in _PROMPT_FAILURES:
-            if isinstance(exc, cls):
-                reason = label
-                break
-        self.prompt_load_failures.labels(reason).inc()
+        """Count one call whose prompt could not be loaded, under its reason."""
+        self.prompt_load_failures.labels(prompt_failure_reason(exc)).inc()
 
     def sonic_error(self, exc: BaseException) -> None:
         """Count a Sonic error under its nearest ``actors.errors`` class name (else ``other``)."""

@@ -16,8 +16,9 @@ import contextlib
 import functools
 import itertools
 import logging
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -241,20 +242,27 @@ async def serve_calls(
     admission: AdmissionSettings,
     health: Health,
     metrics: Metrics,
+    sockets: Sequence[socket.socket] | None = None,
     task_status: trio.TaskStatus[tuple[Supervisor, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve carrier WebSockets on ``host:port`` until cancelled or drained.
 
-    Starts with ``(supervisor, bound_port)``. Returns once drained (the listener stopped
-    and every call ended).
+    ``sockets``, when given, are already listening (a worker process inherits them from its
+    parent, :mod:`sessions.workers`) and ``host``/``port`` are ignored. Starts with
+    ``(supervisor, bound_port)``. Returns once drained (the listener stopped and every call
+    ended).
     """
     async with trio.open_nursery() as calls_nursery:
         supervisor = Supervisor(deps, admission, health, metrics, calls_nursery)
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        if port == 0:  # several addresses would each get their own port
-            for extra in listeners[1:]:
-                await extra.aclose()
-            listeners = listeners[:1]
+        listeners: list[trio.SocketListener]
+        if sockets is not None:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
+        else:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            if port == 0:  # several addresses would each get their own port
+                for extra in listeners[1:]:
+                    await extra.aclose()
+                listeners = listeners[:1]
         server = WebSocketServer(
             supervisor.handle,
             listeners,
