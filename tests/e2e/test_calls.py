@@ -222,7 +222,7 @@ async def test_missing_prompt_refuses_only_that_call(daemon: Daemon) -> None:
     assert results["esther"].frames_received == REPLY_FRAMES
     failures = daemon.metrics.prompt_load_failures
     assert failures.labels("not_found")._value.get() == 1
-    assert failures.labels("store_error")._value.get() == 0
+    assert failures.labels("unavailable")._value.get() == 0
 
 
 async def test_hostile_assistant_name_is_refused_before_s3(daemon: Daemon) -> None:
