@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import attrs
 
 from actors.errors import PromptConflict, PromptNotFound, PromptRejected
+from promptadmin.async_versions import AsyncPromptVersions
 from promptadmin.audit import AuditAction, AuditEntry, AuditLog
 from promptadmin.metrics import AdminMetrics
 from promptadmin.notify import DaemonNotifier, RefreshResult
-from promptadmin.versions import AsyncPromptVersions, StoredVersion
+from promptadmin.versions import StoredVersion
 
 RESERVED_NAMES = frozenset({"admin", "validate"})
 """Names the API's paths use (``/api/v1/prompts/admin``, ``.../validate``)."""
