@@ -49,7 +49,8 @@ FRONT_MATTER_KEYS: Final = (
     "greeting",
     "tools",
 )
-"""Every key the front matter may hold, in the order :func:`render_definition` writes them."""
+"""Every key the front matter may hold, in the order
+:func:`~actors.assistant_definition.render_definition` writes them."""
 
 MAX_TOKENS_RANGE: Final = (1, 10000)
 """Inclusive bounds of ``max_tokens`` (nova-sonic.md §3.2: LiveKit validates 1..10000)."""
