@@ -152,7 +152,7 @@ class EmulatorConnection:
         self._emulator = emulator
         self._stream = stream
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        self.h2 = h2.connection.EmulatorConnection(config=config)
+        self.h2 = h2.connection.H2Connection(config=config)
         self._ports: dict[int, _Port] = {}
         self._raw: list[bytes] = []
         self._wakeup = trio.Event()
