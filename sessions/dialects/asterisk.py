@@ -45,7 +45,6 @@ from actors.audio_codec import Encoding, MediaFormat, silence
 from actors.errors import (
     CarrierBadPayload,
     CarrierBufferOverflow,
-    CarrierForbidden,
     CarrierLocalError,
     CarrierMalformedMessage,
     CarrierMessageTooBig,
