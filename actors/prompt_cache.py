@@ -29,6 +29,7 @@ fills the cache. Time is read only through :func:`trio.current_time`.
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -54,6 +55,17 @@ from actors.prompt_store import NotModified, PromptStore, StoredPrompt
 _DEFINITIVE = (PromptNotFound, PromptAccessDenied, PromptBucketNotFound)
 
 _Reply = trio.MemorySendChannel[outcome.Outcome[StoredPrompt]]
+
+
+class PromptAvailability(enum.Enum):
+    """What the cache can say about an assistant's prompt without waiting long."""
+
+    PRESENT = "present"
+    """Held (fresh, or stale but still servable)."""
+    MISSING = "missing"
+    """Definitively refused by the store (negative cache, or a lookup that just said so)."""
+    UNKNOWN = "unknown"
+    """Not known yet (cold and the bounded lookup did not finish, or the store is unwell)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -102,13 +114,21 @@ class _Get:
 
 
 @attrs.frozen
+class _Peek:
+    """What is known about ``assistant`` right now, from memory only (never fetches)."""
+
+    assistant: str
+    reply: trio.MemorySendChannel[PromptAvailability]
+
+
+@attrs.frozen
 class _FetchDone:
     assistant: str
     previous: StoredPrompt | None
     result: outcome.Outcome[StoredPrompt | NotModified]
 
 
-_Message = _Get | _FetchDone
+_Message = _Get | _Peek | _FetchDone
 
 
 def _copy_error(exc: BaseException, assistant: str) -> PromptError:
@@ -178,6 +198,8 @@ class _PromptCacheActor:
                 async for message in inbox:
                     if isinstance(message, _Get):
                         self._on_get(message)
+                    elif isinstance(message, _Peek):
+                        self._on_peek(message)
                     else:
                         self._on_fetch_done(message)
         finally:
@@ -230,6 +252,18 @@ class _PromptCacheActor:
             self._counts["refreshes"] += 1
         assert self._fetch_nursery is not None
         self._fetch_nursery.start_soon(self._fetch, name, previous, name=f"prompt_fetch[{name}]")
+
+    def _on_peek(self, request: _Peek) -> None:
+        now = trio.current_time()
+        entry = self._entries.get(request.assistant)
+        answer = PromptAvailability.UNKNOWN
+        if entry is not None:
+            if now < entry.not_found_until and entry.refusal is not None:
+                answer = PromptAvailability.MISSING
+            elif entry.prompt is not None and now < entry.stale_until:
+                answer = PromptAvailability.PRESENT
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            request.reply.send_nowait(answer)
 
     async def _fetch(self, name: str, previous: StoredPrompt | None) -> None:
         etag = previous.etag if previous is not None else None
@@ -352,6 +386,40 @@ class PromptCache:
                     assistant=assistant,
                 ) from None
         return result.unwrap()
+
+    async def check(self, assistant: AssistantName, deadline: float) -> PromptAvailability:
+        """Whether ``assistant``'s prompt exists, as far as can be told within ``deadline``.
+
+        First a peek at memory (the negative cache answers MISSING, a held prompt PRESENT),
+        never blocking on a full inbox. If that says nothing and ``deadline > 0``, an
+        ordinary :meth:`get` for at most ``deadline`` seconds: it warms the cache for the
+        call that follows, and giving up never cancels the shared fetch. Only a definitive
+        refusal (not found, access denied, no bucket) is MISSING; anything else unknown is
+        UNKNOWN. Used before accepting a carrier's upgrade, to refuse it with 404.
+        """
+        reply_send, reply_receive = trio.open_memory_channel[PromptAvailability](1)
+        with reply_receive:
+            try:
+                self._inbox.send_nowait(_Peek(assistant, reply_send))
+                known = await reply_receive.receive()
+            except (
+                trio.WouldBlock,
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                trio.EndOfChannel,
+            ):
+                known = PromptAvailability.UNKNOWN
+        if known is not PromptAvailability.UNKNOWN or deadline <= 0:
+            return known
+        with trio.move_on_after(deadline):
+            try:
+                await self.get(assistant)
+            except _DEFINITIVE:
+                return PromptAvailability.MISSING
+            except PromptError:
+                return PromptAvailability.UNKNOWN
+            return PromptAvailability.PRESENT
+        return PromptAvailability.UNKNOWN
 
     def statistics(self) -> PromptCacheStatistics:
         """A snapshot of the cache's counters."""
