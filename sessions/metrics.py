@@ -66,7 +66,13 @@ EndReason = Literal[
     "cancelled",
 ]
 RefusalReason = Literal[
-    "capacity", "not_found", "unauthorized", "forbidden", "draining", "bad_request"
+    "capacity",
+    "not_found",
+    "unknown_assistant",
+    "unauthorized",
+    "forbidden",
+    "draining",
+    "bad_request",
 ]
 # caller audio towards Sonic, caller audio held until the Sonic stream is ready, assistant
 # audio towards the carrier.
