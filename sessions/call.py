@@ -63,6 +63,7 @@ from sessions.dialects.base import (
 )
 from sessions.logs import Role, current_call
 from sessions.metrics import CallMetrics, Metrics
+from sessions.playback_estimate import PlaybackEstimate
 
 logger = logging.getLogger("novavoice.call")
 
@@ -107,14 +108,19 @@ class CallChannel:
         self._pcm_send, self._pcm_receive = trio.open_memory_channel[PcmFrame](frames)
         self._sonic_ready = False
         self._audio_flowing = False
-        # Resized when the media format is known; items are (messages, Sonic arrival stamp).
-        self._out: OutboundQueue[tuple[list[Message], float | None]] = OutboundQueue(max_bytes=1)
+        # Resized when the media format is known.
+        # Items are (messages, Sonic arrival stamp, bytes of audio in the wire encoding).
+        self._out: OutboundQueue[tuple[list[Message], float | None, int]] = OutboundQueue(
+            max_bytes=1
+        )
         self._out_chunker: Rechunker | None = None
         self._flow_open = trio.Event()
         self._flow_open.set()
         self.session: SonicSession | None = None
         """The call's Sonic session, once the prompt is loaded (rotation statistics)."""
         self._interrupted: set[str] = set()
+        self.playback = PlaybackEstimate()
+        """What the caller heard, estimated from the audio sent (for carriers without marks)."""
 
     # --- ending ---------------------------------------------------------------------------
 
@@ -166,6 +172,8 @@ class CallChannel:
             assert end is not None
             self.summary.frames_in = self._cm.frames_in
             self.summary.frames_out = self._cm.frames_out
+            self.summary.audio_sent_s = self.playback.sent_s
+            self.summary.audio_heard_s = self.playback.heard_s(trio.current_time())
             with (
                 trio.move_on_after(self._settings.close_timeout, shield=True),
                 contextlib.suppress(
@@ -182,9 +190,8 @@ class CallChannel:
             while True:
                 try:
                     message = await self._ws.get_message()
-                except ConnectionClosed:
-                    self._dispatch(self._dialect.receive_close())
-                    self.end(CallEnd("disconnected", CloseCode.NORMAL, "carrier disconnected"))
+                except ConnectionClosed as exc:
+                    self._carrier_closed(exc)
                     return
                 if isinstance(message, str):
                     self._dispatch(self._dialect.receive_text(message))
@@ -192,6 +199,12 @@ class CallChannel:
                     self._dispatch(self._dialect.receive_bytes(message))
         except CarrierError as exc:
             self.end_for(exc)
+
+    def _carrier_closed(self, exc: ConnectionClosed) -> None:
+        """The carrier closed the socket: its dialect says whether that is a hang-up (for
+        Asterisk, CLOSE 1000 from ``webchan_hangup``) or a disconnection."""
+        self._dispatch(self._dialect.receive_close(exc.reason.code if exc.reason else None))
+        self.end(CallEnd("disconnected", CloseCode.NORMAL, "carrier disconnected"))
 
     def _dispatch(self, received: list[Event]) -> None:
         # Hot path: ~50 media events per second per call, handled without awaiting.
@@ -228,6 +241,12 @@ class CallChannel:
         ctx = current_call()
         if ctx is not None:
             ctx.call_id = ev.call_id
+        if ev.call_id_generated:
+            # Older Asterisk sends no channel_id: say which connection the new id stands for.
+            logger.info(
+                "call id generated",
+                extra={"event": "call_id_generated", "connection_id": ev.stream_id},
+            )
         self._started.set()
 
     def _on_audio(self, ev: AudioReceived) -> None:
@@ -366,14 +385,16 @@ class CallChannel:
                 self._cm.first_audio(self.summary.first_audio_seconds)
             send = self._dialect.send
             for frame in chunker.push(codec.encode(ev.pcm)):
-                await self._out.put((send(SendAudio(payload=frame)), stamp), len(frame))
+                await self._out.put((send(SendAudio(payload=frame)), stamp, len(frame)), len(frame))
         elif isinstance(ev, output.TextOutput):
             if ev.is_barge_in:
                 await self._barge_in(ev.content_id)
         elif isinstance(ev, output.ContentEnded):
+            if ev.kind is output.ContentKind.AUDIO:
+                # One assistant answer (finished or interrupted) is one turn. Bedrock sends
+                # completionEnd only when the whole completion ends, not per turn.
+                self.summary.turns += 1
             await self._on_content_end(ev)
-        elif isinstance(ev, output.CompletionEnded):
-            self.summary.turns += 1
 
     async def _on_content_end(self, ev: output.ContentEnded) -> None:
         if ev.stop_reason == "INTERRUPTED":
@@ -386,11 +407,13 @@ class CallChannel:
             assert chunker is not None and codec is not None
             tail = chunker.flush(pad=codec.encode(b"\x00\x00"))
             if tail:
-                await self._out.put((self._dialect.send(SendAudio(payload=tail)), None), len(tail))
-            mark = self._dialect.send(SendMark(name=f"a{self.summary.turns}"))
+                tail_messages = self._dialect.send(SendAudio(payload=tail))
+                await self._out.put((tail_messages, None, len(tail)), len(tail))
+            # Unique per call (a flushed mark never comes back, so ids must not repeat).
+            mark = self._dialect.send(SendMark(name=f"m{self.summary.marks_sent}"))
             if mark:
                 self.summary.marks_sent += 1
-                await self._out.put((mark, None), 0)
+                await self._out.put((mark, None, 0), 0)
 
     async def _barge_in(self, content_id: str | None) -> None:
         """The caller spoke over the assistant: drop queued audio, tell the carrier at once."""
@@ -404,9 +427,10 @@ class CallChannel:
             chunker.clear()
         self.summary.barge_ins += 1
         self._cm.barge_in()
+        self.playback.flushed(trio.current_time())
         logger.info("barge-in", extra={"event": "barge_in", "frames_dropped": dropped})
         # The queue is empty now, so the clear is the next thing the writer sends.
-        await self._out.put((self._dialect.send(ClearAudio()), None), 0)
+        await self._out.put((self._dialect.send(ClearAudio()), None, 0), 0)
 
     async def _transcript(self, role: str, text: str) -> None:
         """A final transcript: to the opt-in call log, never to the service log."""
@@ -416,18 +440,23 @@ class CallChannel:
     async def _write_carrier(self) -> None:
         ws = self._ws
         cm = self._cm
+        start = self._start
+        assert start is not None
+        per_second = start.media_format.sample_rate * start.media_format.bytes_per_sample
         try:
             while True:
                 if not self._flow_open.is_set():
                     await self._flow_open.wait()
-                (messages, stamp), _queued = await self._out.get()
+                (messages, stamp, audio_bytes), _queued = await self._out.get()
                 for msg in messages:
                     await ws.send_message(msg)
+                if audio_bytes:
+                    self.playback.sent(trio.current_time(), audio_bytes / per_second)
                 if stamp is not None:
                     cm.frames_out += 1
                     cm.added_latency_out(time.perf_counter() - stamp)
-        except ConnectionClosed:
-            self.end(CallEnd("disconnected", CloseCode.NORMAL, "carrier disconnected"))
+        except ConnectionClosed as exc:
+            self._carrier_closed(exc)
 
 
 def _prompt_fields(prompt: StoredPrompt) -> dict[str, object]:

@@ -197,7 +197,8 @@ class CallSettings:
     """Assistant audio queued towards a slow or paused carrier before Sonic is held back."""
     close_timeout: float = setting("CALL_CLOSE_TIMEOUT_MS", v.positive_milliseconds, 2.0)
     """Seconds allowed for the carrier's close handshake at the end of a call."""
-    asterisk_marks: MarksMode = setting("ASTERISK_MARKS", v.asterisk_marks, MarksMode.AUTO)
+    # An enum member is immutable: RUF009 cannot tell setting() declares an attrs field.
+    asterisk_marks: MarksMode = setting("ASTERISK_MARKS", v.asterisk_marks, MarksMode.AUTO)  # noqa: RUF009
     """``MARK_MEDIA`` towards Asterisk: ``auto`` (only when MEDIA_START shows a release that
     has it, i.e. the JSON control format), ``on`` or ``off``."""
 

@@ -347,6 +347,8 @@ def _log_call_end(summary: CallSummary, duration: float, sonic_streams: int) -> 
             "comfort_silence_chunks": summary.audio_in.silence_chunks_sent,
             "marks_sent": summary.marks_sent,
             "marks_played": summary.marks_played,
+            "audio_sent_s": round(summary.audio_sent_s, 3),
+            "audio_heard_s": round(summary.audio_heard_s, 3),
             "sonic_streams": sonic_streams,
             # Numeric only: the log's redaction guard drops "audio" fields that are not.
             **(

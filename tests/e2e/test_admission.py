@@ -156,15 +156,18 @@ async def test_slow_prompt_lookup_accepts_and_fails_later(
     cache only) is accepted, and the call fails after the start as before (4104)."""
     settings = daemon_settings(admission={"prompt_check": 0.0})
     with trio.fail_after(20):
-        async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
-            async with open_websocket_url(daemon.url + "/asterisk/nobody-here") as ws:
-                await ws.send_message(
-                    "MEDIA_START connection_id:c1 channel:WebSocket/x-1 channel_id:1.1 "
-                    "format:ulaw optimal_frame_size:160 ptime:20"
-                )
-                with pytest.raises(ConnectionClosed) as closed:
-                    await ws.get_message()
-                assert closed.value.reason.code == 4104
+        async with (
+            open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon,
+            open_websocket_url(daemon.url + "/asterisk/nobody-here") as ws,
+        ):
+            await ws.send_message(
+                "MEDIA_START connection_id:c1 channel:WebSocket/x-1 channel_id:1.1 "
+                "format:ulaw optimal_frame_size:160 ptime:20"
+            )
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.get_message()
+            assert closed.value.reason is not None
+            assert closed.value.reason.code == 4104
 
 
 def test_public_listener_without_authentication_is_refused() -> None:
