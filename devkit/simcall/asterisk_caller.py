@@ -234,7 +234,7 @@ class AsteriskCaller:
         if name == "MARK_MEDIA" and not self.has_marks:
             # process_text_message before 20.18.0/22.8.0/23.2.0: logged, never answered.
             self.unknown_commands.append(name)
-            return [DaemonNotice(name="IGNORED", fields={"reason": f"unknown command {name}"})]
+            return [DaemonNotice(name="UNKNOWN_COMMAND", fields={"command": name})]
         if name == "MARK_MEDIA":
             if not argument:
                 raise CarrierMalformedMessage("MARK_MEDIA without a correlation id")

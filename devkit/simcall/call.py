@@ -85,6 +85,7 @@ async def run_simulated_call(
     asterisk_format: str = "ulaw",
     asterisk_json: bool = True,
     asterisk_release: str | None = None,
+    asterisk_connection_id: str | None = None,
     connect_timeout: float = 10.0,
     ssl_context: ssl.SSLContext | None = None,
 ) -> CallReport:
@@ -93,7 +94,9 @@ async def run_simulated_call(
     ``url`` is the daemon's base (``ws://127.0.0.1:8080``); the request path is
     ``/<dialect>/<assistant>`` unless ``path`` gives it whole. ``custom_parameters`` are
     Twilio's ``start.customParameters`` or Asterisk's channel variables;
-    ``asterisk_release`` picks the simulated Asterisk release (default: the newest).
+    ``asterisk_release`` picks the simulated Asterisk release (default: the newest);
+    ``asterisk_connection_id`` fixes ``connection_id`` (for an outbound call Asterisk sends
+    the websocket_client.conf section name, the same for every call; default: random).
     Never raises for
     what the daemon or network does: refusals, resets and protocol errors are outcomes.
     """
@@ -118,7 +121,7 @@ async def run_simulated_call(
         )
     else:
         carrier = AsteriskCaller(
-            connection_id=_hex_id(rng, ""),
+            connection_id=asterisk_connection_id or _hex_id(rng, ""),
             channel_id=f"{rng.randrange(10**9, 10**10)}.{rng.randrange(1000)}",
             format_name=asterisk_format,
             control_json=asterisk_json,

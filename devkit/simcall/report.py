@@ -95,6 +95,8 @@ class CallReport:
     underrun_s: float = 0.0
     marks_received: int = 0
     marks_echoed: int = 0
+    unknown_commands: int = 0
+    """Commands the simulated carrier release does not know (Asterisk only logs them)."""
     clears_received: int = 0
     close_code: int | None = None
     close_reason: str | None = None

@@ -134,8 +134,9 @@ async def test_unknown_assistant_is_refused_before_the_upgrade(
     carrier: str, emulator: Emulator, local_s3: LocalS3
 ) -> None:
     """404 before answering: an invalid name, or a prompt the store says is missing."""
+    settings = daemon_settings(admission={"prompt_check": 5.0})  # robust on a loaded machine
     with trio.fail_after(20):
-        async with open_daemon(daemon_settings(), daemon_overrides(emulator, local_s3)) as daemon:
+        async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
             assert await rejected_status(f"{daemon.url}/{carrier}/Bad..Name") == 404
             assert await rejected_status(f"{daemon.url}/{carrier}/nobody-here") == 404
             # Known now (negative cache): refused again without waiting for S3.
