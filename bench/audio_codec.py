@@ -14,11 +14,8 @@ import sys
 import timeit
 from base64 import b64encode
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.audio_codec import (
     Rechunker,

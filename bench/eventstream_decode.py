@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -20,14 +19,13 @@ from typing import Any
 
 from botocore import eventstream as boto_es
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from actors.sonic.eventstream import (  # noqa: E402
+from actors.sonic.eventstream import (
     Header,
     MessageDecoder,
     encode_message,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SUITE = ROOT.parent / "shared" / "vectors" / "eventstream"
 BIDI = ROOT.parent / "shared" / "vectors" / "bedrock-bidi"

@@ -409,6 +409,5 @@ def write_json(name: str, data: Mapping[str, Any]) -> Path:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["s3-server"]:
-        sys.path.insert(0, str(ROOT))
         sys.exit(_serve_s3())
     sys.exit("usage: harness.py s3-server  (the benchmarks import this module)")

@@ -17,12 +17,8 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.sonic.events import audio_input, encode_input_chunk, encode_output_chunk
 from actors.sonic.eventstream import MessageDecoder

@@ -28,8 +28,6 @@ from typing import Any
 
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from actors.sonic import events as ev
 from actors.sonic.connection import ConnectionConfig
 from actors.sonic.credentials import StaticCredentialsProvider
@@ -60,22 +58,9 @@ def rss_bytes() -> int:
 def start_emulator() -> tuple[subprocess.Popen[str], str, str]:
     env = dict(os.environ)
     env.update(AWS_ACCESS_KEY_ID=CREDS.access_key_id, AWS_SECRET_ACCESS_KEY=CREDS.secret_access_key)
-    # The emulator's own CLI module (what ``novavoice emulator`` dispatches to), launched
-    # directly so this bench does not depend on every other subcommand importing cleanly.
-    launcher = (
-        "import argparse, sys; from devkit.emulator import cli; "
-        "p = argparse.ArgumentParser(); cli.add_arguments(p); "
-        "sys.exit(cli.main(p.parse_args()))"
-    )
-    command = [sys.executable, "-c", launcher, "--listen", "127.0.0.1:0"]
+    command = [sys.executable, "-m", "sessions.cli", "emulator", "--listen", "127.0.0.1:0"]
     command += ["--idle-timeout", "3600", "--session-limit", "3600"]
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-    )
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     line = json.loads(proc.stdout.readline())
     return proc, line["url"], line["ca_file"]

@@ -8,7 +8,6 @@ hand-kept list; settings names from :mod:`sessions.config`'s own source.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import attrs
 import pytest
 
 from actors.prompt_cache import PromptCacheStatistics
+from sessions import config
 from sessions.metrics import Metrics
 
 ROOT = Path(__file__).parents[2]
@@ -44,9 +44,11 @@ def known_metric_names() -> frozenset[str]:
 
 def settings_names() -> frozenset[str]:
     """Every variable :mod:`sessions.config` reads (region variables included)."""
-    text = (ROOT / "sessions" / "config.py").read_text()
-    names = set(re.findall(r'_read\(\s*env,\s*"([A-Z][A-Z0-9_]+)"', text))
-    names.update(("AWS_REGION", "AWS_DEFAULT_REGION"))
+    names: set[str] = set()
+    for _, leaf in config.variables():
+        names.add(leaf.metadata[config.ENV])
+        if leaf.metadata[config.FALLBACK]:
+            names.add(leaf.metadata[config.FALLBACK])
     return frozenset(names)
 
 
