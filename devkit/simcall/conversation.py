@@ -55,6 +55,8 @@ class CallConversation:
         self.frames_sent = self.frames_late = self.frames_unsent = 0
         self.marks_received = self.marks_echoed = self.clears = 0
         self.unknown_commands = 0
+        self.duplicate_marks = 0
+        self._mark_names: set[str] = set()
         self.outcome: str | None = None
         self.error: str | None = None
         self.misbehaved = False
@@ -199,6 +201,8 @@ class CallConversation:
                 turns.on_assistant_audio(now)
         elif isinstance(event, MarkRequested):
             self.marks_received += 1
+            self.duplicate_marks += event.name in self._mark_names
+            self._mark_names.add(event.name)
             for name in self.playback.add_mark(now, event.name):
                 await self._echo_mark(name)
         elif isinstance(event, ClearRequested):
@@ -274,6 +278,7 @@ class CallConversation:
             underrun_s=pb.underrun_seconds,
             marks_received=self.marks_received,
             unknown_commands=self.unknown_commands,
+            duplicate_marks=self.duplicate_marks,
             marks_echoed=self.marks_echoed,
             clears_received=self.clears,
             close_code=self.close_code,

@@ -101,6 +101,7 @@ async def test_close_1000_is_a_hangup_and_turns_are_counted(
     assert end.reason == "hangup"  # type: ignore[attr-defined]
     # A JSON MEDIA_START proves MARK_MEDIA exists: one mark per answer, each answered.
     assert report.marks_received == 2 and report.marks_echoed == 2
+    assert report.duplicate_marks == 0  # ids are unique per call (were "a0", "a0")
     assert end.marks_sent == 2 and end.marks_played == 2  # type: ignore[attr-defined]
 
 

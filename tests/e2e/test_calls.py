@@ -64,6 +64,7 @@ async def test_twilio_call_turns_and_hangup(
     assert report.frames_received == 2 * REPLY_FRAMES  # every frame of both answers
     assert report.underruns == 0
     assert report.marks_received == 2 and report.marks_echoed == 2
+    assert report.duplicate_marks == 0
     assert report.close_code == 1000 and report.closed_by == "caller"
     stats = emulator.statistics()
     assert stats.streams_completed == 1  # the stream was closed politely (sessionEnd...)
