@@ -1,17 +1,23 @@
-"""Audio pumps: caller PCM → Sonic ``audioInput`` events, and a bounded outbound queue.
+"""What carries audio between a call's two halves, and the caller-audio pump into Sonic.
 
-Both are carrier-agnostic: the call channel (``sessions/call.py``) decodes carrier frames to
-PCM16 before the in-pump and encodes PCM16 to carrier frames after the out-queue.
+A call (``sessions/call.py``) is a carrier link and a conversation joined by two channels:
+
+- caller audio: a bounded ``trio`` memory channel of :class:`PcmFrame` (carrier link →
+  conversation), read by :func:`run_audio_in_pump`, which writes ``audioInput`` events;
+- assistant output: an :class:`OutboundQueue` of :data:`AssistantCommand` (conversation →
+  carrier link), which the link's writer encodes and sends to the carrier.
+
+Both carry PCM16 at the carrier's sample rate: the carrier link owns the codec.
 
 Policies, chosen so that memory per call is bounded and the caller loses as little as
 possible:
 
-- Caller audio waits in a bounded memory channel while the Sonic stream opens (the prompt
-  fetch and the TLS/HTTP/2 setup take a while during a burst of arrivals); when it is full,
-  the newest frame is dropped and counted. Its size is configuration (seconds of audio).
+- Caller audio waits in its channel while the Sonic stream opens (the prompt fetch and the
+  TLS/HTTP/2 setup take a while during a burst of arrivals); when it is full, the newest frame
+  is dropped and counted. Its size is configuration (seconds of audio).
 - The in-pump sends fixed ~32 ms chunks (reference nova-sonic.md §4) and, when the carrier
   goes quiet, comfort silence at the same cadence so Sonic's idle timeout never ends a call.
-- Assistant audio towards the carrier waits in :class:`OutboundQueue`, bounded in bytes: a
+- Assistant output waits in the :class:`OutboundQueue`, bounded in seconds of audio: a
   producer that finds it full waits (backpressure up to the Sonic stream's HTTP/2 window,
   which slows Bedrock for this call only). A barge-in clears it at once.
 """
@@ -38,6 +44,29 @@ class PcmFrame:
     pcm: bytes
     arrived: float
     """``time.perf_counter()`` when the carrier frame was read from the socket."""
+
+
+@attrs.frozen(kw_only=True)
+class AssistantAudio:
+    """Assistant speech for the caller, PCM16 at the carrier's sample rate."""
+
+    pcm: bytes
+    arrived: float
+    """``time.perf_counter()`` when the Sonic event carrying it was read."""
+
+
+@attrs.frozen
+class AnswerEnded:
+    """The assistant finished an answer: send what is left of it, then a playback mark."""
+
+
+@attrs.frozen
+class ClearPlayback:
+    """Barge-in: the carrier must drop the audio it has queued for playback, now."""
+
+
+AssistantCommand = AssistantAudio | AnswerEnded | ClearPlayback
+"""What the conversation asks of the carrier link."""
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -97,84 +126,77 @@ async def run_audio_in_pump(
 
 @attrs.define(eq=False, kw_only=True)
 class OutboundStatistics:
-    """What passed through an :class:`OutboundQueue`."""
+    """What passed through an :class:`OutboundQueue` (sizes in the producer's unit)."""
 
     items_in: int = 0
     items_out: int = 0
-    bytes_dropped: int = 0
+    size_dropped: float = 0
     items_dropped: int = 0
     clears: int = 0
-    high_water_bytes: int = 0
+    """Times :meth:`OutboundQueue.clear` was called (see :meth:`OutboundQueue.get`)."""
+    high_water: float = 0
 
 
 @attrs.define(eq=False)
 class OutboundQueue(Generic[T]):
-    """A byte-bounded FIFO of outbound items (carrier messages) with an explicit policy.
+    """A size-bounded FIFO of outbound items with an explicit policy: the channel that
+    carries a call's assistant output from the conversation to the carrier link.
 
-    :meth:`put` waits while the queue holds ``max_bytes`` or more (backpressure);
+    :meth:`put` waits while the queue holds ``capacity`` or more (backpressure);
     :meth:`clear` drops everything queued (barge-in) and wakes the producer. One producer
-    and one consumer task; items carry their own size.
+    and one consumer task; each item carries its own size (seconds of audio for a call).
     """
 
-    max_bytes: int
+    capacity: float
     statistics: OutboundStatistics = attrs.field(factory=OutboundStatistics)
-    _items: collections.deque[tuple[T, int, float]] = attrs.field(factory=collections.deque)
-    _bytes: int = 0
-    _closed: bool = False
+    _items: collections.deque[tuple[T, float]] = attrs.field(factory=collections.deque)
+    _size: float = 0
     _changed: trio.Event = attrs.field(factory=trio.Event)
 
     @property
-    def queued_bytes(self) -> int:
-        """Bytes waiting to be sent."""
-        return self._bytes
+    def queued(self) -> float:
+        """The size of what waits to be sent."""
+        return self._size
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def put(self, item: T, size: int) -> None:
-        """Queue ``item`` (``size`` bytes), waiting while the queue is full."""
-        while self._bytes >= self.max_bytes and not self._closed:
+    async def put(self, item: T, size: float) -> None:
+        """Queue ``item`` of ``size``, waiting while the queue is full."""
+        while self._size >= self.capacity:
             await self._changed.wait()
-        if self._closed:
-            raise trio.ClosedResourceError("outbound queue closed")
-        self._items.append((item, size, time.perf_counter()))
-        self._bytes += size
+        self._items.append((item, size))
+        self._size += size
         st = self.statistics
         st.items_in += 1
-        st.high_water_bytes = max(st.high_water_bytes, self._bytes)
+        st.high_water = max(st.high_water, self._size)
         self._notify()
         await trio.lowlevel.checkpoint()
 
-    async def get(self) -> tuple[T, float]:
-        """The oldest item and the ``perf_counter`` time it was queued; waits when empty.
-
-        Raises :class:`trio.EndOfChannel` once the queue is closed and drained.
-        """
+    async def get(self) -> tuple[T, int]:
+        """The oldest item, and how many clears came before it left the queue; waits while
+        the queue is empty. A consumer still busy with the item when
+        ``statistics.clears`` moves past that number must stop: it was cleared."""
         while not self._items:
-            if self._closed:
-                raise trio.EndOfChannel
             await self._changed.wait()
-        item, size, queued = self._items.popleft()
-        self._bytes -= size
+        clears = self.statistics.clears
+        item, size = self._items.popleft()
+        # Sizes are floats: reset to exactly zero when empty, so rounding never accumulates.
+        self._size = self._size - size if self._items else 0
         self.statistics.items_out += 1
         self._notify()
         await trio.lowlevel.checkpoint()
-        return item, queued
+        return item, clears
 
-    def clear(self) -> int:
-        """Drop everything queued; returns the number of items dropped."""
-        dropped = len(self._items)
+    def clear(self) -> float:
+        """Drop everything queued; returns the size dropped."""
+        dropped = self._size
         st = self.statistics
         st.clears += 1
-        st.items_dropped += dropped
-        st.bytes_dropped += self._bytes
+        st.items_dropped += len(self._items)
+        st.size_dropped += dropped
         self._items.clear()
-        self._bytes = 0
+        self._size = 0
         self._notify()
         return dropped
-
-    def close(self) -> None:
-        """No more items: the consumer ends after the queue drains, a waiting producer fails."""
-        self._closed = True
-        self._notify()

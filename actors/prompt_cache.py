@@ -19,6 +19,12 @@ Behaviour, per assistant:
   ``s3:ListBucket``) S3 reports a missing key as 403, not 404. A refusal is authoritative:
   the old prompt of a deleted assistant is dropped, not served stale.
 * **Bounded**: at most ``max_entries`` assistants are kept, least recently used evicted.
+* **Invalidation**: :meth:`PromptCache.invalidate` drops one assistant (the prompt admin
+  calls it through the daemon's admin port after a publish), so the next request fetches
+  the new version at once instead of after the TTL. A fetch already in flight for it may
+  have read the old version: it still answers the requests that were waiting for it, but
+  its result is not cached and later requests start a fresh fetch. A call that already
+  holds its prompt keeps it: invalidation never reaches running calls.
 
 Failures are values: a fetch's exception travels to that assistant's waiters only, each
 receiving its own copy, and never into the actor's nursery. A waiting caller that is
@@ -55,6 +61,7 @@ from actors.prompt_store import NotModified, PromptStore, StoredPrompt
 _DEFINITIVE = (PromptNotFound, PromptAccessDenied, PromptBucketNotFound)
 
 _Reply = trio.MemorySendChannel[outcome.Outcome[StoredPrompt]]
+_InvalidateReply = trio.MemorySendChannel[bool]
 
 
 class PromptAvailability(enum.Enum):
@@ -91,6 +98,9 @@ class PromptCacheStatistics:
     without touching the store."""
     evictions: int
     """Entries dropped to respect ``max_entries``."""
+    invalidations: int
+    """Assistants dropped on request (:meth:`PromptCache.invalidate`) that were held or
+    being fetched."""
     in_flight: int
     """Fetches running now."""
     entries: int
@@ -126,9 +136,16 @@ class _FetchDone:
     assistant: str
     previous: StoredPrompt | None
     result: outcome.Outcome[StoredPrompt | NotModified]
+    fetch_id: int
 
 
-_Message = _Get | _Peek | _FetchDone
+@attrs.frozen
+class _Invalidate:
+    assistant: str
+    reply: _InvalidateReply
+
+
+_Message = _Get | _Peek | _FetchDone | _Invalidate
 
 
 def _copy_error(exc: BaseException, assistant: str) -> PromptError:
@@ -162,6 +179,11 @@ class _PromptCacheActor:
     _inbox_send: trio.MemorySendChannel[_Message]
     _entries: OrderedDict[str, _Entry] = attrs.Factory(OrderedDict)
     _waiters: dict[str, list[_Reply]] = attrs.Factory(dict)
+    # The id of each assistant's fetch in flight (ids only grow), so a fetch that an
+    # invalidation superseded is recognised when it finishes; its waiters wait here.
+    _fetch_ids: dict[str, int] = attrs.Factory(dict)
+    _superseded: dict[tuple[str, int], list[_Reply]] = attrs.Factory(dict)
+    _next_fetch_id: int = 0
     _fetch_nursery: trio.Nursery | None = None
     _counts: dict[str, int] = attrs.Factory(
         lambda: dict.fromkeys(
@@ -175,6 +197,7 @@ class _PromptCacheActor:
                 "errors",
                 "negative_hits",
                 "evictions",
+                "invalidations",
             ),
             0,
         )
@@ -182,7 +205,9 @@ class _PromptCacheActor:
 
     def statistics(self) -> PromptCacheStatistics:
         return PromptCacheStatistics(
-            **self._counts, in_flight=len(self._waiters), entries=len(self._entries)
+            **self._counts,
+            in_flight=len(self._waiters) + len(self._superseded),
+            entries=len(self._entries),
         )
 
     async def run(
@@ -200,12 +225,17 @@ class _PromptCacheActor:
                         self._on_get(message)
                     elif isinstance(message, _Peek):
                         self._on_peek(message)
+                    elif isinstance(message, _Invalidate):
+                        self._on_invalidate(message)
                     else:
                         self._on_fetch_done(message)
         finally:
             # Nobody will answer these any more: tell them now rather than let them hang
             # until their own deadline. send_nowait never blocks (size-1 reply channels).
-            for assistant, replies in self._waiters.items():
+            pending = [(name, r) for name, r in self._waiters.items()] + [
+                (name, r) for (name, _), r in self._superseded.items()
+            ]
+            for assistant, replies in pending:
                 error = PromptStoreError(
                     f"prompt cache closed while loading assistant {assistant!r}",
                     assistant=assistant,
@@ -213,6 +243,7 @@ class _PromptCacheActor:
                 for reply in replies:
                     self._answer(reply, outcome.Error(_copy_error(error, assistant)))
             self._waiters.clear()
+            self._superseded.clear()
 
     # --- requests -------------------------------------------------------------------
 
@@ -251,7 +282,12 @@ class _PromptCacheActor:
         if previous is not None:
             self._counts["refreshes"] += 1
         assert self._fetch_nursery is not None
-        self._fetch_nursery.start_soon(self._fetch, name, previous, name=f"prompt_fetch[{name}]")
+        fetch_id = self._next_fetch_id
+        self._next_fetch_id += 1
+        self._fetch_ids[name] = fetch_id
+        self._fetch_nursery.start_soon(
+            self._fetch, name, previous, fetch_id, name=f"prompt_fetch[{name}]"
+        )
 
     def _on_peek(self, request: _Peek) -> None:
         now = trio.current_time()
@@ -265,7 +301,21 @@ class _PromptCacheActor:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             request.reply.send_nowait(answer)
 
-    async def _fetch(self, name: str, previous: StoredPrompt | None) -> None:
+    def _on_invalidate(self, request: _Invalidate) -> None:
+        name = request.assistant
+        dropped = self._entries.pop(name, None) is not None
+        waiting = self._waiters.pop(name, None)
+        if waiting is not None:
+            # The fetch in flight may have read the old version: its waiters still get its
+            # answer, but nothing new joins it and its result is not cached.
+            self._superseded[(name, self._fetch_ids.pop(name))] = waiting
+            dropped = True
+        if dropped:
+            self._counts["invalidations"] += 1
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            request.reply.send_nowait(dropped)
+
+    async def _fetch(self, name: str, previous: StoredPrompt | None, fetch_id: int) -> None:
         etag = previous.etag if previous is not None else None
         result: outcome.Outcome[StoredPrompt | NotModified]
         try:
@@ -284,13 +334,18 @@ class _PromptCacheActor:
             # Every failure becomes a value for this assistant's waiters; nothing may
             # escape into the nursery, which sits above every call in the daemon.
             result = outcome.Error(exc)
-        await self._inbox_send.send(_FetchDone(name, previous, result))
+        await self._inbox_send.send(_FetchDone(name, previous, result, fetch_id))
 
     # --- fetch results ----------------------------------------------------------------
 
     def _on_fetch_done(self, done: _FetchDone) -> None:
         now = trio.current_time()
         name = done.assistant
+        superseded = self._superseded.pop((name, done.fetch_id), None)
+        if superseded is not None:
+            self._answer_superseded(done, superseded)
+            return
+        self._fetch_ids.pop(name, None)
         replies = self._waiters.pop(name, [])
         entry = self._entries.get(name)
         if entry is None:
@@ -346,6 +401,27 @@ class _PromptCacheActor:
             for reply in replies:
                 self._answer(reply, outcome.Value(entry.prompt))
             return
+        for reply in replies:
+            self._answer(reply, outcome.Error(_copy_error(error, name)))
+
+    def _answer_superseded(self, done: _FetchDone, replies: list[_Reply]) -> None:
+        """Answer the waiters of a fetch an invalidation superseded; cache nothing."""
+        result, name = done.result, done.assistant
+        value = result.value if isinstance(result, outcome.Value) else None
+        if isinstance(value, NotModified):
+            value = done.previous
+        if value is not None:
+            for reply in replies:
+                self._answer(reply, outcome.Value(value))
+            return
+        self._counts["errors"] += 1
+        error = (
+            result.error
+            if isinstance(result, outcome.Error)
+            else PromptStoreError(
+                f"store answered 304 to an unconditional read of {name!r}", assistant=name
+            )
+        )
         for reply in replies:
             self._answer(reply, outcome.Error(_copy_error(error, name)))
 
@@ -420,6 +496,25 @@ class PromptCache:
                 return PromptAvailability.UNKNOWN
             return PromptAvailability.PRESENT
         return PromptAvailability.UNKNOWN
+
+    async def invalidate(self, assistant: AssistantName) -> bool:
+        """Drop ``assistant`` (a validated name) from the cache; its next request fetches it
+        from the store.
+
+        Returns whether anything was held or being fetched for it. Calls that already hold
+        their prompt keep it. Raises :class:`~actors.errors.PromptStoreError` when the cache
+        is closed.
+        """
+        reply_send, reply_receive = trio.open_memory_channel[bool](1)
+        with reply_receive:
+            try:
+                await self._inbox.send(_Invalidate(assistant, reply_send))
+                return await reply_receive.receive()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+                raise PromptStoreError(
+                    f"prompt cache is closed; cannot invalidate assistant {assistant!r}",
+                    assistant=assistant,
+                ) from None
 
     def statistics(self) -> PromptCacheStatistics:
         """A snapshot of the cache's counters."""

@@ -11,13 +11,16 @@ then places simulated Twilio calls (the load harness's carrier, which speaks Twi
 Streams as Twilio does): a cold burst of calls for one assistant, a conversation, a caller
 who barges in, a hostile assistant name and a missing assistant. It prints per call the
 assistant, prompt version, time to first audio, turns, barge-ins and how it ended, then the
-S3 GET count and the prompt cache statistics, and checks that each behaved as expected.
+S3 GET count and the prompt cache statistics. Finally the prompt admin publishes a new
+version of ``support-agent`` and rolls it back, refreshing the daemon each time, with a
+call after each (:mod:`devkit.demo_publish`). It checks that each behaved as expected.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +33,7 @@ from actors.close_codes import CloseCode
 from actors.s3_prompt_store import make_s3_client
 from actors.sonic.credentials import StaticCredentialsProvider
 from actors.sonic.signing import Credentials
+from devkit.demo_publish import publish_and_roll_back
 from devkit.emulator import EmulatorConfig, StreamPlan, open_emulator
 from devkit.example_prompts import seed_example_prompts
 from devkit.local_s3 import LocalS3, run_local_s3
@@ -93,7 +97,10 @@ def main(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     loopback = {"address": ("127.0.0.1", 0), "admin_address": ("127.0.0.1", 0)}
-    settings = load_settings().replace(listen=loopback)
+    # The prompt admin refreshes the daemon after each publish with this token.
+    settings = load_settings().replace(
+        listen={**loopback, "admin_token": secrets.token_urlsafe(24)}
+    )
     with run_local_s3() as s3:
         client = make_s3_client(
             region=settings.aws_region,
@@ -103,10 +110,12 @@ def _run(args: argparse.Namespace) -> int:
         )
         seed_example_prompts(client, settings)
         s3.requests.reset()
-        return trio.run(run_demo, s3, settings, args.burst, print)
+        return trio.run(run_demo, s3, settings, args.burst, print, client)
 
 
-async def run_demo(s3: LocalS3, settings: Settings, burst: int, out: Print) -> int:
+async def run_demo(
+    s3: LocalS3, settings: Settings, burst: int, out: Print, s3_client: Any = None
+) -> int:
     """Start the emulator and the daemon, place the calls, print and check the results."""
     collector = CallEndCollector()
     collector.addFilter(CallContextFilter())  # adds assistant and prompt version
@@ -135,14 +144,22 @@ async def run_demo(s3: LocalS3, settings: Settings, burst: int, out: Print) -> i
                 out(f"NovaVoice     {daemon.url} (admin {daemon.admin_url})")
                 calls, burst_reports = await _place_calls(daemon, collector, burst, out)
                 stats = daemon.prompt_cache.statistics()
+                # Counted before the admin's act, whose reads and writes are its own.
+                gets = {
+                    name: s3.requests.count(
+                        "GET", path_suffix=f"/{settings.prompts.prefix}{name}.md"
+                    )
+                    for name in ("esther", "support-agent", "nobody")
+                }
+                publishing: dict[str, bool] = {}
+                if s3_client is not None:
+                    publishing = await publish_and_roll_back(
+                        daemon, settings, s3_client, collector.records, out
+                    )
             emulator_stats = emulator.statistics()
     finally:
         supervisor_log.removeHandler(collector)
     _show_calls(out, calls)
-    gets = {
-        name: s3.requests.count("GET", path_suffix=f"/{settings.prompts.prefix}{name}.md")
-        for name in ("esther", "support-agent", "nobody")
-    }
     out("\n== S3 and the prompt cache")
     out("  S3 GETs seen by the server: " + ", ".join(f"{k} {v}" for k, v in gets.items()))
     out("  cache: " + ", ".join(f"{k}={v}" for k, v in attrs.asdict(stats).items()))
@@ -151,7 +168,9 @@ async def run_demo(s3: LocalS3, settings: Settings, burst: int, out: Print) -> i
         f"{emulator_stats.turns} turns, {emulator_stats.barge_ins} barge-ins, "
         f"{emulator_stats.signature_failures} signature failures"
     )
-    return _verdict(out, calls, burst_reports, burst, gets, emulator_stats.signature_failures)
+    return _verdict(
+        out, calls, burst_reports, burst, gets, emulator_stats.signature_failures, publishing
+    )
 
 
 async def _place_calls(
@@ -238,6 +257,7 @@ def _verdict(
     burst_size: int,
     gets: dict[str, int],
     signature_failures: int,
+    publishing: dict[str, bool],
 ) -> int:
     by_title = {c.title: c for c in calls}
     conversation = by_title["conversation with support-agent"].report
@@ -259,6 +279,7 @@ def _verdict(
         )
         or by_title["assistant with no prompt"].report.close_code == CloseCode.PROMPT_NOT_FOUND,
         "every event signature verified": signature_failures == 0,
+        **publishing,
     }
     out("\n== checks")
     for label, ok in checks.items():

@@ -1,4 +1,4 @@
-"""The admin HTTP endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` over HTTP/1.1 (h11).
+"""The daemon's admin HTTP endpoint over HTTP/1.1 (h11): health, metrics, prompt refresh.
 
 Deliberately tiny and hard to abuse, since it usually listens where a load balancer, a
 Kubernetes kubelet and Prometheus can reach it:
@@ -7,7 +7,17 @@ Kubernetes kubelet and Prometheus can reach it:
 - ``GET /readyz``: 200 when :class:`Health` says ready, else 503 with the reason as the body.
 - ``GET /metrics``: the Prometheus exposition of the daemon's private registry, in the text
   format (or OpenMetrics when the scraper asks for it through ``Accept``).
+- ``POST /v1/prompts/{name}/refresh``: drop assistant ``name`` from the prompt cache, so
+  the next call fetches the version just published (the prompt admin calls it after every
+  publish and rollback). Needs ``Authorization: Bearer <DAEMON_ADMIN_TOKEN>``, compared in
+  constant time: 401 without it or with a wrong one, 403 when the daemon has no token set
+  (refresh disabled), 404 for an invalid assistant name. Answers ``{"assistant": name,
+  "dropped": bool}``. Calls already running keep the prompt they started with.
 - Any other path is 404, any other method 405.
+
+This stays a hand-written h11 server on purpose: the prompt admin (``promptadmin``) runs on
+Starlette and hypercorn in its own process, but the daemon keeps its dependencies and idle
+memory minimal, and these few routes need nothing more.
 
 Each connection runs in its own task and may keep its connection alive for many requests.
 Every request must arrive whole (headers and body) within ``request_timeout`` from the moment
@@ -18,16 +28,23 @@ off at its deadline; headers are capped at ``max_header_bytes`` (431) and bodies
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
-from typing import Any
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import attrs
 import h11
 import trio
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from actors.assistant_names import AssistantName, validate_assistant_name
+from actors.errors import InvalidAssistantName
 from sessions.logs import log_event
-from sessions.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +58,24 @@ _PEER_FAILURES = (
     trio.TooSlowError,
     h11.ProtocolError,
 )
+
+
+_REFRESH_PATH = re.compile(rb"^/v1/prompts/([^/]+)/refresh$")
+
+
+class PromptInvalidator(Protocol):
+    """What the refresh route needs from the prompt cache."""
+
+    async def invalidate(self, assistant: AssistantName) -> bool:
+        """Drop ``assistant``; whether anything was held."""
+        ...
+
+
+class RegistrySource(Protocol):
+    """What ``/metrics`` exposes: a :class:`~sessions.metrics.Metrics`, or the worker
+    parent's merged view (:mod:`sessions.workers`)."""
+
+    registry: CollectorRegistry
 
 
 @attrs.define(eq=False)
@@ -85,9 +120,15 @@ class AdminLimits:
 class AdminServer:
     """Answers admin requests on streams handed to :meth:`handle` (one task per stream)."""
 
-    metrics: Metrics
+    metrics: RegistrySource
     health: Health
     limits: AdminLimits = AdminLimits()
+    prompts: PromptInvalidator | None = None
+    """The prompt cache, for the refresh route (absent: refresh answers 404)."""
+    refresh_token: str | None = attrs.field(default=None, repr=False)
+    """``DAEMON_ADMIN_TOKEN``; unset: the refresh route refuses every request (403)."""
+    refresh_metrics: Callable[[], Awaitable[None]] | None = None
+    """Awaited before each ``/metrics`` exposition (the worker parent scrapes its workers)."""
     active: int = 0
     """Connections being served right now."""
 
@@ -144,7 +185,7 @@ class AdminServer:
         event = await _next_event(conn, stream)
         if not isinstance(event, h11.Request):
             return None
-        if event.method != b"GET":
+        if event.method not in (b"GET", b"POST"):
             return event  # answered 405 at once, body unread, connection closed.
         received = 0
         for name, value in event.headers:
@@ -164,16 +205,20 @@ class AdminServer:
     async def _respond(
         self, conn: h11.Connection, stream: trio.abc.Stream, request: h11.Request
     ) -> None:
-        if request.method != b"GET":
+        path = request.target.split(b"?", 1)[0]
+        refresh = _REFRESH_PATH.match(path)
+        allowed = b"POST" if refresh is not None else b"GET"
+        if request.method != allowed:
             body = b"" if request.method == b"HEAD" else b"method not allowed\n"
-            extra = [(b"allow", b"GET")]
+            extra = [(b"allow", allowed)]
             await self._send_response(conn, stream, 405, body, True, extra)
             return
         if conn.their_state not in (h11.DONE, h11.MUST_CLOSE):  # MUST_CLOSE: "Connection: close"
             await self._send_response(conn, stream, 413, b"request body too large\n", True)
             return
-        path = request.target.split(b"?", 1)[0]
-        if path == b"/healthz":
+        if refresh is not None:
+            await self._refresh(conn, stream, request, refresh.group(1))
+        elif path == b"/healthz":
             await self._send_response(conn, stream, 200, b"ok\n")
         elif path == b"/readyz":
             if self.health.ready:
@@ -188,6 +233,8 @@ class AdminServer:
                     accept = value.decode("latin-1")
             encoder, content_type = choose_encoder(accept)
             try:
+                if self.refresh_metrics is not None:
+                    await self.refresh_metrics()
                 body = encoder(self.metrics.registry)
             except Exception:
                 logger.exception("metrics exposition failed", extra={"event": "admin_error"})
@@ -198,6 +245,30 @@ class AdminServer:
             )
         else:
             await self._send_response(conn, stream, 404, b"not found\n")
+
+    async def _refresh(
+        self, conn: h11.Connection, stream: trio.abc.Stream, request: h11.Request, raw: bytes
+    ) -> None:
+        if self.prompts is None:
+            await self._send_response(conn, stream, 404, b"not found\n")
+            return
+        if self.refresh_token is None:
+            body = b"prompt refresh is disabled: DAEMON_ADMIN_TOKEN is not set\n"
+            await self._send_response(conn, stream, 403, body)
+            return
+        if not _bearer_matches(request.headers, self.refresh_token):
+            challenge = [(b"www-authenticate", b'Bearer realm="novavoice-admin"')]
+            await self._send_response(conn, stream, 401, b"unauthorized\n", False, challenge)
+            return
+        try:
+            name = validate_assistant_name(raw.decode("ascii"))
+            dropped = await self.prompts.invalidate(name)
+        except (UnicodeDecodeError, InvalidAssistantName):
+            await self._send_response(conn, stream, 404, b"no such assistant name\n")
+            return
+        log_event(logger, "prompt_refreshed", assistant=name, dropped=dropped)
+        body = json.dumps({"assistant": name, "dropped": dropped}).encode() + b"\n"
+        await self._send_response(conn, stream, 200, body, content_type=b"application/json")
 
     async def _send_response(
         self,
@@ -246,6 +317,16 @@ class AdminServer:
                 drained += len(chunk)
 
 
+def _bearer_matches(headers: Any, token: str) -> bool:
+    """Whether ``Authorization: Bearer <token>`` is present, compared in constant time
+    (over SHA-256 digests, so not even the token's length leaks)."""
+    expected = hashlib.sha256(b"Bearer " + token.encode()).digest()
+    for name, value in headers:
+        if name == b"authorization":
+            return hmac.compare_digest(hashlib.sha256(bytes(value)).digest(), expected)
+    return False
+
+
 async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> Any:
     while True:
         event = conn.next_event()
@@ -259,9 +340,12 @@ async def serve_admin(
     listen_host: str | None,
     port: int,
     *,
-    metrics: Metrics,
+    metrics: RegistrySource,
     health: Health,
     limits: AdminLimits | None = None,
+    prompts: PromptInvalidator | None = None,
+    refresh_token: str | None = None,
+    refresh_metrics: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the admin endpoint until cancelled; reports the bound ``(host, port)``.
@@ -269,7 +353,14 @@ async def serve_admin(
     ``port`` 0 picks a free port. When ``listen_host`` resolves to several addresses, port 0
     would give each its own port, so only the first is kept then.
     """
-    server = AdminServer(metrics, health, limits or AdminLimits())
+    server = AdminServer(
+        metrics,
+        health,
+        limits or AdminLimits(),
+        prompts=prompts,
+        refresh_token=refresh_token,
+        refresh_metrics=refresh_metrics,
+    )
     listeners = await trio.open_tcp_listeners(port, host=listen_host)
     if port == 0:
         for extra in listeners[1:]:

@@ -14,7 +14,7 @@ from actors.audio_pumps import AudioInStatistics
 from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
 from actors.prompt_fetch import PromptFetcher
-from actors.sonic_session import SonicOpener
+from actors.sonic.session import SonicOpener
 from sessions.config import CallSettings
 from sessions.logs import CallLog
 from sessions.metrics import EndReason, Metrics
@@ -134,4 +134,6 @@ class CallSummary:
     """Assistant audio sent to the carrier."""
     audio_heard_s: float = 0.0
     """Of it, what the caller heard: estimated (``sessions.playback_estimate``), not marks."""
+    sonic_streams: int = 0
+    """Sonic streams opened (more than one when the call was rotated)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)

@@ -50,6 +50,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "prompts": Subcommand(
         "promptadmin.cli", "validate, publish, diff and roll back assistant definitions"
     ),
+    "admin": Subcommand(
+        "promptadmin.command",
+        "run the prompt admin: JSON API and web page for assistant definitions",
+        "admin",
+    ),
 }
 
 

@@ -67,6 +67,12 @@ class ListenSettings:
     """Health and metrics endpoint (HOST:PORT)."""
     drain_timeout: float = setting("DRAIN_TIMEOUT_MS", v.milliseconds, 30.0)
     """Seconds running calls may continue after SIGTERM."""
+    admin_token: str | None = setting("DAEMON_ADMIN_TOKEN", v.secret, None, secret=True)
+    """Bearer token for ``POST /v1/prompts/{name}/refresh`` on the admin address (the prompt
+    admin presents it after a publish); unset: refresh is refused."""
+    workers: int = setting("NOVAVOICE_WORKERS", v.workers, 1)
+    """Worker processes serving calls (a count, or ``auto`` for one per CPU core); more than
+    one runs a parent process (:mod:`sessions.workers`). ``--workers`` overrides it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -214,6 +220,20 @@ class LoggingSettings:
 
 
 @attrs.frozen(kw_only=True)
+class MetricsSettings:
+    """Metrics pushed besides ``/metrics``: CloudWatch EMF lines (:mod:`sessions.emf_writer`)."""
+
+    cloudwatch_emf: bool = setting("METRICS_CLOUDWATCH_EMF", v.flag, False)
+    """Write CloudWatch Embedded Metric Format lines."""
+    cloudwatch_emf_interval: float = setting(
+        "METRICS_CLOUDWATCH_INTERVAL_MS", v.positive_milliseconds, 60.0
+    )
+    """Seconds between two sets of EMF lines."""
+    cloudwatch_emf_path: str | None = setting("METRICS_CLOUDWATCH_EMF_PATH", v.path, None)
+    """File the EMF lines are appended to; unset: standard output."""
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """Everything the daemon is configured with. Built by :func:`load_settings`."""
 
@@ -225,6 +245,7 @@ class Settings:
     sonic: SonicSettings = attrs.field(factory=SonicSettings)
     calls: CallSettings = attrs.field(factory=CallSettings)
     logging: LoggingSettings = attrs.field(factory=LoggingSettings)
+    metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some fields of some sections changed.

@@ -6,6 +6,7 @@ turns it into one :class:`~actors.errors.ConfigError` line naming the variable.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 
@@ -167,3 +168,22 @@ def log_level(raw: str) -> str:
     if level not in _LOG_LEVELS:
         raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
     return level
+
+
+def workers(raw: str) -> int:
+    """A worker count, or ``auto``: one per CPU core this process may run on."""
+    if raw.lower() == "auto":
+        if hasattr(os, "sched_getaffinity"):
+            return max(1, len(os.sched_getaffinity(0)))
+        return max(1, os.cpu_count() or 1)
+    return positive_int(raw)
+
+
+def flag(raw: str) -> bool:
+    """On or off: 1/true/yes/on or 0/false/no/off (any case)."""
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0")

@@ -22,6 +22,13 @@ Call end reasons (``novavoice_calls_ended_total{reason}``), a fixed set:
 - ``shutdown``: ended by the daemon's drain deadline or a second signal.
 - ``internal_error``: an unexpected exception (a bug) ended the call.
 - ``cancelled``: the call's task tree was cancelled with no more specific reason.
+
+Prompt-load failures (``novavoice_prompt_load_failures_total{reason}``), one per call whose
+prompt could not be obtained (``calls_ended{reason="prompt_error"}`` lumps them together):
+``not_found`` (a missing prompt or bucket), ``access_denied``, ``throttled``, ``invalid``
+(the definition fails the validator, or the name the naming rule), ``timeout``,
+``unavailable`` (anything else, S3 unreachable included). The same reasons are the
+``Reason`` dimension of the CloudWatch EMF ``PromptLoadFailures`` metric.
 """
 
 from __future__ import annotations
@@ -50,7 +57,17 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from actors.errors import SonicError
+from actors.errors import (
+    InvalidAssistantName,
+    PromptAccessDenied,
+    PromptBucketNotFound,
+    PromptError,
+    PromptInvalid,
+    PromptNotFound,
+    PromptThrottled,
+    PromptTimeout,
+    SonicError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +91,9 @@ RefusalReason = Literal[
     "draining",
     "bad_request",
 ]
+PromptFailureReason = Literal[
+    "not_found", "access_denied", "throttled", "invalid", "timeout", "unavailable"
+]
 # caller audio towards Sonic, caller audio held until the Sonic stream is ready, assistant
 # audio towards the carrier.
 QueueName = Literal["audio_in", "pre_stream", "audio_out"]
@@ -83,6 +103,7 @@ CARRIERS: tuple[Carrier, ...] = get_args(Carrier)
 END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 REFUSAL_REASONS: tuple[RefusalReason, ...] = get_args(RefusalReason)
 QUEUES: tuple[QueueName, ...] = get_args(QueueName)
+PROMPT_FAILURE_REASONS: tuple[PromptFailureReason, ...] = get_args(PromptFailureReason)
 
 # Sub-millisecond resolution: the daemon's own share of a frame's latency should be tiny.
 ADDED_LATENCY_BUCKETS = (
@@ -109,6 +130,28 @@ def sonic_error_types() -> tuple[str, ...]:
             names.append(cls.__name__)
         pending.extend(cls.__subclasses__())
     return (*sorted(set(names)), "other")
+
+
+# The error class of a failed prompt load -> its reason label; anything else is "unavailable"
+# (PromptStoreError: S3 unreachable or answering 5xx). A missing bucket is a missing prompt
+# as far as callers and the "prompts missing" alarm are concerned.
+_PROMPT_FAILURE_REASONS: tuple[tuple[type[PromptError], PromptFailureReason], ...] = (
+    (PromptNotFound, "not_found"),
+    (PromptBucketNotFound, "not_found"),
+    (PromptAccessDenied, "access_denied"),
+    (PromptThrottled, "throttled"),
+    (PromptInvalid, "invalid"),
+    (InvalidAssistantName, "invalid"),
+    (PromptTimeout, "timeout"),
+)
+
+
+def prompt_failure_reason(exc: PromptError) -> PromptFailureReason:
+    """The ``reason`` label of ``novavoice_prompt_load_failures_total`` for ``exc``."""
+    for cls, reason in _PROMPT_FAILURE_REASONS:
+        if isinstance(exc, cls):
+            return reason
+    return "unavailable"
 
 
 @runtime_checkable
@@ -227,6 +270,11 @@ class Metrics:
         self.sonic_errors = counter("sonic_errors", "Nova Sonic errors, by error class.", "type")
         self.barge_ins = counter("barge_ins", "Caller barge-ins.", "carrier")
         self.queue_drops = counter("queue_drops", "Frames dropped by bounded queues.", "queue")
+        self.prompt_load_failures = counter(
+            "prompt_load_failures",
+            "Calls whose assistant prompt could not be loaded, by reason.",
+            "reason",
+        )
         self.prompt_load_seconds = histogram(
             "prompt_load_seconds",
             "Time for a call to obtain its assistant's prompt (cache hit or S3).",
@@ -252,6 +300,15 @@ class Metrics:
         self.loop_lag_last = Gauge(
             "novavoice_event_loop_lag_last_seconds", "The latest event-loop lag sample.", registry=r
         )
+        # A single process is its own one worker: the same gauges as the worker parent's
+        # (sessions/workers.py), so alert rules need not know how the daemon was started.
+        # The parent leaves these out when it merges its workers' metrics.
+        Gauge("novavoice_workers_configured", "Worker processes configured.", registry=r).set(1)
+        Gauge(
+            "novavoice_workers_healthy",
+            "Worker processes whose admin endpoint answered the last probe.",
+            registry=r,
+        ).set(1)
         self._sonic_types = sonic_error_types()
         self._known_sonic = frozenset(self._sonic_types)
         # Children created up front so every series is exported (as 0) from the first scrape.
@@ -265,6 +322,8 @@ class Metrics:
             self.admission_refusals.labels(refusal)
         for queue in QUEUES:
             self.queue_drops.labels(queue)
+        for failure in PROMPT_FAILURE_REASONS:
+            self.prompt_load_failures.labels(failure)
         for name in self._sonic_types:
             self.sonic_errors.labels(name)
 
@@ -315,6 +374,10 @@ class Metrics:
         if reason not in REFUSAL_REASONS:
             raise ValueError(f"unknown refusal reason {reason!r}")
         self.admission_refusals.labels(reason).inc()
+
+    def prompt_load_failed(self, exc: PromptError) -> None:
+        """Count one call whose prompt could not be loaded, under its reason."""
+        self.prompt_load_failures.labels(prompt_failure_reason(exc)).inc()
 
     def sonic_error(self, exc: BaseException) -> None:
         """Count a Sonic error under its nearest ``actors.errors`` class name (else ``other``)."""

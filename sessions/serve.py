@@ -9,6 +9,12 @@ connect to ``ws://LISTEN/twilio/<assistant>`` (Twilio Media Streams) or
 SIGTERM or SIGINT drains: readiness goes false, no new calls, running calls continue until
 the drain deadline and then end politely. A second signal ends every call at once.
 
+``--workers N`` (or ``NOVAVOICE_WORKERS``; ``auto`` is one per CPU core) with N > 1 runs N
+worker processes sharing the carrier port behind a parent that serves the admin address,
+restarts crashed workers and forwards the signals (``sessions/workers.py``). With
+``METRICS_CLOUDWATCH_EMF=1`` the daemon (each worker) also writes CloudWatch EMF lines
+(``sessions/emf_writer.py``).
+
 The daemon refuses to listen on a non-loopback address with no carrier authentication
 configured (TWILIO_AUTH_TOKEN, ASTERISK_BASIC_AUTH or ASTERISK_BEARER_TOKEN) unless
 ``--insecure`` is given.
@@ -20,7 +26,9 @@ import argparse
 import functools
 import ipaddress
 import logging
+import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -33,15 +41,18 @@ from actors.prompt_fetch import PromptFetcher
 from actors.s3_prompt_store import S3PromptStore, make_s3_client
 from actors.sonic.credentials import CredentialsProvider
 from actors.sonic.pool import open_sonic_client
-from actors.sonic_session import SonicOpener
+from actors.sonic.session import SonicOpener
 from sessions.admin import Health, serve_admin
 from sessions.call_records import CallDeps
 from sessions.config import Settings, load_settings
-from sessions.config_values import host_port, log_level
+from sessions.config_values import host_port, log_level, workers
+from sessions.emf import EmfFormatter, read_registry
+from sessions.emf_writer import run_emf_writer
 from sessions.logs import configure_logging, log_event, open_call_log
 from sessions.loop_lag import run_loop_lag_monitor
 from sessions.metrics import Metrics
 from sessions.supervisor import Supervisor, serve_calls
+from sessions.workers import run_workers
 
 logger = logging.getLogger("novavoice.serve")
 
@@ -62,6 +73,9 @@ class DaemonOverrides:
     """For local S3 servers only; production uses the standard chain."""
     sonic_middleware: Callable[[SonicOpener], SonicOpener] | None = None
     """Wraps the Sonic client every call uses (instrumentation; fault injection in tests)."""
+    carrier_sockets: tuple[socket.socket, ...] | None = None
+    """Listening sockets to accept carriers on, instead of binding ``Settings.listen``
+    (a worker process inherits them from its parent: :mod:`sessions.workers`)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -157,9 +171,27 @@ async def open_daemon(
             settings=settings.calls,
         )
         bound_admin = await nursery.start(
-            functools.partial(serve_admin, admin_host, admin_port, metrics=metrics, health=health)
+            functools.partial(
+                serve_admin,
+                admin_host,
+                admin_port,
+                metrics=metrics,
+                health=health,
+                prompts=cache,
+                refresh_token=settings.listen.admin_token,
+            )
         )
         nursery.start_soon(run_loop_lag_monitor, metrics, 0.25)
+        if settings.metrics.cloudwatch_emf:
+            await nursery.start(
+                functools.partial(
+                    run_emf_writer,
+                    functools.partial(read_registry, metrics.registry),
+                    interval=settings.metrics.cloudwatch_emf_interval,
+                    path=settings.metrics.cloudwatch_emf_path,
+                    formatter=EmfFormatter(extra={"pid": os.getpid()}),
+                )
+            )
         supervisor, bound_port = await nursery.start(
             functools.partial(
                 serve_calls,
@@ -169,6 +201,7 @@ async def open_daemon(
                 admission=settings.admission,
                 health=health,
                 metrics=metrics,
+                sockets=ov.carrier_sockets,
             )
         )
         daemon = Daemon(
@@ -184,6 +217,10 @@ async def open_daemon(
             yield daemon
         finally:
             supervisor.end_all_calls()
+            # Let the cancelled calls finish closing (each cleanup step is bounded) so they
+            # are counted before the EMF writer's last set and the other tasks stop.
+            with trio.move_on_after(5.0, shield=True):
+                await supervisor.wait_active_calls(lambda n: n == 0)
             nursery.cancel_scope.cancel(reason="daemon stopped")
 
 
@@ -232,6 +269,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", help="DEBUG, INFO, WARNING or ERROR (NOVAVOICE_LOG_LEVEL; default INFO)"
     )
+    parser.add_argument(
+        "--workers",
+        help="worker processes, a count or 'auto' for one per CPU core (NOVAVOICE_WORKERS); "
+        "more than one runs a parent process: see sessions/workers.py",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -243,10 +285,15 @@ def main(args: argparse.Namespace) -> int:
             listen["address"] = host_port(args.listen)
         if args.admin_listen:
             listen["admin_address"] = host_port(args.admin_listen)
+        if args.workers:
+            listen["workers"] = workers(args.workers)
         level = log_level(args.log_level) if args.log_level else settings.logging.level
     except ValueError as exc:
-        raise ConfigError(f"--listen/--admin-listen/--log-level: {exc}") from None
+        raise ConfigError(f"--listen/--admin-listen/--log-level/--workers: {exc}") from None
     settings = settings.replace(listen=listen)
     configure_logging(level)
+    if settings.listen.workers > 1:
+        check_listen_security(settings.listen.address[0], settings, insecure=args.insecure)
+        return trio.run(functools.partial(run_workers, settings, log_level=level))
     trio.run(functools.partial(run_until_signalled, settings, insecure=args.insecure))
     return 0

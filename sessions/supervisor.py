@@ -25,8 +25,9 @@ import contextlib
 import functools
 import itertools
 import logging
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -257,12 +258,7 @@ class Supervisor:
                     "call crashed", extra={"event": "call_crashed", "error": type(exc).__name__}
                 )
             finally:
-                session = channel.session
-                _log_call_end(
-                    channel.summary,
-                    time.perf_counter() - t0,
-                    session.statistics.legs_opened if session else 0,
-                )
+                _log_call_end(channel.summary, time.perf_counter() - t0)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -296,20 +292,27 @@ async def serve_calls(
     admission: AdmissionSettings,
     health: Health,
     metrics: Metrics,
+    sockets: Sequence[socket.socket] | None = None,
     task_status: trio.TaskStatus[tuple[Supervisor, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve carrier WebSockets on ``host:port`` until cancelled or drained.
 
-    Starts with ``(supervisor, bound_port)``. Returns once drained (the listener stopped
-    and every call ended).
+    ``sockets``, when given, are already listening (a worker process inherits them from its
+    parent, :mod:`sessions.workers`) and ``host``/``port`` are ignored. Starts with
+    ``(supervisor, bound_port)``. Returns once drained (the listener stopped and every call
+    ended).
     """
     async with trio.open_nursery() as calls_nursery:
         supervisor = Supervisor(deps, admission, health, metrics, calls_nursery)
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        if port == 0:  # several addresses would each get their own port
-            for extra in listeners[1:]:
-                await extra.aclose()
-            listeners = listeners[:1]
+        listeners: list[trio.SocketListener]
+        if sockets is not None:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
+        else:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            if port == 0:  # several addresses would each get their own port
+                for extra in listeners[1:]:
+                    await extra.aclose()
+                listeners = listeners[:1]
         server = WebSocketServer(
             supervisor.handle,
             listeners,
@@ -330,7 +333,7 @@ async def serve_calls(
                 await listener.aclose()
 
 
-def _log_call_end(summary: CallSummary, duration: float, sonic_streams: int) -> None:
+def _log_call_end(summary: CallSummary, duration: float) -> None:
     end = summary.end
     logger.info(
         "call ended",
@@ -349,7 +352,7 @@ def _log_call_end(summary: CallSummary, duration: float, sonic_streams: int) -> 
             "marks_played": summary.marks_played,
             "audio_sent_s": round(summary.audio_sent_s, 3),
             "audio_heard_s": round(summary.audio_heard_s, 3),
-            "sonic_streams": sonic_streams,
+            "sonic_streams": summary.sonic_streams,
             # Numeric only: the log's redaction guard drops "audio" fields that are not.
             **(
                 {"first_audio_s": round(summary.first_audio_seconds, 4)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from dotenv import dotenv_values
 
 from actors.errors import ConfigError
 from actors.sonic import events
+from promptadmin.settings import AdminSettings, admin_settings_from_mapping, check_fail_closed
 from sessions.config import ENV, Settings, load_settings, settings_from_mapping, variables
 
 
@@ -111,8 +113,8 @@ def test_env_example_documents_every_variable_with_its_default() -> None:
     names = [field.metadata[ENV] for _, field in variables()]
     assert len(names) == len(set(names)) > 30
     assert set(names) <= set(example)
-    # ...and nothing is shown that the settings do not read.
-    assert set(example) <= set(names)
+    # ...and nothing is shown that the settings (or the prompt admin's) do not read.
+    assert set(example) <= set(names) | admin_variables()
 
 
 def test_env_example_values_are_the_defaults_not_just_blank() -> None:
@@ -125,3 +127,61 @@ def test_env_example_values_are_the_defaults_not_just_blank() -> None:
         # A setting whose default is not "unset" shows a value, so the file teaches the unit.
         if getattr(holder, field.name) is not None:
             assert shown, field.metadata[ENV]
+
+
+def admin_variables() -> set[str]:
+    """The variables the prompt admin (novavoice admin) reads, beyond the daemon's."""
+    source = (Path(__file__).parents[1] / "promptadmin" / "settings.py").read_text()
+    return set(re.findall(r'_read\(\s*env,\s*"([A-Z0-9_]+)"', source))
+
+
+def test_env_example_documents_the_prompt_admins_variables_with_their_defaults() -> None:
+    root = Path(__file__).parents[1]
+    example = {k: v for k, v in dotenv_values(root / ".env.example").items() if v is not None}
+    assert admin_settings_from_mapping(example) == AdminSettings()
+    read = admin_variables()
+    assert read >= {"ADMIN_TOKENS", "ADMIN_AUDIT_LOG", "NOVAVOICE_DAEMONS", "DAEMON_ADMIN_TOKEN"}
+    assert read <= set(example)
+
+
+def test_admin_tokens_and_daemons_parse_and_bad_values_name_the_variable() -> None:
+    s = admin_settings_from_mapping(
+        {
+            "ADMIN_TOKENS": "alice:alice-token-0123456789, bob:bob-token-0123456789ab",
+            "NOVAVOICE_DAEMONS": "http://10.0.0.5:9090/, http://10.0.0.6:9090",
+        }
+    )
+    assert dict(s.tokens) == {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789ab"}
+    assert s.daemons == ("http://10.0.0.5:9090", "http://10.0.0.6:9090")
+    assert "alice-token" not in repr(s)
+    for name, value in [
+        ("ADMIN_TOKENS", "alice"),
+        ("ADMIN_TOKENS", "alice:tiny1"),
+        ("ADMIN_TOKENS", "a:same-token-0123456789,b:same-token-0123456789"),
+        ("NOVAVOICE_DAEMONS", "10.0.0.5:9090"),
+        ("DAEMON_ADMIN_TOKEN", "tiny2"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            admin_settings_from_mapping({name: value})
+        assert str(info.value).startswith(f"{name}:")
+        assert "\n" not in str(info.value)
+        if name != "NOVAVOICE_DAEMONS":  # a URL may be echoed; secrets never are
+            assert value.split(":")[-1] not in str(info.value)
+
+
+def test_the_admin_fails_closed_beyond_loopback_without_tokens() -> None:
+    check_fail_closed("127.0.0.1", AdminSettings())
+    check_fail_closed("::1", AdminSettings())
+    with pytest.raises(ConfigError) as info:
+        check_fail_closed("0.0.0.0", AdminSettings())
+    assert str(info.value).startswith("ADMIN_TOKENS is not set")
+    assert "\n" not in str(info.value)
+    check_fail_closed("0.0.0.0", AdminSettings(tokens={"alice": "alice-token-0123456789"}))
+
+
+def test_the_daemons_refresh_token_is_a_secret_setting() -> None:
+    s = settings_from_mapping({"DAEMON_ADMIN_TOKEN": "refresh-token-1"})
+    assert s.listen.admin_token == "refresh-token-1"
+    assert "refresh-token-1" not in repr(s)
+    with pytest.raises(ConfigError):
+        settings_from_mapping({"DAEMON_ADMIN_TOKEN": "short"})

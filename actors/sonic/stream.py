@@ -115,6 +115,12 @@ class SonicStream:
         self.credentials_expiry = credentials_expiry
         """When the credentials signing this stream expire (``None``: long-term keys).
         Rotate the stream before then: its signature chain cannot change keys."""
+        self.credentials_deadline: float | None = None
+        """The same instant on trio's clock, converted once, here, where the stream pins
+        its credentials: everything that waits for it uses trio time only."""
+        if credentials_expiry is not None:
+            left = (credentials_expiry - datetime.now(UTC)).total_seconds()
+            self.credentials_deadline = trio.current_time() + left
         self._first_response_timeout = first_response_timeout
         self._send_lock = trio.StrictFIFOLock()
         self._decoder = MessageDecoder()

@@ -9,7 +9,6 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 
 import attrs
@@ -42,7 +41,8 @@ class FakeSonicStream:
         self._feed_send, self._feed_receive = trio.open_memory_channel(1000)
 
     dead: bool = False
-    credentials_expiry: datetime | None = None
+    credentials_deadline: float | None = None
+    """On trio's clock, as :class:`~actors.sonic.stream.SonicStream` gives it."""
 
     def kill(self) -> None:
         """The server ended this stream: later sends fail as they would on a real one."""
@@ -98,9 +98,12 @@ class FakeSonic:
 
     open_delay: float = 0.0
     open_error: Exception | None = None
-    credentials_expiry: datetime | None = None
+    credentials_lifetime: float | None = None
+    """Seconds each stream's credentials stay valid after it opens (``None``: forever)."""
     refuse_with: Exception | None = None
     streams: list[FakeSonicStream] = attrs.field(factory=list)
+    open_times: list[float] = attrs.field(factory=list)
+    """``trio.current_time()`` when each stream opened."""
     opened: trio.Event = attrs.field(factory=trio.Event)
 
     @asynccontextmanager
@@ -110,9 +113,13 @@ class FakeSonic:
         await trio.sleep(self.open_delay)
         if self.open_error is not None:
             raise self.open_error
-        stream = FakeSonicStream(credentials_expiry=self.credentials_expiry)
+        lifetime = self.credentials_lifetime
+        stream = FakeSonicStream(
+            credentials_deadline=None if lifetime is None else trio.current_time() + lifetime
+        )
         stream.refused = self.refuse_with
         self.streams.append(stream)
+        self.open_times.append(trio.current_time())
         self.opened.set()
         try:
             yield stream

@@ -18,5 +18,9 @@ def test_demo_places_calls_and_every_check_passes(capsys: pytest.CaptureFixture[
     assert "FAILED" not in output
     assert "[ok] the cold burst cost exactly one S3 GET" in output
     assert "[ok] the barge-in cleared playback" in output
+    # The prompt admin's act: a publish and a rollback, each live for the next call.
+    assert "[ok] the publish and the rollback were both confirmed by the daemon" in output
+    assert "[ok] the call after the publish used the published version" in output
+    assert "[ok] the rollback is a new version, and the next call used it" in output
     # Versions and outcomes are shown; prompt text never is.
     assert "Lindenhof" not in output and "Northwind" not in output

@@ -19,7 +19,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from actors.close_codes import CloseCode
 from actors.sonic import output
-from actors.sonic_session import SonicOpener, SonicStreamLike
+from actors.sonic.session import SonicOpener, SonicStreamLike
 from devkit.emulator import open_emulator
 from devkit.emulator.server import Emulator
 from devkit.local_s3 import LocalS3, S3RequestCounter
@@ -131,6 +131,7 @@ def crash_for(assistant: str) -> Any:
     class CrashingStream:
         def __init__(self, inner: SonicStreamLike) -> None:
             self._inner = inner
+            self.credentials_deadline = inner.credentials_deadline
 
         async def send(self, nova_event_json: bytes) -> None:
             await self._inner.send(nova_event_json)
@@ -233,6 +234,9 @@ async def test_missing_prompt_refuses_only_that_call(emulator: Emulator, local_s
     assert "nobody-here" in (results["nobody-here"].error or "")
     assert results["esther"].outcome == "completed"
     assert results["esther"].frames_received == REPLY_FRAMES
+    failures = daemon.metrics.prompt_load_failures
+    assert failures.labels("not_found")._value.get() == 1
+    assert failures.labels("unavailable")._value.get() == 0
 
 
 async def test_hostile_assistant_name_is_refused_before_s3(daemon: Daemon) -> None:

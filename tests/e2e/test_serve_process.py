@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,6 +38,8 @@ class ServeProcess:
     def __init__(self, process: trio.Process) -> None:
         self.process = process
         self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        """Lines that were not JSON (a traceback printed by Python itself is a bug)."""
         self._buffer = b""
         self._new_line = trio.Event()
 
@@ -48,14 +50,26 @@ class ServeProcess:
             *complete, self._buffer = self._buffer.split(b"\n")
             for raw in complete:
                 if raw.strip():
-                    self.lines.append(json.loads(raw))
+                    try:
+                        self.lines.append(json.loads(raw))
+                    except ValueError:
+                        self.raw.append(raw.decode(errors="replace"))
             self._new_line.set()
             self._new_line = trio.Event()
 
-    async def wait_for(self, event: str) -> dict[str, Any]:
+    async def wait_for(self, event: str, **fields: Any) -> dict[str, Any]:
+        """The first line logged with ``event`` and the given field values."""
+        return await self.wait_until(
+            lambda line: (
+                line.get("event") == event and all(line.get(k) == v for k, v in fields.items())
+            )
+        )
+
+    async def wait_until(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The first line logged that satisfies ``predicate``."""
         while True:
             for line in self.lines:
-                if line.get("event") == event:
+                if predicate(line):
                     return line
             await self._new_line.wait()
 
@@ -70,7 +84,9 @@ async def close_code(ws: WebSocketConnection) -> int | None:
 
 
 @asynccontextmanager
-async def serve_process(emulator: Emulator, s3: LocalS3, **env: str) -> AsyncIterator[ServeProcess]:
+async def serve_process(
+    emulator: Emulator, s3: LocalS3, *args: str, **env: str
+) -> AsyncIterator[ServeProcess]:
     environment = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -84,7 +100,7 @@ async def serve_process(emulator: Emulator, s3: LocalS3, **env: str) -> AsyncIte
         "NOVAVOICE_ADMIN_LISTEN": "127.0.0.1:0",
         **env,
     }
-    command = [sys.executable, "-m", "sessions.cli", "serve"]
+    command = [sys.executable, "-m", "sessions.cli", "serve", *args]
     process = await trio.lowlevel.open_process(
         command, env=environment, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
     )

@@ -7,13 +7,18 @@ timing is checked separately over memory streams with the autojump clock.
 
 from __future__ import annotations
 
+import json
+from functools import partial
+
+import attrs
 import h11
 import pytest
 import trio
 import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
-from sessions.admin import AdminLimits, AdminServer, Health
+from actors.assistant_names import AssistantName
+from sessions.admin import AdminLimits, AdminServer, Health, serve_admin
 from sessions.metrics import Metrics
 from tests.ops.conftest import AdminFixture, get, read_reply, read_until_eof, request
 
@@ -207,3 +212,87 @@ async def test_a_broken_collector_is_a_500_not_a_dead_server(admin: AdminFixture
     with trio.fail_after(GUARD):
         assert (await get(admin, "/metrics")).status == 500
         assert (await get(admin, "/healthz")).status == 200
+
+
+@attrs.define
+class RecordingCache:
+    """Stands in for the prompt cache: records invalidations, holds ``esther`` only."""
+
+    invalidated: list[str] = attrs.Factory(list)
+
+    async def invalidate(self, assistant: AssistantName) -> bool:
+        self.invalidated.append(assistant)
+        return assistant == "esther"
+
+
+TOKEN = "refresh-token-for-tests"
+
+
+async def refresh_server(
+    nursery: trio.Nursery, cache: RecordingCache, token: str | None
+) -> AdminFixture:
+    metrics, health = Metrics(process_metrics=False), Health()
+    serve = partial(
+        serve_admin,
+        "127.0.0.1",
+        0,
+        metrics=metrics,
+        health=health,
+        prompts=cache,
+        refresh_token=token,
+    )
+    host, port = await nursery.start(serve)
+    return AdminFixture(host, port, metrics, health)
+
+
+async def test_refresh_needs_the_bearer_token(nursery: trio.Nursery) -> None:
+    cache = RecordingCache()
+    admin = await refresh_server(nursery, cache, TOKEN)
+    with trio.fail_after(GUARD):
+        missing = await get(admin, "/v1/prompts/esther/refresh", method="POST")
+        wrong = await get(
+            admin,
+            "/v1/prompts/esther/refresh",
+            method="POST",
+            headers=[("authorization", "Bearer not-the-token")],
+        )
+        basic = await get(
+            admin,
+            "/v1/prompts/esther/refresh",
+            method="POST",
+            headers=[("authorization", TOKEN)],
+        )
+    assert (missing.status, wrong.status, basic.status) == (401, 401, 401)
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert cache.invalidated == []
+
+
+async def test_refresh_with_the_token_drops_the_assistant(nursery: trio.Nursery) -> None:
+    cache = RecordingCache()
+    admin = await refresh_server(nursery, cache, TOKEN)
+    auth = [("authorization", f"Bearer {TOKEN}")]
+    with trio.fail_after(GUARD):
+        held = await get(admin, "/v1/prompts/esther/refresh", method="POST", headers=auth)
+        cold = await get(admin, "/v1/prompts/nobody/refresh", method="POST", headers=auth)
+        hostile = await get(admin, "/v1/prompts/..%2Fetc/refresh", method="POST", headers=auth)
+        as_get = await get(admin, "/v1/prompts/esther/refresh", headers=auth)
+    assert held.status == 200 and json.loads(held.body) == {"assistant": "esther", "dropped": True}
+    assert cold.status == 200 and json.loads(cold.body)["dropped"] is False
+    assert hostile.status == 404
+    assert as_get.status == 405 and as_get.headers["allow"] == "POST"
+    assert cache.invalidated == ["esther", "nobody"]
+
+
+async def test_refresh_is_refused_when_no_token_is_configured(nursery: trio.Nursery) -> None:
+    cache = RecordingCache()
+    admin = await refresh_server(nursery, cache, None)
+    with trio.fail_after(GUARD):
+        reply = await get(
+            admin,
+            "/v1/prompts/esther/refresh",
+            method="POST",
+            headers=[("authorization", f"Bearer {TOKEN}")],
+        )
+    assert reply.status == 403
+    assert b"DAEMON_ADMIN_TOKEN" in reply.body
+    assert cache.invalidated == []

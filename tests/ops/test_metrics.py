@@ -10,13 +10,24 @@ from prometheus_client.parser import text_string_to_metric_families
 from actors import errors
 from actors.errors import (
     NovaVoiceError,
+    PromptAccessDenied,
+    PromptInvalid,
+    PromptNotFound,
+    PromptStoreError,
+    PromptThrottled,
     SonicConnectionError,
     SonicError,
     SonicHTTPError,
     SonicStreamError,
     SonicTimeout,
 )
-from sessions.metrics import ADDED_LATENCY_BUCKETS, END_REASONS, Metrics, sonic_error_types
+from sessions.metrics import (
+    ADDED_LATENCY_BUCKETS,
+    END_REASONS,
+    PROMPT_FAILURE_REASONS,
+    Metrics,
+    sonic_error_types,
+)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -235,3 +246,24 @@ def test_loop_lag_histogram_and_gauge() -> None:
     s = scrape(m)
     assert s["novavoice_event_loop_lag_seconds_count", ()] == 2
     assert s["novavoice_event_loop_lag_last_seconds", ()] == 0.2
+
+
+def test_prompt_load_failures_are_counted_by_reason() -> None:
+    m = Metrics(process_metrics=False)
+    s = scrape(m)
+    for reason in PROMPT_FAILURE_REASONS:
+        assert s["novavoice_prompt_load_failures_total", (("reason", reason),)] == 0
+    m.prompt_load_failed(PromptNotFound("gone", assistant="esther"))
+    m.prompt_load_failed(PromptAccessDenied("no", assistant="esther"))
+    m.prompt_load_failed(PromptThrottled("slow", assistant="esther"))
+    m.prompt_load_failed(PromptThrottled("slow", assistant="esther"))
+    m.prompt_load_failed(PromptInvalid("bad front matter", assistant="esther"))
+    m.prompt_load_failed(PromptStoreError("connection refused", assistant="esther"))
+    s = scrape(m)
+
+    def n(reason: str) -> float:
+        return s["novavoice_prompt_load_failures_total", (("reason", reason),)]
+
+    assert (n("not_found"), n("access_denied"), n("throttled"), n("invalid")) == (1, 1, 2, 1)
+    assert n("unavailable") == 1
+    assert n("timeout") == 0

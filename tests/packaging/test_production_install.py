@@ -24,6 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVKIT_ONLY = ("moto", "matplotlib", "trustme", "flask", "werkzeug")
+ADMIN_ONLY = ("starlette", "hypercorn", "jinja2", "multipart", "httpx")
 INSTALL_HINT = "pip install 'novavoice[devkit]'"
 
 
@@ -44,7 +45,7 @@ def production_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
-    for package in ("actors", "sessions", "devkit"):
+    for package in ("actors", "sessions", "devkit", "promptadmin"):
         shutil.copytree(
             ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
         )
@@ -61,11 +62,19 @@ def production_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "venv" / "bin"
 
 
-def test_no_devkit_dependency_is_installed(production_venv: Path) -> None:
+def test_no_devkit_or_admin_dependency_is_installed(production_venv: Path) -> None:
+    packages = (*DEVKIT_ONLY, *ADMIN_ONLY)
     probe = "import importlib.util, json; print(json.dumps({n: importlib.util.find_spec(n) is not None for n in %r}))"  # noqa: E501
-    result = _run([str(production_venv / "python"), "-c", probe % (DEVKIT_ONLY,)], cwd=Path("/"))
+    result = _run([str(production_venv / "python"), "-c", probe % (packages,)], cwd=Path("/"))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == dict.fromkeys(DEVKIT_ONLY, False)
+    assert json.loads(result.stdout) == dict.fromkeys(packages, False)
+
+
+def test_the_admin_subcommand_says_how_to_install_its_extra(production_venv: Path) -> None:
+    result = _run([str(production_venv / "novavoice"), "admin"], cwd=Path("/"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+    assert "pip install 'novavoice[admin]'" in result.stderr
 
 
 def test_serve_help_works(production_venv: Path) -> None:

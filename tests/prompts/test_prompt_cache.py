@@ -383,3 +383,79 @@ async def test_check_treats_an_unwell_store_as_unknown(
     store.fail("esther", throttled)
     async with cache_over(store) as cache:
         assert await cache.check(ESTHER, 0.3) is PromptAvailability.UNKNOWN
+
+
+async def test_invalidate_makes_the_next_request_fetch_the_new_version(
+    store: FakePromptStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cache_over(store) as cache:
+        held = await cache.get(ESTHER)
+        store.put("esther", "You are Esther, now even calmer.")
+        # Fresh for another TTL: without invalidation the old version is served.
+        assert (await cache.get(ESTHER)).version_id == held.version_id
+        assert await cache.invalidate(ESTHER) is True
+        fresh = await cache.get(ESTHER)
+        stats = cache.statistics()
+    assert fresh.version_id == "v2"
+    assert held.version_id == "v1"  # what a running call holds is its own copy
+    assert store.fetch_count == 2
+    assert stats.invalidations == 1
+
+
+async def test_invalidating_an_unknown_assistant_reports_nothing_dropped(
+    store: FakePromptStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cache_over(store) as cache:
+        assert await cache.invalidate(ESTHER) is False
+        assert cache.statistics().invalidations == 0
+
+
+async def test_invalidate_during_a_fetch_starts_a_new_one_for_later_requests(
+    store: FakePromptStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    early: list[StoredPrompt] = []
+    late: list[StoredPrompt] = []
+    async with cache_over(store) as cache:
+
+        async def get_into(out: list[StoredPrompt]) -> None:
+            out.append(await cache.get(ESTHER))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(get_into, early)
+            await trio.testing.wait_all_tasks_blocked()  # the v1 fetch is in flight
+            store.put("esther", "version two")
+            assert await cache.invalidate(ESTHER) is True
+            nursery.start_soon(get_into, late)
+            await trio.testing.wait_all_tasks_blocked()
+            assert cache.statistics().in_flight == 2
+        # The superseded fetch answered its waiter but was not cached.
+        assert (await cache.get(ESTHER)).version_id == "v2"
+        stats = cache.statistics()
+    assert store.fetch_count == 2
+    assert [p.version_id for p in late] == ["v2"]
+    assert len(early) == 1
+    assert stats.in_flight == 0
+    assert stats.hits == 1
+
+
+async def test_superseded_fetch_failure_reaches_its_waiters_only(
+    store: FakePromptStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    errors: list[BaseException] = []
+    async with cache_over(store) as cache:
+        store.fail("esther", throttled)
+
+        async def doomed() -> None:
+            try:
+                await cache.get(ESTHER)
+            except PromptError as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(doomed)
+            await trio.testing.wait_all_tasks_blocked()
+            await cache.invalidate(ESTHER)
+        store.heal("esther")
+        # The failure was not remembered: the next request fetches and succeeds.
+        assert (await cache.get(ESTHER)).version_id == "v1"
+    assert len(errors) == 1 and isinstance(errors[0], PromptThrottled)

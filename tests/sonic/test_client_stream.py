@@ -96,6 +96,9 @@ async def test_request_is_signed_and_events_chain(autojump_clock: trio.abc.Clock
         client.open_stream() as stream,
     ):
         assert stream.credentials_expiry == EXPIRY
+        # Converted once to trio's clock, where the session's rotation waits for it.
+        left = (EXPIRY - datetime.now(UTC)).total_seconds()
+        assert stream.credentials_deadline == pytest.approx(trio.current_time() + left, abs=60)
         await stream.send(events.session_start())
         await stream.send(
             events.prompt_start(prompt_name="p", voice_id="matthew", output_sample_rate=8000)

@@ -12,18 +12,25 @@ A Bedrock stream lives about 8 minutes (reference nova-sonic.md §4); a call may
 - **Reactive rotation.** If a leg ends with ``modelTimeoutException`` anyway, a new leg is
   opened at once; audio sent meanwhile is re-sent on the new leg.
 
-Output events of the current leg go to ``on_event``; a retired leg's are dropped. Any other
-failure raises a :class:`~actors.errors.SonicError`, which ends the call.
+Output goes one way, down a channel: each output event of the current leg, and a
+:class:`Transcript` after each final transcript, as ``(item, arrived)`` pairs (a retired
+leg's are dropped once it is retired). Any other failure raises a
+:class:`~actors.errors.SonicError`, which ends the call.
+
+Time is trio's only: a leg's credential expiry arrives as a trio-clock deadline
+(:attr:`SonicStreamLike.credentials_deadline`), rotation waits on that deadline, on an event
+(a reactive rotation) and on the assistant's quiet, never on a polling sleep, so the
+autojump clock drives all of it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
 from typing import Protocol
 
 import attrs
@@ -34,7 +41,7 @@ from actors.errors import SonicError, SonicStreamError
 from actors.exception_groups import unwrap_lone_exception
 from actors.sonic import events, output
 
-logger = logging.getLogger("novavoice.sonic_session")
+logger = logging.getLogger("novavoice.sonic.session")
 
 # How long the assistant must have been silent before a proactive rotation.
 QUIET_BEFORE_ROTATION = 1.0
@@ -51,6 +58,11 @@ RESEND_WAIT = 5.0
 
 class SonicStreamLike(Protocol):
     """What a session needs of a Sonic stream (``actors.sonic.stream.SonicStream``)."""
+
+    credentials_deadline: float | None
+    """``trio.current_time()`` at which the credentials signing this stream expire
+    (``None``: they do not). Its signature chain cannot change keys, so the stream must be
+    replaced before then."""
 
     async def send(self, nova_event_json: bytes) -> None:
         """Send one Nova Sonic input event."""
@@ -77,6 +89,19 @@ class SonicOpener(Protocol):
 
 class SonicSessionEnded(SonicError):
     """The Sonic stream ended without an error and without a way to continue."""
+
+
+@attrs.frozen
+class Transcript:
+    """A final transcript (never a speculative one), in the session's output channel."""
+
+    role: str
+    """``USER`` or ``ASSISTANT``."""
+    text: str
+
+
+SessionOutput = output.OutputEvent | Transcript
+"""What a session sends down its output channel (paired with its arrival time)."""
 
 
 @attrs.define(eq=False)
@@ -113,8 +138,7 @@ class SonicSession:
         max_tokens: int,
         top_p: float,
         temperature: float,
-        on_event: Callable[[output.OutputEvent], Awaitable[None]],
-        on_transcript: Callable[[str, str], Awaitable[None]] | None = None,
+        output_channel: trio.MemorySendChannel[tuple[SessionOutput, float]],
         rotate_after: float,
     ) -> None:
         self._sonic = sonic
@@ -123,8 +147,7 @@ class SonicSession:
         self._voice = voice_id
         self._endpointing = endpointing_sensitivity
         self._max_tokens, self._top_p, self._temperature = max_tokens, top_p, temperature
-        self._on_event = on_event
-        self._on_transcript = on_transcript
+        self._output = output_channel
         self._rotate_after = rotate_after
         self.history = ConversationHistory()
         self.statistics = SonicSessionStatistics()
@@ -135,6 +158,9 @@ class SonicSession:
         self._rotate_now = trio.Event()
         self._assistant_audio_open = False
         self._last_assistant_audio = -math.inf
+        # Set when the assistant's answer ends (or a reactive rotation is needed) while a
+        # rotation waits for a quiet moment; None otherwise, so nothing is paid per event.
+        self._speech_changed: trio.Event | None = None
         self._stages: dict[str, tuple[str | None, output.GenerationStage | None]] = {}
 
     # --- audio in -------------------------------------------------------------------------
@@ -168,9 +194,11 @@ class SonicSession:
 
         Starts (``task_status.started()``) once caller audio can be sent. Raises one
         :class:`~actors.errors.SonicError` (never a group) when the session cannot go on.
+        The output channel is closed when it returns.
         """
         with unwrap_lone_exception(SonicError):
-            await self._run_legs(task_status)
+            async with self._output:
+                await self._run_legs(task_status)
 
     async def _run_legs(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as legs:
@@ -192,33 +220,53 @@ class SonicSession:
                 )
                 old.retire.set()
 
+    def _rotation_due_at(self, leg: _Leg) -> float:
+        """When ``leg`` should be replaced: ``rotate_after`` after it opened, or earlier,
+        ``CREDENTIALS_MARGIN`` before its credentials expire (but not before it has lived
+        ``MIN_LEG_SECONDS``, so credentials that are never refreshed cannot cause a tight
+        loop)."""
+        due = leg.opened_at + self._rotate_after
+        expiry = leg.stream.credentials_deadline
+        if expiry is not None:
+            earliest = leg.opened_at + min(MIN_LEG_SECONDS, self._rotate_after)
+            due = min(due, max(earliest, expiry - CREDENTIALS_MARGIN))
+        return due
+
     async def _wait_rotation_due(self) -> str:
         leg = self._leg
         assert leg is not None
-        due = leg.opened_at + self._rotate_after
-        expiry = getattr(leg.stream, "credentials_expiry", None)
-        if isinstance(expiry, datetime):
-            left = (expiry - datetime.now(UTC)).total_seconds() - CREDENTIALS_MARGIN
-            earliest = leg.opened_at + min(MIN_LEG_SECONDS, self._rotate_after)
-            due = min(due, max(earliest, trio.current_time() + left))
-        with trio.move_on_at(due):
+        with trio.move_on_at(self._rotation_due_at(leg)):
             await self._rotate_now.wait()
-        if self._rotate_now.is_set():
-            self._rotate_now = trio.Event()
-            return "reactive"
-        # Due: wait for a quiet moment so no answer is cut, but not forever.
-        with trio.move_on_after(MAX_ROTATION_WAIT):
-            while True:
-                quiet_for = trio.current_time() - self._last_assistant_audio
-                if not self._assistant_audio_open and quiet_for >= QUIET_BEFORE_ROTATION:
-                    break
-                if self._rotate_now.is_set():
-                    break
-                await trio.sleep(max(0.05, QUIET_BEFORE_ROTATION - quiet_for))
+        if not self._rotate_now.is_set():
+            # Due: wait for a quiet moment so no answer is cut, but not forever.
+            with trio.move_on_after(MAX_ROTATION_WAIT):
+                await self._wait_assistant_quiet()
         if self._rotate_now.is_set():
             self._rotate_now = trio.Event()
             return "reactive"
         return "proactive"
+
+    async def _wait_assistant_quiet(self) -> None:
+        """Until the assistant has been silent ``QUIET_BEFORE_ROTATION`` seconds, or a
+        reactive rotation is needed. Woken by the output reader, never by polling."""
+        try:
+            while not self._rotate_now.is_set():
+                quiet_at = (
+                    math.inf
+                    if self._assistant_audio_open
+                    else self._last_assistant_audio + QUIET_BEFORE_ROTATION
+                )
+                if trio.current_time() >= quiet_at:
+                    return
+                self._speech_changed = trio.Event()
+                with trio.move_on_at(quiet_at):
+                    await self._speech_changed.wait()
+        finally:
+            self._speech_changed = None
+
+    def _wake_rotation(self) -> None:
+        if self._speech_changed is not None:
+            self._speech_changed.set()
 
     async def _run_leg(self, generation: int, *, task_status: trio.TaskStatus[None]) -> None:
         # Like the official SDK, send the set-up events before waiting for the HTTP response:
@@ -288,28 +336,32 @@ class SonicSession:
     # --- output ---------------------------------------------------------------------------
 
     async def _read(self, leg: _Leg) -> None:
+        send = self._output.send
         try:
             async for ev in leg.stream:
+                arrived = time.perf_counter()
                 final = self._observe(ev)
-                await self._on_event(ev)
-                if final is not None and self._on_transcript is not None:
-                    await self._on_transcript(*final)
+                await send((ev, arrived))
+                if final is not None:
+                    await send((final, arrived))
         except SonicStreamError as exc:
             if exc.exception_type != "modelTimeoutException" or leg.retire.is_set():
                 raise
             # The stream hit its time limit before a proactive rotation: continue on a
             # new leg right away. Audio sent to this one meanwhile is re-sent there.
             self._rotate_now.set()
+            self._wake_rotation()
             await trio.sleep_forever()  # until retired
         if not leg.retire.is_set():
             raise SonicSessionEnded("the Nova Sonic stream ended")
 
-    def _observe(self, ev: output.OutputEvent) -> tuple[str, str] | None:
+    def _observe(self, ev: output.OutputEvent) -> Transcript | None:
         """Track what rotation needs: is the assistant speaking, and the final transcripts.
 
-        Returns ``(role, text)`` when ``ev`` is a final transcript (USER or ASSISTANT).
+        Returns the :class:`Transcript` when ``ev`` is a final one (USER or ASSISTANT).
         """
-        if isinstance(ev, output.AudioOutput):
+        if type(ev) is output.AudioOutput:
+            # A waiting rotation needs no wake-up here: it re-reads this at its deadline.
             self._last_assistant_audio = trio.current_time()
         elif isinstance(ev, output.ContentStarted):
             if ev.kind is output.ContentKind.AUDIO:
@@ -320,6 +372,7 @@ class SonicSession:
             if ev.kind is output.ContentKind.AUDIO:
                 self._assistant_audio_open = False
                 self._last_assistant_audio = trio.current_time()
+                self._wake_rotation()
             if ev.content_id is not None:
                 self._stages.pop(ev.content_id, None)
         elif isinstance(ev, output.TextOutput) and not ev.is_barge_in:
@@ -327,5 +380,5 @@ class SonicSession:
             role = role or ev.role or ""
             if stage is not output.GenerationStage.SPECULATIVE:
                 self.history.add(role, ev.content)
-                return role, ev.content
+                return Transcript(role, ev.content)
         return None
