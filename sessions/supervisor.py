@@ -104,12 +104,16 @@ class Supervisor:
         named = assistant_from_path(path, "/" + carrier)
         if named is None:
             return None
+        # Refusals here still count as prompt-load failures: the missing-prompt alert
+        # (novavoice_prompt_load_failures_total{reason="not_found"}) must keep firing.
         try:
             name = validate_assistant_name(named)
-        except InvalidAssistantName:
+        except InvalidAssistantName as exc:
+            self.metrics.prompt_load_failed(exc)
             return "invalid assistant name"
         known = await self.deps.prompts.check(name, self.admission.prompt_check)
         if known is PromptAvailability.MISSING:
+            self.metrics.prompt_load_failures.labels("not_found").inc()
             return f"no prompt for assistant {name!r}"
         return None
 
