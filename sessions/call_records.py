@@ -130,6 +130,10 @@ class CallSummary:
     marks_sent: int = 0
     marks_played: int = 0
     pre_stream_drops: int = 0
+    audio_sent_s: float = 0.0
+    """Assistant audio sent to the carrier."""
+    audio_heard_s: float = 0.0
+    """Of it, what the caller heard: estimated (``sessions.playback_estimate``), not marks."""
     sonic_streams: int = 0
     """Sonic streams opened (more than one when the call was rotated)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)

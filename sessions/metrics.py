@@ -83,7 +83,13 @@ EndReason = Literal[
     "cancelled",
 ]
 RefusalReason = Literal[
-    "capacity", "not_found", "unauthorized", "forbidden", "draining", "bad_request"
+    "capacity",
+    "not_found",
+    "unknown_assistant",
+    "unauthorized",
+    "forbidden",
+    "draining",
+    "bad_request",
 ]
 PromptFailureReason = Literal[
     "not_found", "access_denied", "throttled", "invalid", "timeout", "unavailable"
