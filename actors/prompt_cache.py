@@ -30,6 +30,11 @@ Failures are values: a fetch's exception travels to that assistant's waiters onl
 receiving its own copy, and never into the actor's nursery. A waiting caller that is
 cancelled simply stops listening; the shared fetch carries on for the others and still
 fills the cache. Time is read only through :func:`trio.current_time`.
+
+Why one file of over 400 lines: every request kind (get, the admission check, invalidate,
+statistics) and every fetch completion read and change the same per-assistant entries in
+the one actor task; split apart, each piece would need the actor's private state, and the
+rules above could no longer be checked against one body of code.
 """
 
 from __future__ import annotations
