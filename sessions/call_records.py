@@ -130,6 +130,8 @@ class CallSummary:
     marks_sent: int = 0
     marks_played: int = 0
     pre_stream_drops: int = 0
+    dtmf_digits: int = 0
+    """Keypad digits pressed (the digits themselves are never kept)."""
     sonic_streams: int = 0
     """Sonic streams opened (more than one when the call was rotated)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)

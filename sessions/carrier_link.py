@@ -18,7 +18,6 @@ channel, and assistant commands from a queue into carrier messages
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Literal
 
@@ -52,8 +51,6 @@ from sessions.dialects.base import (
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
 
-logger = logging.getLogger("novavoice.call")
-
 CarrierEnd = Literal["hangup", "disconnected"]
 """Why a carrier link ended without an error: the carrier stopped the stream, or the
 socket closed."""
@@ -68,6 +65,8 @@ class CarrierLinkStatistics:
     pre_stream_drops: int = 0
     """Caller frames dropped because the caller-audio channel was full before the
     conversation started reading it."""
+    dtmf_digits: int = 0
+    """Keypad digits pressed. Only the count is kept: digits are card numbers and PINs."""
 
 
 class CarrierLink:
@@ -168,7 +167,8 @@ class CarrierLink:
             elif isinstance(ev, FlowResumed):
                 self._flow_open.set()
             elif isinstance(ev, DtmfReceived):
-                logger.info("dtmf", extra={"event": "dtmf", "digit": ev.digit})
+                # Never log the digit (card numbers, PINs): the call-end line has the count.
+                self.statistics.dtmf_digits += 1
         return None
 
     def _on_started(self, ev: CallStarted) -> None:

@@ -297,6 +297,7 @@ def _log_call_end(summary: CallSummary, duration: float) -> None:
             "frames_in": summary.frames_in,
             "frames_out": summary.frames_out,
             "pre_stream_drops": summary.pre_stream_drops,
+            "dtmf_digits": summary.dtmf_digits,
             "comfort_silence_chunks": summary.audio_in.silence_chunks_sent,
             "marks_sent": summary.marks_sent,
             "marks_played": summary.marks_played,
