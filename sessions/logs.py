@@ -48,13 +48,37 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+LOG_VALUE_LIMIT = 64
+"""Characters kept of an untrusted identifier (assistant name, call id) in the log context."""
+
+
+def log_safe(value: str) -> str:
+    """An untrusted identifier made fit for a log line: escaped, then truncated.
+
+    The assistant name and call id come from the carrier before any validation, so a hostile
+    value must not make huge lines or carry control characters into a terminal.
+    """
+    escaped = value.encode("unicode_escape").decode("ascii")
+    if len(escaped) <= LOG_VALUE_LIMIT:
+        return escaped
+    return f"{escaped[:LOG_VALUE_LIMIT]}...(+{len(escaped) - LOG_VALUE_LIMIT})"
+
+
+def _log_safe_optional(value: str | None) -> str | None:
+    return None if value is None else log_safe(value)
+
+
 @attrs.define(eq=False, kw_only=True)
 class CallContext:
-    """The identity of one call, shared by every task of the call's tree."""
+    """The identity of one call, shared by every task of the call's tree.
 
-    call_id: str
+    The call id and assistant name are untrusted until validated, so they are stored through
+    :func:`log_safe` (attrs converters also run on assignment).
+    """
+
+    call_id: str = attrs.field(converter=log_safe)
     carrier: str
-    assistant: str | None = None
+    assistant: str | None = attrs.field(default=None, converter=_log_safe_optional)
     prompt_version: str | None = None
 
     def update(self, *, assistant: str | None = None, prompt_version: str | None = None) -> None:

@@ -200,3 +200,27 @@ async def test_call_log_disabled_writes_nothing(tmp_path: Path) -> None:
         assert not call_log.enabled
         await call_log.transcript("caller", "secret")
     assert list(await trio.Path(tmp_path).iterdir()) == []
+
+
+def test_an_unvalidated_assistant_name_is_truncated_and_escaped_in_the_log_context(
+    captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    # Finding 11 of issue 9: the name reaches the context before the naming rule rejects it;
+    # a 60,000-character name made 60 KB lines. Every line stays short and ASCII-escaped.
+    log, buffer = captured
+    hostile = "e" * 60_000 + "\n\u2028\x1b[31m"
+    with bind_call("CA1", "twilio") as ctx:
+        ctx.update(assistant=hostile)
+        log.info("prompt refused")
+    with bind_call("CA2", "twilio", assistant=hostile):
+        log.info("bound with the name")
+    raw = buffer.getvalue()
+    assert all(len(line) < 400 for line in raw.split("\n")), max(map(len, raw.split("\n")))
+    records = lines(buffer)
+    for record in records:
+        assert record["assistant"].startswith("e" * 32)
+        assert "\x1b" not in record["assistant"] and "\u2028" not in record["assistant"]
+    with bind_call("CA3", "twilio") as ctx:
+        ctx.update(assistant="esther")
+        log.info("a valid name is kept as it is")
+    assert lines(buffer)[-1]["assistant"] == "esther"
