@@ -186,7 +186,7 @@ class Supervisor:
         )
         provisional_id = f"conn-{next(self._ids)}"
         with (
-            bind_call(provisional_id, carrier),
+            bind_call(provisional_id, carrier) as ctx,
             self.metrics.call(carrier) as cm,
         ):
             t0 = time.perf_counter()
@@ -210,7 +210,7 @@ class Supervisor:
                     "call crashed", extra={"event": "call_crashed", "error": type(exc).__name__}
                 )
             finally:
-                _log_call_end(channel.summary, time.perf_counter() - t0)
+                _log_call_end(channel.summary, time.perf_counter() - t0, ctx.call_log_drops)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -289,7 +289,7 @@ async def serve_calls(
             await listener.aclose()
 
 
-def _log_call_end(summary: CallSummary, duration: float) -> None:
+def _log_call_end(summary: CallSummary, duration: float, call_log_drops: int) -> None:
     end = summary.end
     logger.info(
         "call ended",
@@ -304,6 +304,7 @@ def _log_call_end(summary: CallSummary, duration: float) -> None:
             "frames_out": summary.frames_out,
             "pre_stream_drops": summary.pre_stream_drops,
             "dtmf_digits": summary.dtmf_digits,
+            "call_log_drops": call_log_drops,
             "comfort_silence_chunks": summary.audio_in.silence_chunks_sent,
             "marks_sent": summary.marks_sent,
             "marks_played": summary.marks_played,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -178,3 +179,21 @@ async def test_second_signal_ends_everything_at_once(emulator: Emulator, local_s
                 served.process.send_signal(signal.SIGINT)
                 assert await close_code(ws) == 1001
             assert await served.process.wait() == 0
+
+
+async def test_sighup_reopens_the_call_log_for_logrotate(
+    emulator: Emulator, local_s3: LocalS3, tmp_path: Path
+) -> None:
+    # Finding 13 of issue 9: the call log could not be reopened, so logrotate's move left
+    # the daemon writing into the rotated file. SIGHUP now reopens the path, mode 0600.
+    path = tmp_path / "calls.jsonl"
+    with trio.fail_after(60):
+        async with serve_process(emulator, local_s3, CALL_LOG_PATH=str(path)) as served:
+            await served.wait_for("listening")
+            path.rename(tmp_path / "calls.jsonl.1")
+            served.process.send_signal(signal.SIGHUP)
+            await served.wait_for("call_log_reopen")
+            served.process.send_signal(signal.SIGTERM)
+            assert await served.process.wait() == 0
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert not served.raw
