@@ -30,11 +30,17 @@ Failures are values: a fetch's exception travels to that assistant's waiters onl
 receiving its own copy, and never into the actor's nursery. A waiting caller that is
 cancelled simply stops listening; the shared fetch carries on for the others and still
 fills the cache. Time is read only through :func:`trio.current_time`.
+
+Why one file of over 400 lines: every request kind (get, the admission check, invalidate,
+statistics) and every fetch completion read and change the same per-assistant entries in
+the one actor task; split apart, each piece would need the actor's private state, and the
+rules above could no longer be checked against one body of code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -61,6 +67,17 @@ _DEFINITIVE = (PromptNotFound, PromptAccessDenied, PromptBucketNotFound)
 
 _Reply = trio.MemorySendChannel[outcome.Outcome[StoredPrompt]]
 _InvalidateReply = trio.MemorySendChannel[bool]
+
+
+class PromptAvailability(enum.Enum):
+    """What the cache can say about an assistant's prompt without waiting long."""
+
+    PRESENT = "present"
+    """Held (fresh, or stale but still servable)."""
+    MISSING = "missing"
+    """Definitively refused by the store (negative cache, or a lookup that just said so)."""
+    UNKNOWN = "unknown"
+    """Not known yet (cold and the bounded lookup did not finish, or the store is unwell)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -112,6 +129,14 @@ class _Get:
 
 
 @attrs.frozen
+class _Peek:
+    """What is known about ``assistant`` right now, from memory only (never fetches)."""
+
+    assistant: str
+    reply: trio.MemorySendChannel[PromptAvailability]
+
+
+@attrs.frozen
 class _FetchDone:
     assistant: str
     previous: StoredPrompt | None
@@ -125,7 +150,7 @@ class _Invalidate:
     reply: _InvalidateReply
 
 
-_Message = _Get | _FetchDone | _Invalidate
+_Message = _Get | _Peek | _FetchDone | _Invalidate
 
 
 def _copy_error(exc: BaseException, assistant: str) -> PromptError:
@@ -203,6 +228,8 @@ class _PromptCacheActor:
                 async for message in inbox:
                     if isinstance(message, _Get):
                         self._on_get(message)
+                    elif isinstance(message, _Peek):
+                        self._on_peek(message)
                     elif isinstance(message, _Invalidate):
                         self._on_invalidate(message)
                     else:
@@ -266,6 +293,18 @@ class _PromptCacheActor:
         self._fetch_nursery.start_soon(
             self._fetch, name, previous, fetch_id, name=f"prompt_fetch[{name}]"
         )
+
+    def _on_peek(self, request: _Peek) -> None:
+        now = trio.current_time()
+        entry = self._entries.get(request.assistant)
+        answer = PromptAvailability.UNKNOWN
+        if entry is not None:
+            if now < entry.not_found_until and entry.refusal is not None:
+                answer = PromptAvailability.MISSING
+            elif entry.prompt is not None and now < entry.stale_until:
+                answer = PromptAvailability.PRESENT
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            request.reply.send_nowait(answer)
 
     def _on_invalidate(self, request: _Invalidate) -> None:
         name = request.assistant
@@ -428,6 +467,40 @@ class PromptCache:
                     assistant=assistant,
                 ) from None
         return result.unwrap()
+
+    async def check(self, assistant: AssistantName, deadline: float) -> PromptAvailability:
+        """Whether ``assistant``'s prompt exists, as far as can be told within ``deadline``.
+
+        First a peek at memory (the negative cache answers MISSING, a held prompt PRESENT),
+        never blocking on a full inbox. If that says nothing and ``deadline > 0``, an
+        ordinary :meth:`get` for at most ``deadline`` seconds: it warms the cache for the
+        call that follows, and giving up never cancels the shared fetch. Only a definitive
+        refusal (not found, access denied, no bucket) is MISSING; anything else unknown is
+        UNKNOWN. Used before accepting a carrier's upgrade, to refuse it with 404.
+        """
+        reply_send, reply_receive = trio.open_memory_channel[PromptAvailability](1)
+        with reply_receive:
+            try:
+                self._inbox.send_nowait(_Peek(assistant, reply_send))
+                known = await reply_receive.receive()
+            except (
+                trio.WouldBlock,
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                trio.EndOfChannel,
+            ):
+                known = PromptAvailability.UNKNOWN
+        if known is not PromptAvailability.UNKNOWN or deadline <= 0:
+            return known
+        with trio.move_on_after(deadline):
+            try:
+                await self.get(assistant)
+            except _DEFINITIVE:
+                return PromptAvailability.MISSING
+            except PromptError:
+                return PromptAvailability.UNKNOWN
+            return PromptAvailability.PRESENT
+        return PromptAvailability.UNKNOWN
 
     async def invalidate(self, assistant: AssistantName) -> bool:
         """Drop ``assistant`` (a validated name) from the cache; its next request fetches it

@@ -15,6 +15,7 @@ import trio
 
 from actors.assistant_names import AssistantName
 from actors.errors import PromptTimeout
+from actors.prompt_cache import PromptAvailability
 from actors.prompt_store import StoredPrompt
 
 
@@ -23,6 +24,10 @@ class PromptSource(Protocol):
 
     async def get(self, assistant: AssistantName) -> StoredPrompt:
         """Return ``assistant``'s prompt or raise a :class:`~actors.errors.PromptError`."""
+        ...
+
+    async def check(self, assistant: AssistantName, deadline: float) -> PromptAvailability:
+        """Whether the prompt exists, as far as can be told within ``deadline`` seconds."""
         ...
 
 
@@ -54,6 +59,11 @@ class PromptFetcher:
                 f"prompt for assistant {assistant!r} not loaded within {self.timeout:g} s",
                 assistant=assistant,
             ) from None
+
+    async def check(self, assistant: AssistantName, deadline: float) -> PromptAvailability:
+        """Whether ``assistant``'s prompt is known to exist, be missing, or neither, within
+        ``deadline`` seconds (the admission check before a carrier's upgrade)."""
+        return await self.source.check(assistant, deadline)
 
 
 def prompt_log_fields(prompt: StoredPrompt) -> dict[str, str | int | None]:

@@ -219,11 +219,17 @@ async def _place_calls(
     return calls, burst_reports
 
 
+def _refused_404(report: CallReport) -> bool:
+    return report.outcome == "rejected" and report.http_status == 404
+
+
 def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
 def _ending(report: CallReport) -> str:
+    if report.outcome == "rejected":
+        return f"rejected before the upgrade: HTTP {report.http_status} '{report.error}'"
     by = report.closed_by or "?"
     reason = f" '{report.close_reason}'" if report.close_reason else ""
     return f"{report.outcome}: closed by {by}, code {report.close_label}{reason}"
@@ -263,14 +269,15 @@ def _verdict(
         "the conversation had two answered turns": conversation.outcome == "completed"
         and conversation.responses == 2,
         "the barge-in cleared playback": barge.clears_received >= 1 and barge.barge_ins == 1,
-        "the hostile name was refused before S3": by_title[
-            "hostile assistant name"
-        ].report.close_code
-        == CloseCode.NO_ASSISTANT,
-        "the missing prompt ended only its call": by_title[
-            "assistant with no prompt"
-        ].report.close_code
-        == CloseCode.PROMPT_NOT_FOUND,
+        "the hostile name was refused before answering (404), before S3": _refused_404(
+            by_title["hostile assistant name"].report
+        ),
+        # Refused before answering when S3 said "no such key" within ADMISSION_PROMPT_CHECK_MS,
+        # else accepted and ended with 4104: either way only this call.
+        "the missing prompt refused only its call": _refused_404(
+            by_title["assistant with no prompt"].report
+        )
+        or by_title["assistant with no prompt"].report.close_code == CloseCode.PROMPT_NOT_FOUND,
         "every event signature verified": signature_failures == 0,
         **publishing,
     }

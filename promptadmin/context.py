@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import attrs
 
+from promptadmin.async_versions import AsyncPromptVersions
 from promptadmin.auth import AdminTokens, SessionStore
 from promptadmin.metrics import AdminMetrics
 from promptadmin.service import AdminService
-from promptadmin.versions import AsyncPromptVersions
 
 
 @attrs.define(eq=False)

@@ -31,6 +31,7 @@ from hypercorn.trio import serve
 
 from actors.errors import ConfigError
 from promptadmin.app import build_app
+from promptadmin.async_versions import AsyncPromptVersions
 from promptadmin.audit import AuditLog
 from promptadmin.auth import AdminTokens
 from promptadmin.context import AdminContext
@@ -42,7 +43,7 @@ from promptadmin.settings import (
     check_fail_closed,
     load_admin_settings,
 )
-from promptadmin.versions import AsyncPromptVersions, make_prompt_versions
+from promptadmin.versions import make_prompt_versions
 from sessions.config import Settings, load_settings
 from sessions.config_values import host_port
 from sessions.logs import configure_logging, log_event

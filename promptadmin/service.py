@@ -8,15 +8,18 @@ refresh of every daemon. Refusals are :class:`~actors.errors.PromptRejected` (in
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+from collections.abc import Iterator
 
 import attrs
 
 from actors.errors import PromptConflict, PromptNotFound, PromptRejected
+from promptadmin.async_versions import AsyncPromptVersions
 from promptadmin.audit import AuditAction, AuditEntry, AuditLog
 from promptadmin.metrics import AdminMetrics
 from promptadmin.notify import DaemonNotifier, RefreshResult
-from promptadmin.versions import AsyncPromptVersions, StoredVersion
+from promptadmin.versions import StoredVersion
 
 RESERVED_NAMES = frozenset({"admin", "validate"})
 """Names the API's paths use (``/api/v1/prompts/admin``, ``.../validate``)."""
@@ -72,17 +75,10 @@ class AdminService:
                 assistant=name,
             )
         previous = await self._current_version(name) if if_match is not None else None
-        try:
+        with self._counting_refusals():
             stored = await self.versions.put(
                 name, body, author=author, message=message, if_match=if_match
             )
-        except PromptRejected as exc:
-            if exc.report is not None:
-                self.metrics.validation_failures.inc()
-            raise
-        except PromptConflict:
-            self.metrics.conflicts.inc()
-            raise
         self.metrics.publishes.inc()
         action: AuditAction = "create" if if_match is None else "publish"
         return await self._after_write(action, stored, author, previous)
@@ -92,10 +88,18 @@ class AdminService:
     ) -> WriteResult:
         """Publish ``version_id``'s bytes again as the new current version."""
         previous = await self._current_version(name)
-        try:
+        with self._counting_refusals():
             stored = await self.versions.rollback(
                 name, version_id, author=author, message=message, if_match=if_match
             )
+        self.metrics.rollbacks.inc()
+        return await self._after_write("rollback", stored, author, previous)
+
+    @contextlib.contextmanager
+    def _counting_refusals(self) -> Iterator[None]:
+        """Count a write the validator or a concurrent edit refused, and let it propagate."""
+        try:
+            yield
         except PromptRejected as exc:
             if exc.report is not None:
                 self.metrics.validation_failures.inc()
@@ -103,8 +107,6 @@ class AdminService:
         except PromptConflict:
             self.metrics.conflicts.inc()
             raise
-        self.metrics.rollbacks.inc()
-        return await self._after_write("rollback", stored, author, previous)
 
     async def _after_write(
         self, action: AuditAction, stored: StoredVersion, author: str, previous: str | None

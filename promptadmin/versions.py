@@ -16,7 +16,8 @@ Metadata travels in HTTP headers, so author and message are percent-encoded (RFC
 decoded on read: any Unicode survives.
 
 The API is synchronous (boto3 blocks); async callers run each method in a worker thread,
-or use :class:`AsyncPromptVersions`, which does exactly that under a capacity limiter.
+or use :class:`~promptadmin.async_versions.AsyncPromptVersions`, which does exactly that
+under a capacity limiter.
 Content is validated by :func:`~actors.assistant_definition.validate_definition` before
 anything is sent.
 """
@@ -24,11 +25,9 @@ anything is sent.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import trio
 from botocore.exceptions import BotoCoreError, ClientError
 
 from actors.assistant_definition import AssistantDefinition, ValidationReport, validate_definition
@@ -53,7 +52,6 @@ from promptadmin.version_records import (
 
 __all__ = [
     "AssistantSummary",
-    "AsyncPromptVersions",
     "PromptVersions",
     "StoredVersion",
     "VersionInfo",
@@ -67,9 +65,6 @@ if TYPE_CHECKING:
     from sessions.config import Settings
 else:
     S3Client = Any
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 MAX_AUTHOR_CHARS = 100
 """Longest author name recorded with a version."""
@@ -376,59 +371,3 @@ def make_prompt_versions(
         prefix=settings.prompts.prefix,
         max_bytes=settings.prompts.max_bytes,
     )
-
-
-@attrs.define(eq=False)
-class AsyncPromptVersions:
-    """:class:`PromptVersions` for trio code: each call runs in a worker thread.
-
-    Calls are not abandoned on cancellation: a write that reached S3 finishes and its
-    outcome is known before the caller's cancellation proceeds. ``limiter`` bounds the
-    threads (``CapacityLimiter(1)`` under moto, which is not thread-safe).
-    """
-
-    store: PromptVersions
-    limiter: trio.CapacityLimiter = attrs.Factory(lambda: trio.CapacityLimiter(4))
-
-    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        def call() -> T:
-            return fn(*args, **kwargs)
-
-        return await trio.to_thread.run_sync(call, limiter=self.limiter)
-
-    async def check_versioning(self) -> None:
-        """See :meth:`PromptVersions.check_versioning`."""
-        await self._run(self.store.check_versioning)
-
-    async def list_assistants(self) -> list[AssistantSummary]:
-        """See :meth:`PromptVersions.list_assistants`."""
-        return await self._run(self.store.list_assistants)
-
-    async def get(self, name: str, version_id: str | None = None) -> StoredVersion:
-        """See :meth:`PromptVersions.get`."""
-        return await self._run(self.store.get, name, version_id)
-
-    async def history(self, name: str, *, limit: int | None = None) -> list[VersionInfo]:
-        """See :meth:`PromptVersions.history`."""
-        return await self._run(self.store.history, name, limit=limit)
-
-    async def put(
-        self, name: str, body: bytes, *, author: str, message: str, if_match: str | None
-    ) -> StoredVersion:
-        """See :meth:`PromptVersions.put`."""
-        return await self._run(
-            self.store.put, name, body, author=author, message=message, if_match=if_match
-        )
-
-    async def rollback(
-        self, name: str, version_id: str, *, author: str, message: str, if_match: str | None
-    ) -> StoredVersion:
-        """See :meth:`PromptVersions.rollback`."""
-        return await self._run(
-            self.store.rollback,
-            name,
-            version_id,
-            author=author,
-            message=message,
-            if_match=if_match,
-        )

@@ -197,6 +197,8 @@ class CallChannel:
         s.marks_sent, s.marks_played = link.marks_sent, link.marks_played
         s.pre_stream_drops = link.pre_stream_drops
         s.dtmf_digits = link.dtmf_digits
+        s.audio_sent_s = link.playback.sent_s
+        s.audio_heard_s = link.playback.heard_s(trio.current_time())
         conversation = self.conversation
         if conversation is not None:
             c = conversation.statistics

@@ -132,6 +132,10 @@ class CallSummary:
     pre_stream_drops: int = 0
     dtmf_digits: int = 0
     """Keypad digits pressed (the digits themselves are never kept)."""
+    audio_sent_s: float = 0.0
+    """Assistant audio sent to the carrier."""
+    audio_heard_s: float = 0.0
+    """Of it, what the caller heard: estimated (``sessions.playback_estimate``), not marks."""
     sonic_streams: int = 0
     """Sonic streams opened (more than one when the call was rotated)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)

@@ -18,6 +18,7 @@ channel, and assistant commands from a queue into carrier messages
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Literal
 
@@ -50,6 +51,9 @@ from sessions.dialects.base import (
 )
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
+from sessions.playback_estimate import PlaybackEstimate
+
+logger = logging.getLogger("novavoice.call")
 
 CarrierEnd = Literal["hangup", "disconnected"]
 """Why a carrier link ended without an error: the carrier stopped the stream, or the
@@ -67,6 +71,8 @@ class CarrierLinkStatistics:
     conversation started reading it."""
     dtmf_digits: int = 0
     """Keypad digits pressed. Only the count is kept: digits are card numbers and PINs."""
+    playback: PlaybackEstimate = attrs.field(factory=PlaybackEstimate)
+    """What the caller heard, estimated from the audio sent (for carriers without marks)."""
 
 
 class CarrierLink:
@@ -138,9 +144,8 @@ class CarrierLink:
         while True:
             try:
                 message = await ws.get_message()
-            except ConnectionClosed:
-                self._dispatch(dialect.receive_close())
-                self._ended("disconnected", scope)
+            except ConnectionClosed as exc:
+                self._closed(exc, scope)
                 return
             if isinstance(message, str):
                 end = self._dispatch(dialect.receive_text(message))
@@ -177,6 +182,12 @@ class CarrierLink:
         ctx = current_call()
         if ctx is not None:
             ctx.call_id = ev.call_id
+        if ev.call_id_generated:
+            # Older Asterisk sends no channel_id: say which connection the new id stands for.
+            logger.info(
+                "call id generated",
+                extra={"event": "call_id_generated", "connection_id": ev.stream_id},
+            )
         self._started.set()
 
     def _on_audio(self, ev: AudioReceived) -> None:
@@ -199,8 +210,15 @@ class CarrierLink:
     async def _write(self, scope: trio.CancelScope) -> None:
         try:
             await self._write_commands()
-        except ConnectionClosed:
-            self._ended("disconnected", scope)
+        except ConnectionClosed as exc:
+            self._closed(exc, scope)
+
+    def _closed(self, exc: ConnectionClosed, scope: trio.CancelScope) -> None:
+        """The carrier closed the socket: its dialect says whether that is a hang-up (for
+        Asterisk, CLOSE 1000 from ``webchan_hangup``) or a disconnection."""
+        code = exc.reason.code if exc.reason is not None else None
+        end = self._dispatch(self._dialect.receive_close(code))
+        self._ended(end or "disconnected", scope)
 
     async def _write_commands(self) -> None:
         queue = self._assistant
@@ -213,6 +231,9 @@ class CarrierLink:
             assert codec is not None and self.start is not None
             if chunker is None:
                 chunker = Rechunker(self.start.frame_bytes)
+                fmt = self.start.media_format
+                per_second = fmt.sample_rate * fmt.bytes_per_sample
+            playback = self.statistics.playback
             if type(command) is AssistantAudio:
                 for frame in chunker.push(codec.encode(command.pcm)):
                     if not self._flow_open.is_set():
@@ -220,6 +241,7 @@ class CarrierLink:
                     if queue.statistics.clears != clears:
                         break  # a barge-in came while this answer was being sent: stop now
                     await self._send(send(SendAudio(payload=frame)))
+                    playback.sent(trio.current_time(), len(frame) / per_second)
                     self._cm.frames_out += 1
                     self._cm.added_latency_out(time.perf_counter() - command.arrived)
             elif isinstance(command, AnswerEnded):
@@ -228,6 +250,8 @@ class CarrierLink:
                 tail = chunker.flush(pad=codec.encode(b"\x00\x00"))
                 if tail:
                     await self._send(send(SendAudio(payload=tail)))
+                    playback.sent(trio.current_time(), len(tail) / per_second)
+                # Unique per call: a flushed mark never comes back, so ids must not repeat.
                 mark = send(SendMark(name=f"a{self.statistics.marks_sent}"))
                 if mark:
                     self.statistics.marks_sent += 1
@@ -235,6 +259,7 @@ class CarrierLink:
             else:  # ClearPlayback
                 chunker.clear()
                 await self._send(send(ClearAudio()))
+                playback.flushed(trio.current_time())
 
     async def _send(self, messages: list[str | bytes]) -> None:
         if not self._flow_open.is_set():

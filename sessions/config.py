@@ -28,6 +28,7 @@ from actors.prompt_store import DEFAULT_MAX_PROMPT_BYTES
 from actors.sonic import events
 from actors.sonic.stream import DEFAULT_MODEL_ID
 from sessions import config_values as v
+from sessions.dialects.asterisk import MarksMode
 
 T = TypeVar("T")
 
@@ -91,11 +92,14 @@ class AdmissionSettings:
     asterisk_basic_auth: tuple[str, str] | None = setting(
         "ASTERISK_BASIC_AUTH", v.basic_auth, None, secret=True
     )
-    """``user:password`` Asterisk must present."""
+    """``user:password`` Asterisk must present (websocket_client.conf username/password)."""
     asterisk_bearer_token: str | None = setting(
         "ASTERISK_BEARER_TOKEN", v.secret, None, secret=True
     )
-    """Bearer token Asterisk must present."""
+    """Bearer token for a proxy in front of the daemon (Asterisk itself can send only Basic)."""
+    prompt_check: float = setting("ADMISSION_PROMPT_CHECK_MS", v.milliseconds, 0.3)
+    """Seconds an upgrade may wait to learn whether the named assistant's prompt exists
+    (a missing one is refused with 404 before answering); 0: the negative cache only."""
 
     @property
     def authentication_configured(self) -> bool:
@@ -199,6 +203,10 @@ class CallSettings:
     """Assistant audio queued towards a slow or paused carrier before Sonic is held back."""
     close_timeout: float = setting("CALL_CLOSE_TIMEOUT_MS", v.positive_milliseconds, 2.0)
     """Seconds allowed for the carrier's close handshake at the end of a call."""
+    # An enum member is immutable: RUF009 cannot tell setting() declares an attrs field.
+    asterisk_marks: MarksMode = setting("ASTERISK_MARKS", v.asterisk_marks, MarksMode.AUTO)  # noqa: RUF009
+    """``MARK_MEDIA`` towards Asterisk: ``auto`` (only when MEDIA_START shows a release that
+    has it, i.e. the JSON control format), ``on`` or ``off``."""
 
 
 @attrs.frozen(kw_only=True)

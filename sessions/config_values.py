@@ -13,6 +13,7 @@ from collections.abc import Callable
 from actors.assistant_names import AssistantName, validate_assistant_name
 from actors.errors import InvalidAssistantName
 from actors.sonic.events import ENDPOINTING_SENSITIVITIES, VOICES
+from sessions.dialects.asterisk import MarksMode
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -116,6 +117,14 @@ def endpointing(raw: str) -> str:
     if raw not in ENDPOINTING_SENSITIVITIES:
         raise ValueError("must be HIGH, MEDIUM or LOW")
     return raw
+
+
+def asterisk_marks(raw: str) -> MarksMode:
+    """Whether Asterisk gets ``MARK_MEDIA``: auto, on or off."""
+    try:
+        return MarksMode(raw.lower())
+    except ValueError:
+        raise ValueError("must be auto, on or off") from None
 
 
 def assistant(raw: str) -> AssistantName:

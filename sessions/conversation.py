@@ -206,12 +206,14 @@ class Conversation:
                 if ev.is_barge_in:
                     await self._barge_in(ev.content_id)
             elif isinstance(ev, output.ContentEnded):
+                if ev.kind is output.ContentKind.AUDIO:
+                    # One assistant answer (finished or interrupted) is one turn. Bedrock
+                    # sends completionEnd only when the whole completion ends, not per turn.
+                    self.statistics.turns += 1
                 if ev.stop_reason == "INTERRUPTED":
                     await self._barge_in(ev.content_id)
                 elif ev.kind is output.ContentKind.AUDIO:
                     await out.put(AnswerEnded(), 0)
-            elif isinstance(ev, output.CompletionEnded):
-                self.statistics.turns += 1
             elif isinstance(ev, Transcript):
                 # To the opt-in call log, never to the service log.
                 who: Role = "caller" if ev.role == "USER" else "assistant"

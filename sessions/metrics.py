@@ -29,6 +29,11 @@ prompt could not be obtained (``calls_ended{reason="prompt_error"}`` lumps them 
 (the definition fails the validator, or the name the naming rule), ``timeout``,
 ``unavailable`` (anything else, S3 unreachable included). The same reasons are the
 ``Reason`` dimension of the CloudWatch EMF ``PromptLoadFailures`` metric.
+
+Why one file of over 400 lines: it is the one place where every metric the daemon exports
+is declared (name, help, labels, buckets) and pre-created, so that names, label sets and
+the scrape-time collectors are defined once; the merging of workers' expositions and the
+EMF lines live in their own modules.
 """
 
 from __future__ import annotations
@@ -83,7 +88,13 @@ EndReason = Literal[
     "cancelled",
 ]
 RefusalReason = Literal[
-    "capacity", "not_found", "unauthorized", "forbidden", "draining", "bad_request"
+    "capacity",
+    "not_found",
+    "unknown_assistant",
+    "unauthorized",
+    "forbidden",
+    "draining",
+    "bad_request",
 ]
 PromptFailureReason = Literal[
     "not_found", "access_denied", "throttled", "invalid", "timeout", "unavailable"

@@ -1,7 +1,16 @@
 """The supervisor: accepts carrier WebSockets, admits or refuses them, one task tree per call.
 
 Refusals happen before the upgrade, with an HTTP status and a one-line reason: 404 for an
-unknown path, 401/403 for failed authentication, 503 when draining or at capacity. An
+unknown path, 401 for failed authentication (403 only for a bad Twilio signature), 503 when
+draining or at capacity, and 404 when the assistant named in the URL is invalid or its
+prompt is known to be missing (the prompt cache's negative cache, or a lookup that finishes
+within ``ADMISSION_PROMPT_CHECK_MS``). Refusing before the upgrade matters on both carriers:
+for Asterisk a failed handshake fails the ``Dial()`` unanswered (``webchan_call`` returns -1
+when ``ast_websocket_client_connect`` fails), so the dialplan can route to a fallback,
+whereas an accepted upgrade is answered at once (``websocket_handoff_to_channel`` sends
+``MEDIA_START`` and queues ``AST_CONTROL_ANSWER``) and a later close looks like a normal
+hang-up; for Twilio a refused ``<Connect><Stream>`` lets the TwiML continue to its next
+verb. An
 admitted call runs in the calls nursery under a ``one_for_one`` boundary: whatever escapes
 one call is logged and closes that call's socket with 1011, and nothing else notices.
 
@@ -31,13 +40,15 @@ from trio_websocket import (
     WebSocketServer,
 )
 
-from actors.errors import CarrierAuthError
+from actors.assistant_names import validate_assistant_name
+from actors.errors import CarrierAuthError, InvalidAssistantName
+from actors.prompt_cache import PromptAvailability
 from sessions.admin import Health
 from sessions.call import CallChannel
 from sessions.call_records import CallDeps, CallSummary
 from sessions.config import AdmissionSettings
 from sessions.dialects.asterisk import AsteriskDialect, check_upgrade_auth, select_subprotocol
-from sessions.dialects.base import Dialect
+from sessions.dialects.base import Dialect, assistant_from_path
 from sessions.dialects.twilio import TwilioDialect
 from sessions.dialects.twilio_signature import validate_twilio_upgrade
 from sessions.logs import bind_call
@@ -71,12 +82,41 @@ class Supervisor:
     def _route(self, path: str) -> Callable[[], Dialect] | None:
         route = path.split("?", 1)[0]
         default = self.deps.settings.default_assistant
-        factory: type[TwilioDialect] | type[AsteriskDialect]
-        for prefix, factory in (("/twilio", TwilioDialect), ("/asterisk", AsteriskDialect)):
-            if route == prefix or route.startswith(prefix + "/"):
-                return functools.partial(
-                    factory, path=path, path_prefix=prefix, default_assistant=default
-                )
+        if route == "/twilio" or route.startswith("/twilio/"):
+            return functools.partial(
+                TwilioDialect, path=path, path_prefix="/twilio", default_assistant=default
+            )
+        if route == "/asterisk" or route.startswith("/asterisk/"):
+            return functools.partial(
+                AsteriskDialect,
+                path=path,
+                path_prefix="/asterisk",
+                default_assistant=default,
+                marks=self.deps.settings.asterisk_marks,
+            )
+        return None
+
+    async def _unknown_assistant(self, carrier: str, path: str) -> str | None:
+        """Why the assistant named in the URL cannot take a call, else ``None``.
+
+        Only a name in the URL is checked: one given later (Twilio ``customParameters``,
+        Asterisk's ``NOVAVOICE_ASSISTANT`` channel variable) is checked when the call
+        starts, as is everything the bounded lookup could not tell.
+        """
+        named = assistant_from_path(path, "/" + carrier)
+        if named is None:
+            return None
+        # Refusals here still count as prompt-load failures: the missing-prompt alert
+        # (novavoice_prompt_load_failures_total{reason="not_found"}) must keep firing.
+        try:
+            name = validate_assistant_name(named)
+        except InvalidAssistantName as exc:
+            self.metrics.prompt_load_failed(exc)
+            return "invalid assistant name"
+        known = await self.deps.prompts.check(name, self.admission.prompt_check)
+        if known is PromptAvailability.MISSING:
+            self.metrics.prompt_load_failures.labels("not_found").inc()
+            return f"no prompt for assistant {name!r}"
         return None
 
     def _authenticate(self, carrier: str, request: WebSocketRequest) -> None:
@@ -152,6 +192,20 @@ class Supervisor:
             return
         self._admitted()
         try:
+            why = await self._unknown_assistant(carrier, request.path)
+            if why is not None:
+                self.metrics.refused("unknown_assistant")
+                logger.warning(
+                    "upgrade refused",
+                    extra={
+                        "event": "upgrade_refused",
+                        "carrier": carrier,
+                        "status": 404,
+                        "why": why,
+                    },
+                )
+                await self._refuse(request, 404, why)
+                return
             await self._run_admitted(request, dialect, carrier)
         finally:
             self._released()
@@ -308,6 +362,8 @@ def _log_call_end(summary: CallSummary, duration: float, call_log_drops: int) ->
             "comfort_silence_chunks": summary.audio_in.silence_chunks_sent,
             "marks_sent": summary.marks_sent,
             "marks_played": summary.marks_played,
+            "audio_sent_s": round(summary.audio_sent_s, 3),
+            "audio_heard_s": round(summary.audio_heard_s, 3),
             "sonic_streams": summary.sonic_streams,
             # Numeric only: the log's redaction guard drops "audio" fields that are not.
             **(

@@ -14,6 +14,15 @@ Leaving the block, normally or by error or cancellation, closes the stream polit
 a shielded timeout: ``contentEnd`` for contents the caller left open, ``promptEnd``,
 ``sessionEnd`` (the stream tracks what it sent), the signed empty end frame and END_STREAM,
 a short drain of what the server still sends, then RST_STREAM if it is still open.
+
+Why one file of about 460 lines: :class:`SonicClient` and :class:`SonicStream` are one
+lifecycle split across two classes. The client builds the stream from a pooled H2 stream and
+the signer it seeds, calls its private ``wait_response``, ``_close`` and ``_h2.release`` to
+retry refused streams and to close on every exit path, and owns the close timeout that
+``_close`` uses; the stream's close path in turn relies on what the client set up. Putting the
+client in its own module would make those private calls cross a module boundary and add a
+layer to the ``actors.sonic`` import contract, without separating anything that changes
+independently. The per-frame code (``send``, ``__anext__``) stays where it is either way.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@
 either a typed record of what the event means for the conversation, or a :class:`Violation`
 whose message the emulator sends back in a ``validationException`` frame (reference §3.1–§3.2,
 §3.5, §3.7, §3.8). Messages name the event and the rule, so a client author can fix the bug.
+The records themselves are in :mod:`devkit.emulator.input_events` (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,6 +17,20 @@ from typing import Any
 import attrs
 
 from actors.sonic.events import VOICES
+from devkit.emulator.input_events import (
+    AudioChunk,
+    AudioEnded,
+    AudioStarted,
+    InputEvent,
+    Noted,
+    PromptEnded,
+    PromptStarted,
+    SessionEnded,
+    SessionStarted,
+    TextBlockEnded,
+    ToolResultEnded,
+    Violation,
+)
 
 __all__ = [
     "KNOWN_EVENTS",
@@ -54,95 +69,6 @@ SAMPLE_RATES = frozenset({8000, 16000, 24000})
 MAX_TEXT_INPUT_BYTES = 1024
 MAX_HISTORY_BYTES = 40 * 1024
 TEXT_ROLES = frozenset({"SYSTEM", "SYSTEM_SPEECH", "USER", "ASSISTANT"})
-
-
-@attrs.frozen
-class Violation:
-    """The event broke a rule; ``message`` goes into the ``validationException`` frame."""
-
-    message: str
-
-
-@attrs.frozen(kw_only=True)
-class SessionStarted:
-    """``sessionStart`` accepted; ``endpointing`` is HIGH/MEDIUM/LOW or None (default)."""
-
-    endpointing: str | None
-
-
-@attrs.frozen(kw_only=True)
-class PromptStarted:
-    """``promptStart`` accepted."""
-
-    prompt_name: str
-    voice_id: str
-    output_sample_rate: int
-
-
-@attrs.frozen(kw_only=True)
-class TextBlockEnded:
-    """A TEXT block closed: system prompt, history message or cross-modal text."""
-
-    role: str
-    interactive: bool
-    text: str
-
-
-@attrs.frozen(kw_only=True)
-class ToolResultEnded:
-    """A TOOL result block closed."""
-
-    tool_use_id: str
-    content: str
-
-
-@attrs.frozen(kw_only=True)
-class AudioStarted:
-    """The (single) AUDIO block opened."""
-
-    content_name: str
-    sample_rate: int
-
-
-@attrs.frozen
-class AudioChunk:
-    """Caller PCM16LE mono at the audio block's sample rate."""
-
-    pcm: bytes
-
-
-@attrs.frozen
-class AudioEnded:
-    """The AUDIO block closed."""
-
-
-@attrs.frozen
-class PromptEnded:
-    """``promptEnd`` accepted."""
-
-
-@attrs.frozen
-class SessionEnded:
-    """``sessionEnd`` accepted; nothing may follow."""
-
-
-@attrs.frozen
-class Noted:
-    """Accepted, nothing for the conversation to do (a block opened, text buffered)."""
-
-
-InputEvent = (
-    SessionStarted
-    | PromptStarted
-    | TextBlockEnded
-    | ToolResultEnded
-    | AudioStarted
-    | AudioChunk
-    | AudioEnded
-    | PromptEnded
-    | SessionEnded
-    | Noted
-)
 
 
 @attrs.define

@@ -6,6 +6,12 @@ BINARY media frames, ``MEDIA_MARK_PROCESSED``, ``MEDIA_XOFF``/``MEDIA_XON``,
 ``HANGUP``, ``MARK_MEDIA``, ``ANSWER``, buffering and status commands), following
 ``reference/telephony.md`` §2 and the daemon's own dialect (``sessions.dialects.asterisk``).
 
+Releases differ (``_create_event_MEDIA_START`` and ``process_text_message`` in
+``channels/chan_websocket.c`` at each release tag): 20.16.0, 22.6.0, 23.0.0 and every 21.x
+send no ``channel_id``; the JSON control format and ``MARK_MEDIA`` exist only from 20.18.0,
+22.8.0 and 23.2.0 (never 21.x), and an older release only logs an unknown command, never
+answering it. ``release=`` picks which one is simulated (:func:`release_features`).
+
 Asterisk re-frames the daemon's audio into ``optimal_frame_size`` frames: outside
 ``START_MEDIA_BUFFERING`` … ``STOP_MEDIA_BUFFERING`` an odd tail is dropped, inside it is
 carried over and padded at the stop. Commands over 128 bytes are ignored, as Asterisk does.
@@ -52,7 +58,28 @@ MALFORMED_KINDS = ("bad_control", "oversized", "odd_frame")
 """Broken messages :meth:`AsteriskCaller.malformed` can build (``odd_frame`` is an
 odd-length BINARY frame: only malformed for ``slin16``)."""
 
-__all__ = ["FORMATS", "MALFORMED_KINDS", "SUBPROTOCOL", "AsteriskCaller"]
+__all__ = ["FORMATS", "MALFORMED_KINDS", "SUBPROTOCOL", "AsteriskCaller", "release_features"]
+
+LATEST_RELEASE = "23.2.0"
+
+
+def release_features(release: str) -> tuple[bool, bool]:
+    """``(sends channel_id, has JSON control and MARK_MEDIA)`` for an Asterisk release.
+
+    Read from ``channels/chan_websocket.c`` at the release tags: ``channel_id`` joined
+    ``MEDIA_START`` in 20.17.0 / 22.7.0 / 23.1.0 (never 21.x); JSON and ``MARK_MEDIA``
+    arrived together in 20.18.0 / 22.8.0 / 23.2.0 (never 21.x).
+    """
+    major, minor = (int(part) for part in release.split(".")[:2])
+    if major == 21:
+        return False, False
+    channel_id_from = {20: 17, 22: 7, 23: 1}.get(major)
+    marks_from = {20: 18, 22: 8, 23: 2}.get(major)
+    if channel_id_from is None or marks_from is None:
+        if major > 23:
+            return True, True
+        raise ValueError(f"no chan_websocket in Asterisk {release}")
+    return minor >= channel_id_from, minor >= marks_from
 
 
 class AsteriskCaller:
@@ -66,9 +93,16 @@ class AsteriskCaller:
         format_name: str = "ulaw",
         control_json: bool = True,
         channel_variables: dict[str, str] | None = None,
+        release: str = LATEST_RELEASE,
     ) -> None:
         if format_name not in FORMATS:
             raise ValueError(f"format {format_name!r}; one of {sorted(FORMATS)}")
+        self.release = release
+        self.sends_channel_id, self.has_marks = release_features(release)
+        if control_json and not self.has_marks:
+            raise ValueError(f"Asterisk {release} has no JSON control format")
+        self.unknown_commands: list[str] = []
+        """Commands this release does not know (Asterisk only logs them)."""
         self.connection_id = connection_id
         self.channel_id = channel_id
         self.channel = f"WebSocket/novavoice-sim-{channel_id}"
@@ -101,7 +135,10 @@ class AsteriskCaller:
         fields: dict[str, object] = {
             "connection_id": self.connection_id,
             "channel": self.channel,
-            "channel_id": self.channel_id,
+        }
+        if self.sends_channel_id:
+            fields["channel_id"] = self.channel_id
+        fields |= {
             "format": self.format_name,
             "optimal_frame_size": self.frame_bytes,
             "ptime": 20,
@@ -194,6 +231,10 @@ class AsteriskCaller:
             return [ClearRequested()]
         if name == "HANGUP":
             return [HangupRequested()]
+        if name == "MARK_MEDIA" and not self.has_marks:
+            # process_text_message before 20.18.0/22.8.0/23.2.0: logged, never answered.
+            self.unknown_commands.append(name)
+            return [DaemonNotice(name="UNKNOWN_COMMAND", fields={"command": name})]
         if name == "MARK_MEDIA":
             if not argument:
                 raise CarrierMalformedMessage("MARK_MEDIA without a correlation id")
@@ -212,5 +253,6 @@ class AsteriskCaller:
                     DaemonNotice(name=name, fields={"correlation_id": argument}),
                 ]
         if name not in KNOWN_COMMANDS:
+            self.unknown_commands.append(name[:40])
             return [DaemonNotice(name="ERROR", fields={"command": name[:40]})]
         return [DaemonNotice(name=name, fields={"correlation_id": argument})]

@@ -23,7 +23,7 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionRejected, HandshakeError
 
-from devkit.simcall.asterisk_caller import SUBPROTOCOL, AsteriskCaller
+from devkit.simcall.asterisk_caller import LATEST_RELEASE, SUBPROTOCOL, AsteriskCaller
 from devkit.simcall.conversation import CallConversation
 from devkit.simcall.report import CallReport
 from devkit.simcall.script import CallScript
@@ -84,6 +84,8 @@ async def run_simulated_call(
     custom_parameters: Mapping[str, str] | None = None,
     asterisk_format: str = "ulaw",
     asterisk_json: bool = True,
+    asterisk_release: str | None = None,
+    asterisk_connection_id: str | None = None,
     connect_timeout: float = 10.0,
     ssl_context: ssl.SSLContext | None = None,
 ) -> CallReport:
@@ -91,7 +93,11 @@ async def run_simulated_call(
 
     ``url`` is the daemon's base (``ws://127.0.0.1:8080``); the request path is
     ``/<dialect>/<assistant>`` unless ``path`` gives it whole. ``custom_parameters`` are
-    Twilio's ``start.customParameters`` or Asterisk's channel variables. Never raises for
+    Twilio's ``start.customParameters`` or Asterisk's channel variables;
+    ``asterisk_release`` picks the simulated Asterisk release (default: the newest);
+    ``asterisk_connection_id`` fixes ``connection_id`` (for an outbound call Asterisk sends
+    the websocket_client.conf section name, the same for every call; default: random).
+    Never raises for
     what the daemon or network does: refusals, resets and protocol errors are outcomes.
     """
     if dialect not in DIALECTS:
@@ -115,11 +121,12 @@ async def run_simulated_call(
         )
     else:
         carrier = AsteriskCaller(
-            connection_id=_hex_id(rng, ""),
+            connection_id=asterisk_connection_id or _hex_id(rng, ""),
             channel_id=f"{rng.randrange(10**9, 10**10)}.{rng.randrange(1000)}",
             format_name=asterisk_format,
             control_json=asterisk_json,
             channel_variables=dict(custom_parameters or {}),
+            release=asterisk_release or LATEST_RELEASE,
         )
     started = trio.current_time()
     base: dict[str, object] = {

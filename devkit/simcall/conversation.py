@@ -54,6 +54,9 @@ class CallConversation:
         self.ws: trio_websocket.WebSocketConnection | None = None
         self.frames_sent = self.frames_late = self.frames_unsent = 0
         self.marks_received = self.marks_echoed = self.clears = 0
+        self.unknown_commands = 0
+        self.duplicate_marks = 0
+        self._mark_names: set[str] = set()
         self.outcome: str | None = None
         self.error: str | None = None
         self.misbehaved = False
@@ -198,6 +201,8 @@ class CallConversation:
                 turns.on_assistant_audio(now)
         elif isinstance(event, MarkRequested):
             self.marks_received += 1
+            self.duplicate_marks += event.name in self._mark_names
+            self._mark_names.add(event.name)
             for name in self.playback.add_mark(now, event.name):
                 await self._echo_mark(name)
         elif isinstance(event, ClearRequested):
@@ -213,6 +218,8 @@ class CallConversation:
             assert self.ws is not None
             with trio.move_on_after(CLOSE_TIMEOUT):
                 await self.ws.aclose(1000, "hangup requested")
+        elif isinstance(event, DaemonNotice) and event.name == "UNKNOWN_COMMAND":
+            self.unknown_commands += 1
         elif isinstance(event, DaemonNotice) and event.name == "GET_STATUS":
             assert isinstance(self.carrier, AsteriskCaller)
             queued = round(self.playback.queued_seconds(now) / FRAME_S)
@@ -270,6 +277,8 @@ class CallConversation:
             underruns=pb.underruns,
             underrun_s=pb.underrun_seconds,
             marks_received=self.marks_received,
+            unknown_commands=self.unknown_commands,
+            duplicate_marks=self.duplicate_marks,
             marks_echoed=self.marks_echoed,
             clears_received=self.clears,
             close_code=self.close_code,

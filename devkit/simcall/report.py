@@ -95,6 +95,10 @@ class CallReport:
     underrun_s: float = 0.0
     marks_received: int = 0
     marks_echoed: int = 0
+    unknown_commands: int = 0
+    duplicate_marks: int = 0
+    """Marks whose name the daemon had already used on this call (ids must be unique)."""
+    """Commands the simulated carrier release does not know (Asterisk only logs them)."""
     clears_received: int = 0
     close_code: int | None = None
     close_reason: str | None = None

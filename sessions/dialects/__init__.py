@@ -1,6 +1,11 @@
 """Sans-IO carrier dialects: Twilio Media Streams and Asterisk ``chan_websocket``."""
 
-from sessions.dialects.asterisk import AsteriskDialect, ControlFormat, check_upgrade_auth
+from sessions.dialects.asterisk import (
+    AsteriskDialect,
+    ControlFormat,
+    MarksMode,
+    check_upgrade_auth,
+)
 from sessions.dialects.base import (
     AudioReceived,
     CallStarted,
@@ -36,6 +41,7 @@ __all__ = [
     "FlowPaused",
     "FlowResumed",
     "MarkPlayed",
+    "MarksMode",
     "SendAudio",
     "SendMark",
     "StreamState",

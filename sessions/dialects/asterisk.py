@@ -12,6 +12,23 @@ message we send must be at most 65,500 bytes (larger hangs the call up), so audi
 odd-sized audio tails are dropped by Asterisk outside buffering mode, so we send whole
 ``optimal_frame_size`` frames and hold the tail (padded with silence at a mark); Asterisk
 ignores command TEXT messages over 128 bytes; ``FLUSH_MEDIA`` also drops queued marks.
+
+What ``MEDIA_START`` tells about the Asterisk release (``_create_event_MEDIA_START`` in
+``channels/chan_websocket.c``, checked against the release tags):
+
+* ``channel_id`` is missing in 20.16.0, 22.6.0, 23.0.0 and every 21.x; the dialect then
+  generates a call id unique to this connection (``connection_id`` is the
+  ``websocket_client.conf`` section name for outbound calls, the same for every call).
+* The JSON control format and ``MARK_MEDIA`` arrived together, in 20.18.0, 22.8.0 and
+  23.2.0 (never 21.x). A JSON ``MEDIA_START`` therefore proves marks exist; a plain-text one
+  proves nothing (20.18.0+ still speaks plain text by default), and an unknown command is
+  only logged by Asterisk, never answered. So with ``marks=auto`` marks are sent only after a
+  JSON ``MEDIA_START``.
+* Nothing says whether the channel is answered: ``MEDIA_START`` carries no channel state.
+  ``websocket_handoff_to_channel`` sends ``MEDIA_START`` and then queues
+  ``AST_CONTROL_ANSWER`` itself unless the dial string has the ``n`` option; ``ANSWER`` from
+  the app only queues the same control frame (``process_text_message``). Since the daemon
+  cannot tell an ``n`` dial from a normal one, it never sends ``ANSWER``: dial without ``n``.
 """
 
 from __future__ import annotations
@@ -20,6 +37,7 @@ import enum
 import hmac
 import json
 import re
+import uuid
 from base64 import b64decode
 from typing import Any
 
@@ -27,7 +45,6 @@ from actors.audio_codec import Encoding, MediaFormat, silence
 from actors.errors import (
     CarrierBadPayload,
     CarrierBufferOverflow,
-    CarrierForbidden,
     CarrierLocalError,
     CarrierMalformedMessage,
     CarrierMessageTooBig,
@@ -77,6 +94,15 @@ _EVENT_NAME = re.compile(r"[A-Z][A-Z_]{1,40}")
 _ID_EVENTS = frozenset({"MEDIA_BUFFERING_COMPLETED", "MEDIA_MARK_PROCESSED"})
 
 
+class MarksMode(enum.Enum):
+    """``ASTERISK_MARKS``: whether ``MARK_MEDIA`` is sent."""
+
+    AUTO = "auto"
+    """Only once ``MEDIA_START`` proves a release that has marks (JSON format)."""
+    ON = "on"
+    OFF = "off"
+
+
 class ControlFormat(enum.Enum):
     """Asterisk's ``control_message_format``."""
 
@@ -99,9 +125,11 @@ def check_upgrade_auth(
     """Check the upgrade's ``Authorization`` header against Basic and/or bearer secrets.
 
     With neither configured, nothing is checked (the daemon refuses to listen publicly
-    that way unless told ``--insecure``). Missing credentials raise
-    :class:`~actors.errors.CarrierUnauthorized`, wrong ones
-    :class:`~actors.errors.CarrierForbidden`; comparisons are constant-time.
+    that way unless told ``--insecure``). Every failure (missing, wrong, malformed, or a
+    scheme that is not configured) raises :class:`~actors.errors.CarrierUnauthorized`, i.e.
+    HTTP 401: ``websocket_client_handle_response_code`` in Asterisk's
+    ``res/res_websocket_client.c`` only recognises 401 as "unauthorized" and logs anything
+    else as an invalid response. Comparisons are constant-time.
     """
     if basic is None and bearer_token is None:
         return
@@ -115,17 +143,23 @@ def check_upgrade_auth(
         try:
             decoded = b64decode(credentials, validate=True)
         except ValueError:
-            raise CarrierForbidden("malformed Basic credentials") from None
+            raise CarrierUnauthorized("malformed Basic credentials") from None
         user, sep, password = decoded.partition(b":")
         user_ok = hmac.compare_digest(user, basic[0].encode())
         password_ok = hmac.compare_digest(password, basic[1].encode())
         if sep and user_ok & password_ok:
             return
-        raise CarrierForbidden("wrong Basic credentials")
+        raise CarrierUnauthorized("wrong Basic credentials")
     if scheme == "bearer" and bearer_token is not None:
         if hmac.compare_digest(credentials.encode(), bearer_token.encode()):
             return
-        raise CarrierForbidden("wrong bearer token")
+        raise CarrierUnauthorized("wrong bearer token")
+    if scheme == "basic":
+        # Asterisk's client can only send Basic (websocket_client_handshake): say what to set.
+        raise CarrierUnauthorized(
+            "Basic credentials sent but only a bearer token is configured; "
+            "set ASTERISK_BASIC_AUTH=user:password for Asterisk"
+        )
     raise CarrierUnauthorized(f"unsupported Authorization scheme {scheme[:16]!r}")
 
 
@@ -167,6 +201,7 @@ class AsteriskDialect:
         control_format: ControlFormat = ControlFormat.AUTO,
         max_early_audio_bytes: int = DEFAULT_EARLY_AUDIO_BYTES,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        marks: MarksMode = MarksMode.AUTO,
     ) -> None:
         self.state = StreamState.NEW
         self.control_format = control_format
@@ -183,6 +218,11 @@ class AsteriskDialect:
         self._bytes_in = 0
         self._tail = b""
         self._pending_marks: set[str] = set()
+        self._marks_mode = marks
+        self.marks_enabled = marks is MarksMode.ON
+        """Whether ``SendMark`` becomes ``MARK_MEDIA`` (decided at ``MEDIA_START``)."""
+        self.audio_bytes_sent = 0
+        """Wire bytes of audio handed out as BINARY frames (for the heard estimate)."""
 
     @property
     def pending_marks(self) -> set[str]:
@@ -245,12 +285,18 @@ class AsteriskDialect:
             raise CarrierMalformedMessage("control message name is not an event name")
         return self._dispatch(name, fields)
 
-    def receive_close(self) -> list[Event]:
-        """The socket closed: that is how Asterisk signals hang-up."""
+    def receive_close(self, code: int | None = None) -> list[Event]:
+        """The socket closed: that is how Asterisk signals hang-up.
+
+        Asterisk has no hang-up message: ``webchan_hangup`` calls ``ast_websocket_close``
+        with the channel's tech hang-up cause, or 1000 when there is none, i.e. a normal
+        hang-up. So CLOSE 1000 is a hang-up; any other code (or none: the TCP connection
+        simply dropped) is a disconnection.
+        """
         if self.state is StreamState.STOPPED:
             return []
         self.state = StreamState.STOPPED
-        return [CallStopped(reason="closed")]
+        return [CallStopped(reason="hangup" if code == 1000 else "closed")]
 
     def _dispatch(self, name: str, fields: dict[str, object]) -> list[Event]:
         if name == "MEDIA_START":
@@ -289,7 +335,12 @@ class AsteriskDialect:
             raise CarrierMalformedMessage("optimal_frame_size does not fit the format")
         connection_id = as_str(fields.get("connection_id"), "connection_id")
         channel = fields.get("channel")
-        channel_id = fields.get("channel_id", connection_id)
+        channel_id = fields.get("channel_id")
+        generated = channel_id is None
+        if channel_id is None:
+            # 20.16.0, 22.6.0, 23.0.0 and 21.x send no channel_id, and connection_id is the
+            # websocket_client.conf section name for outbound calls: shared by every call.
+            channel_id = f"{connection_id[:64]}-{uuid.uuid4().hex[:16]}"
         variables = fields.get("channel_variables", {})
         if not isinstance(variables, dict):
             raise CarrierMalformedMessage("channel_variables is not an object")
@@ -300,6 +351,9 @@ class AsteriskDialect:
         self.media_format = fmt
         self.frame_bytes = frame
         self.state = StreamState.STREAMING
+        if self._marks_mode is MarksMode.AUTO:
+            # JSON control messages and MARK_MEDIA both arrived in 20.18.0/22.8.0/23.2.0.
+            self.marks_enabled = self.control_format is ControlFormat.JSON
         events: list[Event] = [
             CallStarted(
                 carrier=self.carrier,
@@ -310,6 +364,7 @@ class AsteriskDialect:
                 frame_bytes=frame,
                 custom_parameters=custom,
                 channel=channel if isinstance(channel, str) else None,
+                call_id_generated=generated,
             )
         ]
         early, self._early = self._early, []
@@ -345,8 +400,13 @@ class AsteriskDialect:
             data = self._tail + command.payload
             whole = len(data) - len(data) % self.frame_bytes
             self._tail = data[whole:]
+            self.audio_bytes_sent += whole
             return self._frames(data[:whole]) if whole else []
         if isinstance(command, SendMark):
+            if not self.marks_enabled:
+                # Older releases only log "unknown command" and never answer (see the
+                # module docstring); a mark nobody answers is noise, so none is sent.
+                return []
             name = command.name
             if not name or any(c.isspace() for c in name) or name in self._pending_marks:
                 raise CarrierLocalError("mark name must be new, non-empty, without spaces")
@@ -356,6 +416,7 @@ class AsteriskDialect:
                 unit = silence(self.media_format, 1000)[: self.media_format.bytes_per_sample]
                 pad = unit * ((self.frame_bytes - len(self._tail)) // len(unit))
                 messages += self._frames(self._tail + pad)
+                self.audio_bytes_sent += len(self._tail) + len(pad)
                 self._tail = b""
             messages.append(self._command("MARK_MEDIA", name))
             self._pending_marks.add(name)

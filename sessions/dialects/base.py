@@ -57,6 +57,8 @@ class CallStarted:
     """Twilio ``customParameters``; Asterisk channel variables (JSON format only)."""
     account_id: str | None = None
     channel: str | None = None
+    call_id_generated: bool = False
+    """The carrier sent no call id (older Asterisk): ``call_id`` was generated, unique."""
 
 
 @attrs.frozen(kw_only=True)
@@ -161,8 +163,9 @@ class Dialect(Protocol):
         """Parse one BINARY message."""
         ...
 
-    def receive_close(self) -> list[Event]:
-        """The socket closed: a final ``CallStopped`` unless the stream already stopped."""
+    def receive_close(self, code: int | None = None) -> list[Event]:
+        """The socket closed with ``code`` (``None``: no close frame): a final
+        ``CallStopped`` unless the stream already stopped."""
         ...
 
     def send(self, command: Command) -> list[Message]:

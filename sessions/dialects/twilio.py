@@ -131,8 +131,11 @@ class TwilioDialect:
         """Twilio never sends BINARY frames: always an error."""
         raise CarrierWrongFrameType("binary frame on a Twilio Media Stream")
 
-    def receive_close(self) -> list[Event]:
-        """The socket closed; report the end unless ``stop`` already did."""
+    def receive_close(self, code: int | None = None) -> list[Event]:
+        """The socket closed; report the end unless ``stop`` already did.
+
+        Twilio ends a call with its ``stop`` message; a close without one (whatever
+        ``code``) is a disconnection."""
         if self.state is StreamState.STOPPED:
             return []
         self.state = StreamState.STOPPED

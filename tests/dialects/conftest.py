@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessions.dialects import AsteriskDialect, TwilioDialect
+from sessions.dialects import AsteriskDialect, MarksMode, TwilioDialect
 from tests.dialects import samples
 
 
@@ -19,7 +19,7 @@ def twilio() -> TwilioDialect:
 
 @pytest.fixture
 def asterisk_ulaw() -> AsteriskDialect:
-    """An Asterisk dialect (plain-text control) streaming ulaw."""
-    d = AsteriskDialect(path="/asterisk/support-agent")
+    """An Asterisk dialect (plain-text control, marks forced on) streaming ulaw."""
+    d = AsteriskDialect(path="/asterisk/support-agent", marks=MarksMode.ON)
     d.receive_text(samples.asterisk_media_start_plain())
     return d

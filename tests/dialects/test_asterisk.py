@@ -12,7 +12,6 @@ from actors.errors import (
     CarrierBadPayload,
     CarrierBufferOverflow,
     CarrierError,
-    CarrierForbidden,
     CarrierLocalError,
     CarrierMalformedMessage,
     CarrierMessageTooBig,
@@ -32,6 +31,7 @@ from sessions.dialects import (
     FlowPaused,
     FlowResumed,
     MarkPlayed,
+    MarksMode,
     SendAudio,
     SendMark,
     StreamState,
@@ -46,8 +46,13 @@ def paused(d: AsteriskDialect) -> bool:
     return d.paused
 
 
+def marks_enabled(d: AsteriskDialect) -> bool:
+    """Read the flag through a call, so the type checker does not pin it."""
+    return d.marks_enabled
+
+
 def test_plain_text_call() -> None:
-    d = AsteriskDialect(path="/asterisk/support-agent")
+    d = AsteriskDialect(path="/asterisk/support-agent", marks=MarksMode.ON)
     [started] = d.receive_text(samples.asterisk_media_start_plain())
     assert started == CallStarted(
         carrier="asterisk",
@@ -249,7 +254,7 @@ def test_local_misuse() -> None:
     d = AsteriskDialect()
     with pytest.raises(CarrierLocalError):
         d.send(SendAudio(payload=b"\xff" * 160))
-    d = AsteriskDialect()
+    d = AsteriskDialect(marks=MarksMode.ON)
     d.receive_text(samples.asterisk_media_start_plain())
     with pytest.raises(CarrierLocalError):
         d.send(SendMark(name="has space"))
@@ -258,11 +263,24 @@ def test_local_misuse() -> None:
     assert info.value.close_code == 4010
 
 
-def test_close_is_hangup() -> None:
+def test_close_1000_is_hangup() -> None:
+    """Asterisk has no hang-up message: ``webchan_hangup`` calls
+    ``ast_websocket_close(ws, ast_channel_tech_hangupcause(ast) ?: 1000)``, so a normal
+    hang-up is CLOSE 1000."""
     d = AsteriskDialect()
     d.receive_text(samples.asterisk_media_start_plain())
-    assert d.receive_close() == [CallStopped(reason="closed")]
+    assert d.receive_close(1000) == [CallStopped(reason="hangup")]
     assert d.receive_text("MEDIA_XON") == []
+    assert d.receive_close(1000) == []
+
+
+@pytest.mark.parametrize("code", [None, 1001, 1006, 1011])
+def test_other_closes_are_disconnections(code: int | None) -> None:
+    """Any other close (``websocket_request_hangup`` with GOING_AWAY, or no close frame)
+    is not a normal hang-up."""
+    d = AsteriskDialect()
+    d.receive_text(samples.asterisk_media_start_plain())
+    assert d.receive_close(code) == [CallStopped(reason="closed")]
 
 
 def test_subprotocol() -> None:
@@ -277,15 +295,18 @@ def basic(user: str, password: str) -> list[tuple[bytes, bytes]]:
 
 
 def test_basic_auth() -> None:
+    """Every failure is 401: ``websocket_client_handle_response_code``
+    (res/res_websocket_client.c) recognises only 401 as "unauthorized"; a 403 is logged
+    as an invalid response."""
     creds = ("medianame", "mediapassword")
     check_upgrade_auth(basic("medianame", "mediapassword"), basic=creds)
     for user, password in [("medianame", "wrong"), ("other", "mediapassword"), ("", "")]:
-        with pytest.raises(CarrierForbidden) as info:
+        with pytest.raises(CarrierUnauthorized) as info:
             check_upgrade_auth(basic(user, password), basic=creds)
-        assert info.value.http_status == 403
-    with pytest.raises(CarrierForbidden):
+        assert info.value.http_status == 401
+    with pytest.raises(CarrierUnauthorized):
         check_upgrade_auth([(b"authorization", b"Basic !!!")], basic=creds)
-    with pytest.raises(CarrierForbidden):  # no colon at all
+    with pytest.raises(CarrierUnauthorized):  # no colon at all
         check_upgrade_auth([(b"authorization", b"Basic " + b64encode(b"medianame"))], basic=creds)
     with pytest.raises(CarrierUnauthorized) as missing:
         check_upgrade_auth([], basic=creds)
@@ -295,8 +316,103 @@ def test_basic_auth() -> None:
 def test_bearer_auth() -> None:
     check_upgrade_auth([("Authorization", "Bearer s3cret")], bearer_token="s3cret")
     check_upgrade_auth([(b"authorization", b"bearer s3cret")], bearer_token="s3cret")
-    with pytest.raises(CarrierForbidden):
+    with pytest.raises(CarrierUnauthorized) as wrong:
         check_upgrade_auth([(b"authorization", b"Bearer s3cre")], bearer_token="s3cret")
+    assert wrong.value.http_status == 401
     with pytest.raises(CarrierUnauthorized):  # a scheme that is not configured
-        check_upgrade_auth(basic("a", "b"), bearer_token="s3cret")
+        check_upgrade_auth([(b"authorization", b"Digest x")], bearer_token="s3cret")
     check_upgrade_auth([])  # nothing configured: nothing checked
+
+
+def test_basic_against_bearer_only_config_says_what_to_set() -> None:
+    """Asterisk's client can only send Basic (``websocket_client_handshake`` builds it from
+    ``username``/``password`` in websocket_client.conf): a bearer-only daemon answers 401
+    with a reason naming the setting that fixes it."""
+    with pytest.raises(CarrierUnauthorized) as info:
+        check_upgrade_auth(basic("a", "b"), bearer_token="s3cret")
+    assert info.value.http_status == 401
+    assert "ASTERISK_BASIC_AUTH" in info.value.reason
+    # Both configured: Basic for Asterisk, bearer for a proxy in front of it.
+    check_upgrade_auth(basic("a", "b"), basic=("a", "b"), bearer_token="s3cret")
+    bearer = [(b"authorization", b"Bearer s3cret")]
+    check_upgrade_auth(bearer, basic=("a", "b"), bearer_token="s3cret")
+
+
+def media_start_without_channel_id(connection_id: str = "novavoice") -> str:
+    """``MEDIA_START`` as 20.16.0 / 22.6.0 / 23.0.0 / 21.x build it in
+    ``websocket_handoff_to_channel``: no ``channel_id`` field."""
+    return (
+        f"MEDIA_START connection_id:{connection_id} channel:WebSocket/novavoice-0000001 "
+        "format:ulaw optimal_frame_size:160 ptime:20"
+    )
+
+
+def test_missing_channel_id_gets_a_unique_generated_call_id() -> None:
+    """For outbound calls ``connection_id`` is the websocket_client.conf section name,
+    the same for every call; two calls must still get different call ids."""
+    ids = set()
+    for _ in range(2):
+        d = AsteriskDialect()
+        [started] = d.receive_text(media_start_without_channel_id())
+        assert isinstance(started, CallStarted)
+        assert started.call_id_generated
+        assert started.stream_id == "novavoice"
+        assert started.call_id.startswith("novavoice-")
+        ids.add(started.call_id)
+    assert len(ids) == 2
+    d = AsteriskDialect()
+    [started] = d.receive_text(samples.asterisk_media_start_plain())
+    assert isinstance(started, CallStarted)
+    assert started.call_id == samples.CHANNEL_ID and not started.call_id_generated
+
+
+def test_marks_auto_plain_text_sends_none() -> None:
+    """A plain-text ``MEDIA_START`` (``_create_event_MEDIA_START``) is identical in 20.17.0
+    (no MARK_MEDIA) and 20.18.0 (MARK_MEDIA): nothing tells, so no marks. An unknown
+    command is only logged by ``process_text_message``, never answered."""
+    d = AsteriskDialect()
+    d.receive_text(samples.asterisk_media_start_plain())
+    assert not d.marks_enabled
+    assert d.send(SendAudio(payload=b"\x01" * 200)) == [b"\x01" * 160]
+    assert d.send(SendMark(name="m0")) == []
+    assert d.pending_marks == set()
+
+
+def test_marks_auto_json_sends_marks() -> None:
+    """The JSON control format (``WEBCHAN_CONTROL_MSG_FORMAT_JSON``) and ``MARK_MEDIA``
+    arrived in the same releases, 20.18.0 / 22.8.0 / 23.2.0: JSON proves marks exist."""
+    d = AsteriskDialect()
+    assert not marks_enabled(d)
+    d.receive_text(samples.asterisk_media_start_json())
+    assert marks_enabled(d)
+    assert d.send(SendMark(name="m0")) == ['{"command":"MARK_MEDIA","correlation_id":"m0"}']
+    assert d.pending_marks == {"m0"}
+
+
+def test_marks_off_and_on_override_auto() -> None:
+    off = AsteriskDialect(marks=MarksMode.OFF)
+    off.receive_text(samples.asterisk_media_start_json())
+    assert off.send(SendMark(name="m0")) == []
+    on = AsteriskDialect(marks=MarksMode.ON)
+    on.receive_text(samples.asterisk_media_start_plain())
+    assert on.send(SendMark(name="m0")) == ["MARK_MEDIA m0"]
+
+
+def test_flush_forgets_marks_and_old_ids_are_ignored() -> None:
+    """``FLUSH_MEDIA`` in ``process_text_message`` frees queued frames, marks included:
+    a flushed mark never comes back; a late answer for it is not a played mark."""
+    d = AsteriskDialect()
+    d.receive_text(samples.asterisk_media_start_json())
+    d.send(SendMark(name="m0"))
+    assert d.send(ClearAudio()) == ['{"command":"FLUSH_MEDIA"}']
+    assert d.pending_marks == set()
+    processed = '{"event":"MEDIA_MARK_PROCESSED","correlation_id":"m0"}'
+    assert d.receive_text(processed) == []
+
+
+def test_audio_bytes_sent_counts_whole_frames() -> None:
+    """The base of the "heard" estimate when marks are off: what actually went out."""
+    d = AsteriskDialect()
+    d.receive_text(samples.asterisk_media_start_plain())
+    d.send(SendAudio(payload=b"\x01" * 360))
+    assert d.audio_bytes_sent == 320

@@ -1,10 +1,15 @@
 """Refusals before the upgrade, over real sockets: 404, 401/403, 503, readiness, --insecure."""
+# Asterisk facts these tests rely on (asterisk/asterisk):
+# - res/res_websocket_client.c websocket_client_handle_response_code: only 401 is
+#   "unauthorized"; any other non-101 status is logged as an invalid response.
+# - channels/chan_websocket.c webchan_call: a failed ast_websocket_client_connect returns -1
+#   with AST_CAUSE_NO_ROUTE_DESTINATION, so Dial() fails unanswered and the dialplan goes on.
 
 from __future__ import annotations
 
 import pytest
 import trio
-from trio_websocket import ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from actors.errors import ConfigError
 from devkit.emulator.server import Emulator
@@ -123,7 +128,74 @@ async def test_asterisk_requires_its_credentials(emulator: Emulator, local_s3: L
             url = daemon.url + "/asterisk/esther"
             assert await rejected_status(url) == 401
             wrong = [(b"Authorization", b"Basic YXN0ZXJpc2s6bm9wZQ==")]  # asterisk:nope
-            assert await rejected_status(url, wrong) == 403
+            assert await rejected_status(url, wrong) == 401  # never 403: Asterisk knows 401 only
+            right = [(b"Authorization", b"Basic YXN0ZXJpc2s6czNjcmV0LXBhc3M=")]
+            async with open_websocket_url(url, extra_headers=right) as ws:
+                assert not ws.closed
+            unauthorized = daemon.metrics.registry.get_sample_value(
+                "novavoice_admission_refusals_total", {"reason": "unauthorized"}
+            )
+            assert unauthorized == 2
+
+
+async def test_basic_header_against_bearer_only_config_is_a_clear_401(
+    emulator: Emulator, local_s3: LocalS3
+) -> None:
+    settings = daemon_settings(admission={"asterisk_bearer_token": "a-long-bearer-token"})
+    with trio.fail_after(20):
+        async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
+            url = daemon.url + "/asterisk/esther"
+            basic = [(b"Authorization", b"Basic YXN0ZXJpc2s6czNjcmV0LXBhc3M=")]
+            with pytest.raises(ConnectionRejected) as info:
+                async with open_websocket_url(url, extra_headers=basic):
+                    pass  # pragma: no cover
+            assert info.value.status_code == 401
+            assert b"ASTERISK_BASIC_AUTH" in (info.value.body or b"")
+            bearer = [(b"Authorization", b"Bearer a-long-bearer-token")]  # a proxy's
+            async with open_websocket_url(url, extra_headers=bearer) as ws:
+                assert not ws.closed
+
+
+@pytest.mark.parametrize("carrier", ["asterisk", "twilio"])
+async def test_unknown_assistant_is_refused_before_the_upgrade(
+    carrier: str, emulator: Emulator, local_s3: LocalS3
+) -> None:
+    """404 before answering: an invalid name, or a prompt the store says is missing."""
+    settings = daemon_settings(admission={"prompt_check": 5.0})  # robust on a loaded machine
+    with trio.fail_after(20):
+        async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
+            assert await rejected_status(f"{daemon.url}/{carrier}/Bad..Name") == 404
+            assert await rejected_status(f"{daemon.url}/{carrier}/nobody-here") == 404
+            # Known now (negative cache): refused again without waiting for S3.
+            assert await rejected_status(f"{daemon.url}/{carrier}/nobody-here") == 404
+            async with open_websocket_url(f"{daemon.url}/{carrier}/esther") as ws:
+                assert not ws.closed
+            refused = daemon.metrics.registry.get_sample_value(
+                "novavoice_admission_refusals_total", {"reason": "unknown_assistant"}
+            )
+            assert refused == 3
+            assert daemon.supervisor.active_calls <= 1
+
+
+async def test_slow_prompt_lookup_accepts_and_fails_later(
+    emulator: Emulator, local_s3: LocalS3
+) -> None:
+    """A lookup that does not finish within ADMISSION_PROMPT_CHECK_MS (0 here: negative
+    cache only) is accepted, and the call fails after the start as before (4104)."""
+    settings = daemon_settings(admission={"prompt_check": 0.0})
+    with trio.fail_after(20):
+        async with (
+            open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon,
+            open_websocket_url(daemon.url + "/asterisk/nobody-here") as ws,
+        ):
+            await ws.send_message(
+                "MEDIA_START connection_id:c1 channel:WebSocket/x-1 channel_id:1.1 "
+                "format:ulaw optimal_frame_size:160 ptime:20"
+            )
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.get_message()
+            assert closed.value.reason is not None
+            assert closed.value.reason.code == 4104
 
 
 def test_public_listener_without_authentication_is_refused() -> None:

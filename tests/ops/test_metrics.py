@@ -265,5 +265,5 @@ def test_prompt_load_failures_are_counted_by_reason() -> None:
         return s["novavoice_prompt_load_failures_total", (("reason", reason),)]
 
     assert (n("not_found"), n("access_denied"), n("throttled"), n("invalid")) == (1, 1, 2, 1)
-    assert n("store_error") == 1
+    assert n("unavailable") == 1
     assert n("timeout") == 0

@@ -20,13 +20,14 @@ from moto import mock_aws
 
 from actors.s3_prompt_store import make_s3_client
 from promptadmin.app import build_app
+from promptadmin.async_versions import AsyncPromptVersions
 from promptadmin.audit import AuditLog
 from promptadmin.auth import AdminTokens
 from promptadmin.context import AdminContext
 from promptadmin.metrics import AdminMetrics
 from promptadmin.notify import DaemonNotifier
 from promptadmin.service import AdminService
-from promptadmin.versions import AsyncPromptVersions, PromptVersions
+from promptadmin.versions import PromptVersions
 
 BUCKET = "nova-sonic-prompts"
 PREFIX = "assistants/"

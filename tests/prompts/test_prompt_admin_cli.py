@@ -401,7 +401,7 @@ def test_a_deleted_assistant_shows_in_history_and_can_be_restored(
 async def test_the_async_store_runs_the_same_operations_in_threads(s3: Any) -> None:
     import trio
 
-    from promptadmin.versions import AsyncPromptVersions
+    from promptadmin.async_versions import AsyncPromptVersions
 
     store = AsyncPromptVersions(
         PromptVersions(client=s3, bucket=BUCKET, prefix=PREFIX),

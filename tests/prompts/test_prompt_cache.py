@@ -16,6 +16,7 @@ from actors.errors import (
     PromptThrottled,
     PromptTimeout,
 )
+from actors.prompt_cache import PromptAvailability
 from actors.prompt_store import StoredPrompt
 from devkit.fake_prompt_store import FakePromptStore
 
@@ -335,6 +336,53 @@ async def test_error_in_the_block_escapes_unwrapped(
             await cache.get(ESTHER)
             raise KeyError("caller's own bug")
     assert info.type is KeyError  # not an ExceptionGroup
+
+
+async def test_check_answers_from_the_negative_cache_without_a_fetch(
+    store: FakePromptStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The admission check before an upgrade: a remembered refusal is MISSING at once."""
+    async with cache_over(store) as cache:
+        with pytest.raises(PromptNotFound):
+            await cache.get(AssistantName("ghost"))
+        start = trio.current_time()
+        assert await cache.check(AssistantName("ghost"), 0.0) is PromptAvailability.MISSING
+        assert await cache.check(AssistantName("ghost"), 0.3) is PromptAvailability.MISSING
+        assert trio.current_time() == start  # answered from memory, no waiting
+        assert store.fetch_count == 1
+        await cache.get(ESTHER)
+        assert await cache.check(ESTHER, 0.0) is PromptAvailability.PRESENT
+        await trio.sleep(NEGATIVE)
+        # The refusal expired: nothing known from memory any more.
+        assert await cache.check(AssistantName("ghost"), 0.0) is PromptAvailability.UNKNOWN
+
+
+async def test_check_waits_for_a_lookup_at_most_its_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fast = FakePromptStore(latency=0.1)
+    fast.put("esther", "hello")
+    async with cache_over(fast) as cache:
+        assert await cache.check(AssistantName("ghost"), 0.3) is PromptAvailability.MISSING
+        assert await cache.check(ESTHER, 0.3) is PromptAvailability.PRESENT
+    slow = FakePromptStore(latency=1.0)
+    slow.put("esther", "hello")
+    async with cache_over(slow) as cache:
+        start = trio.current_time()
+        assert await cache.check(AssistantName("ghost"), 0.3) is PromptAvailability.UNKNOWN
+        assert trio.current_time() - start == pytest.approx(0.3)
+        # Giving up did not cancel the shared fetch: its answer lands in the cache.
+        await trio.sleep(1.0)
+        assert await cache.check(AssistantName("ghost"), 0.0) is PromptAvailability.MISSING
+        assert slow.fetch_count == 1
+
+
+async def test_check_treats_an_unwell_store_as_unknown(
+    store: FakePromptStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    store.fail("esther", throttled)
+    async with cache_over(store) as cache:
+        assert await cache.check(ESTHER, 0.3) is PromptAvailability.UNKNOWN
 
 
 async def test_invalidate_makes_the_next_request_fetch_the_new_version(

@@ -32,6 +32,7 @@ from sessions.dialects import (
     FlowPaused,
     FlowResumed,
     MarkPlayed,
+    MarksMode,
     SendAudio,
     SendMark,
     TwilioDialect,
@@ -116,7 +117,8 @@ def test_asterisk_stream_parses_with_the_daemon_dialect(
     caller = asterisk_caller
     caller.control_json = json_format
     caller.channel_variables = {"NOVAVOICE_ASSISTANT": "support-agent"}
-    d = AsteriskDialect(path="/asterisk")
+    # Marks forced on: with plain text, auto would send none (the release is unknown).
+    d = AsteriskDialect(path="/asterisk", marks=MarksMode.ON)
     early = caller.media(b"\x00" * caller.frame_bytes)
     assert _feed(d, early) == []  # audio before MEDIA_START is kept by the daemon
     events = _feed(d, caller.media_start())
@@ -145,7 +147,7 @@ def test_asterisk_daemon_commands_parse_as_carrier_events(
 ) -> None:
     caller = asterisk_caller
     caller.control_json = json_format
-    d = AsteriskDialect()
+    d = AsteriskDialect(marks=MarksMode.ON)
     _feed(d, caller.media_start())
     audio = b"\x04" * (caller.frame_bytes * 3 + 10)  # the dialect holds the odd tail
     out = []
@@ -201,3 +203,30 @@ def test_asterisk_malformed_kinds_provoke_their_error(
     assert caller.fmt.encoding is (Encoding.MULAW if fmt == "ulaw" else Encoding.PCM16)
     with pytest.raises(error):
         _feed(d, caller.malformed(kind))
+
+
+@pytest.mark.parametrize(
+    ("release", "channel_id", "marks"),
+    [
+        ("20.16.0", False, False),
+        ("21.12.0", False, False),
+        ("22.6.0", False, False),
+        ("22.7.0", True, False),
+        ("23.0.0", False, False),
+        ("20.18.0", True, True),
+        ("22.8.0", True, True),
+        ("23.2.0", True, True),
+    ],
+)
+def test_asterisk_releases_as_the_source_says(release: str, channel_id: bool, marks: bool) -> None:
+    """``_create_event_MEDIA_START`` and ``process_text_message`` at each release tag."""
+    from devkit.simcall.asterisk_caller import release_features
+
+    assert release_features(release) == (channel_id, marks)
+    caller = AsteriskCaller(
+        connection_id="novavoice", channel_id="1.1", control_json=False, release=release
+    )
+    assert ("channel_id:" in caller.media_start()) is channel_id
+    out = caller.receive_text("MARK_MEDIA m0")
+    assert (caller.unknown_commands == []) is marks
+    assert (type(out[0]).__name__ == "MarkRequested") is marks

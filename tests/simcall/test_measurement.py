@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio_websocket
 
-from actors.errors import CarrierForbidden
+from actors.errors import CarrierForbidden, CarrierUnauthorized
 from devkit.simcall import CallerAuth, CallScript, Misbehaviour, run_simulated_call
 from devkit.simcall.script import FRAME_S
 from sessions.dialects import check_upgrade_auth, validate_twilio_upgrade
@@ -120,7 +120,7 @@ async def test_auth_headers_pass_the_daemon_checks(autojump_clock: trio.testing.
         )
     assert asterisk.subprotocol == "media"
     check_upgrade_auth(asterisk.headers, basic=("ast", "secret"))
-    with pytest.raises(CarrierForbidden):
+    with pytest.raises(CarrierUnauthorized):
         check_upgrade_auth(asterisk.headers, basic=("ast", "wrong"))
 
 
