@@ -24,6 +24,15 @@ Every request must arrive whole (headers and body) within ``request_timeout`` fr
 the server starts waiting for it (idle keep-alive time included), so a slowloris client is cut
 off at its deadline; headers are capped at ``max_header_bytes`` (431) and bodies at
 ``max_body_bytes`` (413). A connection's failure is logged and ends that connection only.
+
+Health and readiness always answer, even when idle sockets fill the ``max_connections``
+slots (a failed liveness probe would restart the pod and end every call): a connection
+beyond the cap gets one request within ``probe_timeout`` (short), and only ``/healthz`` and
+``/readyz`` are answered there; anything else gets 503 and the connection is closed.
+
+The admin port must stay private (a pod or loopback address, reachable by the kubelet,
+the load balancer's health check and Prometheus only): ``/metrics`` reveals traffic, and
+these limits bound abuse, they do not make the port fit for the internet.
 """
 
 from __future__ import annotations
@@ -113,7 +122,9 @@ class AdminLimits:
     max_body_bytes: int = 1024
     """Largest request body (413 beyond); our GETs need none."""
     max_connections: int = 64
-    """Open admin connections at once; more are answered 503 and closed."""
+    """Open admin connections served normally; beyond them, only probes are answered."""
+    probe_timeout: float = 1.0
+    """Seconds a connection beyond ``max_connections`` has to send its one request."""
 
 
 @attrs.define(eq=False)
@@ -152,8 +163,23 @@ class AdminServer:
                 await stream.aclose()
 
     async def _refuse_busy(self, stream: trio.abc.Stream) -> None:
-        conn = h11.Connection(h11.SERVER)
-        await self._send_response(conn, stream, 503, b"too many admin connections\n", close=True)
+        # Over the cap: one short-deadline request, probes answered, everything else 503.
+        # Idle sockets here cost a task for ``probe_timeout`` only, so they cannot starve
+        # the probes the way they fill the normal slots.
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        request = None
+        with trio.move_on_after(self.limits.probe_timeout):
+            try:
+                request = await self._read_request(conn, stream)
+            except h11.RemoteProtocolError:
+                request = None
+        if request is not None and _is_probe(request):
+            await self._respond(conn, stream, request)
+            return
+        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            await self._send_response(
+                conn, stream, 503, b"too many admin connections\n", close=True
+            )
 
     async def _serve(self, stream: trio.abc.Stream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
@@ -315,6 +341,12 @@ class AdminServer:
                 if not chunk:
                     break
                 drained += len(chunk)
+
+
+def _is_probe(request: h11.Request) -> bool:
+    """Whether ``request`` is a liveness or readiness probe (served even beyond the cap)."""
+    path = request.target.split(b"?", 1)[0]
+    return request.method == b"GET" and path in (b"/healthz", b"/readyz")
 
 
 def _bearer_matches(headers: Any, token: str) -> bool:

@@ -130,6 +130,8 @@ class CallSummary:
     marks_sent: int = 0
     marks_played: int = 0
     pre_stream_drops: int = 0
+    dtmf_digits: int = 0
+    """Keypad digits pressed (the digits themselves are never kept)."""
     audio_sent_s: float = 0.0
     """Assistant audio sent to the carrier."""
     audio_heard_s: float = 0.0

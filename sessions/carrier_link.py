@@ -69,6 +69,8 @@ class CarrierLinkStatistics:
     pre_stream_drops: int = 0
     """Caller frames dropped because the caller-audio channel was full before the
     conversation started reading it."""
+    dtmf_digits: int = 0
+    """Keypad digits pressed. Only the count is kept: digits are card numbers and PINs."""
     playback: PlaybackEstimate = attrs.field(factory=PlaybackEstimate)
     """What the caller heard, estimated from the audio sent (for carriers without marks)."""
 
@@ -170,7 +172,8 @@ class CarrierLink:
             elif isinstance(ev, FlowResumed):
                 self._flow_open.set()
             elif isinstance(ev, DtmfReceived):
-                logger.info("dtmf", extra={"event": "dtmf", "digit": ev.digit})
+                # Never log the digit (card numbers, PINs): the call-end line has the count.
+                self.statistics.dtmf_digits += 1
         return None
 
     def _on_started(self, ev: CallStarted) -> None:

@@ -22,13 +22,14 @@ content in the message itself. Transcripts belong in the opt-in :class:`CallLog`
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,14 +49,40 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+LOG_VALUE_LIMIT = 64
+"""Characters kept of an untrusted identifier (assistant name, call id) in the log context."""
+
+
+def log_safe(value: str) -> str:
+    """An untrusted identifier made fit for a log line: escaped, then truncated.
+
+    The assistant name and call id come from the carrier before any validation, so a hostile
+    value must not make huge lines or carry control characters into a terminal.
+    """
+    escaped = value.encode("unicode_escape").decode("ascii")
+    if len(escaped) <= LOG_VALUE_LIMIT:
+        return escaped
+    return f"{escaped[:LOG_VALUE_LIMIT]}...(+{len(escaped) - LOG_VALUE_LIMIT})"
+
+
+def _log_safe_optional(value: str | None) -> str | None:
+    return None if value is None else log_safe(value)
+
+
 @attrs.define(eq=False, kw_only=True)
 class CallContext:
-    """The identity of one call, shared by every task of the call's tree."""
+    """The identity of one call, shared by every task of the call's tree.
 
-    call_id: str
+    The call id and assistant name are untrusted until validated, so they are stored through
+    :func:`log_safe` (attrs converters also run on assignment).
+    """
+
+    call_id: str = attrs.field(converter=log_safe)
     carrier: str
-    assistant: str | None = None
+    assistant: str | None = attrs.field(default=None, converter=_log_safe_optional)
     prompt_version: str | None = None
+    call_log_drops: int = 0
+    """Transcript lines of this call that the call log dropped (its queue was full)."""
 
     def update(self, *, assistant: str | None = None, prompt_version: str | None = None) -> None:
         """Fill in fields learnt after the call started (assistant, prompt version)."""
@@ -190,23 +217,44 @@ class CallLog:
     """The opt-in call log: JSON lines of final transcripts, in a file of their own.
 
     Built by :func:`open_call_log`. Disabled (``path is None``) it writes nothing, so the
-    call channel need not care whether an operator turned it on. Lines are written one at a
-    time from a worker thread, so a slow disk never stalls the event loop.
+    call channel need not care whether an operator turned it on.
+
+    One writer task owns the file; :meth:`transcript` only puts the line into a bounded queue
+    and never waits, so a slow or stuck disk cannot stall any call's Sonic reader. A line that
+    finds the queue full is dropped and counted: in the ``novavoice_queue_drops_total``
+    metric (``queue="call_log"``, through ``on_drop``) and in the bound call's context
+    (``call_log_drops`` in its call-end line). The file is opened mode 0600 and re-chmodded
+    on every open, and :meth:`reopen` (SIGHUP) makes the writer reopen the path, so
+    logrotate can move the file away.
     """
 
-    def __init__(self, fd: int | None) -> None:
-        self._fd = fd
-        self._lock = trio.Lock()
+    def __init__(
+        self,
+        path: str | None,
+        send: trio.MemorySendChannel[bytes | None] | None = None,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        self.path = path
+        self._send = send
+        self._on_drop = on_drop
+        self._reopen = False
+        self.closed = trio.Event()
+        """Set once the writer has written everything queued and closed the file."""
+        self.dropped = 0
+        """Lines dropped because the writer was behind (all calls)."""
 
     @property
     def enabled(self) -> bool:
         """Whether transcripts are being recorded."""
-        return self._fd is not None
+        return self._send is not None
 
     async def transcript(self, role: Role, text: str, **fields: Any) -> None:
-        """Append one final transcript line, stamped with the bound call's context."""
-        if self._fd is None:
-            await trio.lowlevel.checkpoint()
+        """Queue one final transcript line, stamped with the bound call's context.
+
+        Never waits for the disk: a full queue drops the line and counts it.
+        """
+        await trio.lowlevel.checkpoint()
+        if self._send is None:
             return
         ctx = _current_call.get()
         entry: dict[str, Any] = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds")}
@@ -214,10 +262,58 @@ class CallLog:
         entry.update(fields)
         entry.update(role=role, text=text)
         data = (json.dumps(entry, default=str, ensure_ascii=True) + "\n").encode()
-        fd = self._fd
-        async with self._lock:
-            # One write() per line on an O_APPEND file: lines never interleave.
-            await trio.to_thread.run_sync(_write_all, fd, data)
+        try:
+            self._send.send_nowait(data)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            self.dropped += 1
+            if ctx is not None:
+                ctx.call_log_drops += 1
+            if self._on_drop is not None:
+                self._on_drop()
+
+    def reopen(self) -> None:
+        """Reopen the file at its path before the next write (SIGHUP, after logrotate)."""
+        if self._send is None:
+            return
+        self._reopen = True
+        # Wake an idle writer; a full queue means the writer is busy and sees the flag soon.
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self._send.send_nowait(None)
+
+    async def _run_writer(self, receive: trio.MemoryReceiveChannel[bytes | None], fd: int) -> None:
+        assert self.path is not None
+        try:
+            async with receive:
+                async for first in receive:
+                    batch = [first]
+                    # Everything already queued goes out in one thread hop.
+                    with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                        while len(batch) < 256:
+                            batch.append(receive.receive_nowait())
+                    if self._reopen:
+                        self._reopen = False
+                        fd = await trio.to_thread.run_sync(_reopen, fd, self.path)
+                    data = b"".join(line for line in batch if line is not None)
+                    if data:
+                        # One write() per batch on an O_APPEND file: lines never interleave.
+                        await trio.to_thread.run_sync(_write_all, fd, data)
+        finally:
+            os.close(fd)
+            self.closed.set()
+
+
+def _open_private(path: str) -> int:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o600)
+    # O_CREAT's mode applies only to a new file: enforce 0600 on an existing one too.
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def _reopen(fd: int, path: str) -> int:
+    new = _open_private(path)
+    os.close(fd)
+    return new
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -226,17 +322,36 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+CALL_LOG_QUEUE_LINES = 1024
+"""Transcript lines the call log's queue holds before it drops (a few minutes of speech
+across a full pod)."""
+
+
 @asynccontextmanager
-async def open_call_log(path: str | Path | None) -> AsyncIterator[CallLog]:
-    """Open the call log at ``path`` (created 0600, appended to); ``None`` disables it."""
+async def open_call_log(
+    path: str | Path | None,
+    *,
+    on_drop: Callable[[], None] | None = None,
+    queue_lines: int = CALL_LOG_QUEUE_LINES,
+) -> AsyncIterator[CallLog]:
+    """Open the call log at ``path`` (mode 0600, appended to) with its writer task;
+    ``None`` disables it. ``on_drop`` is called for each line dropped (a metric).
+
+    Leaving the block writes what is still queued (bounded by a 5 s shielded deadline).
+    """
     if path is None:
         yield CallLog(None)
         return
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-    fd = await trio.to_thread.run_sync(os.open, os.fspath(path), flags, 0o600)
-    log = CallLog(fd)
-    try:
-        yield log
-    finally:
-        log._fd = None
-        os.close(fd)
+    send, receive = trio.open_memory_channel[bytes | None](queue_lines)
+    log = CallLog(os.fspath(path), send, on_drop)
+    # Opened here, so a bad path fails start-up rather than the writer task.
+    fd = await trio.to_thread.run_sync(_open_private, os.fspath(path))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(log._run_writer, receive, fd)
+        try:
+            yield log
+        finally:
+            send.close()  # the writer drains what is queued, then closes the file
+            with trio.move_on_after(5.0, shield=True):
+                await log.closed.wait()
+            nursery.cancel_scope.cancel()  # a writer stuck on the disk is abandoned

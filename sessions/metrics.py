@@ -100,8 +100,8 @@ PromptFailureReason = Literal[
     "not_found", "access_denied", "throttled", "invalid", "timeout", "unavailable"
 ]
 # caller audio towards Sonic, caller audio held until the Sonic stream is ready, assistant
-# audio towards the carrier.
-QueueName = Literal["audio_in", "pre_stream", "audio_out"]
+# audio towards the carrier; transcript lines towards the call log's writer.
+QueueName = Literal["audio_in", "pre_stream", "audio_out", "call_log"]
 _Key = tuple[str, str]
 
 CARRIERS: tuple[Carrier, ...] = get_args(Carrier)

@@ -48,7 +48,7 @@ from sessions.config import Settings, load_settings
 from sessions.config_values import host_port, log_level, workers
 from sessions.emf import EmfFormatter, read_registry
 from sessions.emf_writer import run_emf_writer
-from sessions.logs import configure_logging, log_event, open_call_log
+from sessions.logs import CallLog, configure_logging, log_event, open_call_log
 from sessions.loop_lag import run_loop_lag_monitor
 from sessions.metrics import Metrics
 from sessions.supervisor import Supervisor, serve_calls
@@ -88,6 +88,8 @@ class Daemon:
     metrics: Metrics
     health: Health
     prompt_cache: PromptCache
+    call_log: CallLog
+    """The opt-in transcript log; SIGHUP reopens it (logrotate)."""
 
 
 def check_listen_security(host: str, settings: Settings, *, insecure: bool) -> None:
@@ -139,7 +141,10 @@ async def open_daemon(
         max_bytes=prompts.max_bytes,
     )
     async with (
-        open_call_log(settings.logging.call_log_path) as call_log,
+        open_call_log(
+            settings.logging.call_log_path,
+            on_drop=functools.partial(metrics.queue_dropped, "call_log"),
+        ) as call_log,
         open_prompt_cache(
             store,
             ttl=prompts.cache_ttl,
@@ -211,6 +216,7 @@ async def open_daemon(
             metrics=metrics,
             health=health,
             prompt_cache=cache,
+            call_log=call_log,
         )
         log_event(logger, "listening", url=daemon.url, admin_url=daemon.admin_url)
         try:
@@ -229,8 +235,11 @@ def _hostport(host: str, port: int) -> str:
 
 
 async def run_until_signalled(settings: Settings, *, insecure: bool) -> None:
-    """Run the daemon until SIGTERM/SIGINT; drain on the first signal, stop on the second."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    """Run the daemon until SIGTERM/SIGINT; drain on the first signal, stop on the second.
+
+    SIGHUP reopens the call log (after logrotate moved it) and changes nothing else.
+    """
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with open_daemon(settings, insecure=insecure) as daemon, trio.open_nursery() as n:
             drained = trio.Event()
 
@@ -241,6 +250,10 @@ async def run_until_signalled(settings: Settings, *, insecure: bool) -> None:
             async def watch_signals() -> None:
                 count = 0
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        daemon.call_log.reopen()
+                        log_event(logger, "call_log_reopen", path=daemon.call_log.path)
+                        continue
                     count += 1
                     log_event(logger, "signal", signal=signal.Signals(signum).name, count=count)
                     if count == 1:

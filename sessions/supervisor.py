@@ -14,9 +14,12 @@ verb. An
 admitted call runs in the calls nursery under a ``one_for_one`` boundary: whatever escapes
 one call is logged and closes that call's socket with 1011, and nothing else notices.
 
-Draining (:meth:`Supervisor.drain`): readiness goes false, the listener stops accepting,
-running calls continue until the deadline, then are cancelled and end politely (Sonic
-closed, carrier told 1001).
+Draining (:meth:`Supervisor.drain`): readiness goes false and new upgrades are refused with
+503, but the listener keeps accepting until every call has ended (or the deadline passed)
+and the process exits: a call that arrives while the load balancer is still deregistering
+gets a 503 its carrier can act on (a Twilio fallback verb), not a TCP refusal. Running calls
+continue until the deadline, then are cancelled and end politely (Sonic closed, carrier told
+1001).
 """
 
 from __future__ import annotations
@@ -69,7 +72,6 @@ class Supervisor:
     health: Health
     metrics: Metrics
     _calls_nursery: trio.Nursery
-    _listen_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     active_calls: int = 0
     draining: bool = False
     _ids: itertools.count[int] = attrs.field(factory=itertools.count)
@@ -238,7 +240,7 @@ class Supervisor:
         )
         provisional_id = f"conn-{next(self._ids)}"
         with (
-            bind_call(provisional_id, carrier),
+            bind_call(provisional_id, carrier) as ctx,
             self.metrics.call(carrier) as cm,
         ):
             t0 = time.perf_counter()
@@ -262,15 +264,18 @@ class Supervisor:
                     "call crashed", extra={"event": "call_crashed", "error": type(exc).__name__}
                 )
             finally:
-                _log_call_end(channel.summary, time.perf_counter() - t0)
+                _log_call_end(channel.summary, time.perf_counter() - t0, ctx.call_log_drops)
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def stop_accepting(self) -> None:
-        """Readiness false and no new connections (running calls are untouched)."""
+        """Readiness false and new upgrades refused with 503 (running calls are untouched).
+
+        The listener stays open, answering 503 before the upgrade, until
+        :meth:`end_all_calls` (the end of :meth:`drain`) stops it with the calls.
+        """
         self.draining = True
         self.health.set_not_ready("draining")
-        self._listen_scope.cancel(reason="draining")
 
     async def drain(self, deadline: float) -> None:
         """Stop accepting, wait up to ``deadline`` seconds for calls, then end the rest."""
@@ -284,7 +289,8 @@ class Supervisor:
         self.end_all_calls()
 
     def end_all_calls(self) -> None:
-        """Cancel every running call now: each ends politely with close code 1001."""
+        """Cancel every running call now (each ends politely with close code 1001), and the
+        listener with them."""
         self._calls_nursery.cancel_scope.cancel(reason="shutdown")
 
 
@@ -326,18 +332,18 @@ async def serve_calls(
             disconnect_timeout=2.0,
         )
         bound = listeners[0].socket.getsockname()[1]
-        with supervisor._listen_scope:
-            async with trio.open_nursery() as listen_nursery:
-                await listen_nursery.start(server.run)
-                health.set_ready()
-                task_status.started((supervisor, bound))
-        # The listener was cancelled (drain): calls continue in calls_nursery until done.
-        for listener in listeners:
-            with trio.move_on_after(1.0, shield=True):
-                await listener.aclose()
+        # The listener runs in the calls nursery: it keeps answering (503 while draining)
+        # until end_all_calls cancels it along with the calls.
+        await calls_nursery.start(server.run)
+        health.set_ready()
+        task_status.started((supervisor, bound))
+    # Drained: every call has ended and the listener was cancelled with them.
+    for listener in listeners:
+        with trio.move_on_after(1.0, shield=True):
+            await listener.aclose()
 
 
-def _log_call_end(summary: CallSummary, duration: float) -> None:
+def _log_call_end(summary: CallSummary, duration: float, call_log_drops: int) -> None:
     end = summary.end
     logger.info(
         "call ended",
@@ -351,6 +357,8 @@ def _log_call_end(summary: CallSummary, duration: float) -> None:
             "frames_in": summary.frames_in,
             "frames_out": summary.frames_out,
             "pre_stream_drops": summary.pre_stream_drops,
+            "dtmf_digits": summary.dtmf_digits,
+            "call_log_drops": call_log_drops,
             "comfort_silence_chunks": summary.audio_in.silence_chunks_sent,
             "marks_sent": summary.marks_sent,
             "marks_played": summary.marks_played,

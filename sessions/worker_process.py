@@ -15,6 +15,8 @@ stops), but a ``drain`` command and a direct signal are the same first step: sys
 terminal signal the whole process group, and the parent forwards the signal too, so counting
 both as two signals would stop calls at once instead of draining them.
 
+SIGHUP (forwarded by the parent) reopens the call log, as in a single process.
+
 Every log line of a worker carries ``worker`` (its index) and ``pid``.
 """
 
@@ -92,7 +94,7 @@ async def run_worker(
 ) -> None:
     """Serve on ``sockets`` until told to stop; drain on the first request, stop on the second."""
     stopper = _Stopper()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         # insecure=True: the parent checked the listen address before binding it.
         overrides = DaemonOverrides(carrier_sockets=sockets)
         async with (
@@ -106,6 +108,10 @@ async def run_worker(
 
             async def watch_signals() -> None:
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        daemon.call_log.reopen()
+                        log_event(logger, "call_log_reopen", path=daemon.call_log.path)
+                        continue
                     log_event(logger, "signal", signal=signal.Signals(signum).name)
                     stopper.signal()
 

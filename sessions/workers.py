@@ -29,7 +29,8 @@ listening socket and sends ``drain`` to every worker (through the worker's stand
 see :mod:`sessions.worker_process` for why not a signal); no worker is restarted from then
 on. A second signal sends ``stop``: every call ends at once. The parent exits once every
 worker has exited (any still running ``DRAIN_TIMEOUT_MS`` + 30 s after the drain began are
-killed), with status 0 if all of them exited cleanly.
+killed), with status 0 if all of them exited cleanly. SIGHUP is forwarded to every running
+worker, which reopens its call log (logrotate).
 
 **The admin address** (``NOVAVOICE_ADMIN_LISTEN``) is the parent's: ``/healthz`` answers while
 the parent runs; ``/readyz`` is 200 while at least one worker is ready and the parent is not
@@ -321,6 +322,12 @@ class WorkerPool:
             for slot in self.slots:
                 nursery.start_soon(self._command, slot, b"stop\n")
 
+    def forward_signal(self, signum: signal.Signals) -> None:
+        """Send ``signum`` to every running worker (SIGHUP: reopen the call log)."""
+        for slot in self.slots:
+            if slot.process is not None and slot.process.returncode is None:
+                slot.process.send_signal(signum)
+
     def kill_all(self) -> None:
         """Last resort past the drain deadline: kill the workers still running."""
         for slot in self.slots:
@@ -347,7 +354,7 @@ async def run_workers(settings: Settings, *, log_level: str = "INFO") -> int:
     workers = settings.listen.workers
     host, port = settings.listen.address
     admin_host, admin_port = settings.listen.admin_address
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         sockets = await bind_carrier_sockets(host, port)
         bound_port = sockets[0].getsockname()[1]
         metrics = ParentMetrics.create()
@@ -384,6 +391,9 @@ async def run_workers(settings: Settings, *, log_level: str = "INFO") -> int:
             async def watch_signals() -> None:
                 count = 0
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        pool.forward_signal(signal.SIGHUP)
+                        continue
                     count += 1
                     log_event(logger, "signal", signal=signal.Signals(signum).name, count=count)
                     if count == 1:

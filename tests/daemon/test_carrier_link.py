@@ -7,9 +7,11 @@ channel and putting assistant commands into the queue. Autojump clock, memory st
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 
 from actors.audio_codec import pcm16_to_ulaw, ulaw_to_pcm16
@@ -134,3 +136,20 @@ async def test_a_clear_cuts_a_half_sent_answer_at_once(autojump_clock: trio.abc.
     # the 100 were never sent.
     assert 10 <= media_before_clear <= 14
     assert peer.received[-1]["event"] == "clear"
+
+
+async def test_keypad_digits_are_counted_and_never_logged(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Finding 5 of issue 9: digits are card numbers and PINs; the log keeps only how many.
+    caplog.set_level(logging.DEBUG)
+    async with running_link() as (link, peer, _, _, _):
+        await peer.start()
+        await link.wait_started()
+        for digit in "4917":
+            await peer.ws.send_message(peer.caller.dtmf(digit))
+        await trio.sleep(1)
+    for record in caplog.records:
+        rendered = record.getMessage() + repr(record.__dict__)
+        assert "'digit'" not in rendered, rendered
+    assert link.statistics.dtmf_digits == 4

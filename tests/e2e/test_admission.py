@@ -72,6 +72,33 @@ async def test_capacity_refuses_with_503_and_readiness_follows(
             assert refused == 1
 
 
+async def test_a_draining_daemon_answers_503_until_it_exits(
+    emulator: Emulator, local_s3: LocalS3
+) -> None:
+    # Finding 9 of issue 9: the listener closed at once on SIGTERM, so a call arriving while
+    # the load balancer deregistered got a TCP refusal instead of a 503 its carrier can act on.
+    with trio.fail_after(20):
+        async with (
+            open_daemon(daemon_settings(), daemon_overrides(emulator, local_s3)) as daemon,
+            trio.open_nursery() as nursery,
+        ):
+            async with open_websocket_url(daemon.url + "/twilio/esther"):
+                await daemon.supervisor.wait_active_calls(lambda n: n >= 1)
+                nursery.start_soon(daemon.supervisor.drain, 60.0)
+                await trio.sleep(0.2)
+                assert daemon.supervisor.draining
+                for _ in range(3):
+                    assert await rejected_status(daemon.url + "/twilio/esther") == 503
+                status, body = await http_get(daemon.admin_url + "/readyz")
+                assert (status, body) == (503, b"not ready: draining\n")
+            # The running call ended, so the drain completes and the listener closes.
+            await daemon.supervisor.wait_active_calls(lambda n: n == 0)
+        refused = daemon.metrics.registry.get_sample_value(
+            "novavoice_admission_refusals_total", {"reason": "draining"}
+        )
+        assert refused == 3
+
+
 async def test_twilio_signature_is_checked_on_the_upgrade(
     emulator: Emulator, local_s3: LocalS3
 ) -> None:

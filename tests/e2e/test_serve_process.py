@@ -14,13 +14,13 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
-    HandshakeError,
     WebSocketConnection,
     open_websocket_url,
 )
@@ -133,12 +133,12 @@ async def test_sigterm_drains_running_calls_then_exits(
                 await served.wait_for("draining")
                 status, body = await http_get(admin + "/readyz")
                 assert (status, body) == (503, b"not ready: draining\n")
-                # No new calls: the listener is closed (or, if racing, the upgrade refused).
+                # No new calls: the listener stays open and refuses the upgrade with 503.
                 try:
                     async with open_websocket_url(url + "/twilio/esther"):
                         raise AssertionError("a new call was accepted while draining")
-                except (HandshakeError, ConnectionRejected):
-                    pass
+                except ConnectionRejected as refused:
+                    assert refused.status_code == 503
                 # The running call goes on: more audio is accepted, then the caller hangs up.
                 for _ in range(10):
                     await peer.media(b"\xff" * 160)
@@ -179,3 +179,21 @@ async def test_second_signal_ends_everything_at_once(emulator: Emulator, local_s
                 served.process.send_signal(signal.SIGINT)
                 assert await close_code(ws) == 1001
             assert await served.process.wait() == 0
+
+
+async def test_sighup_reopens_the_call_log_for_logrotate(
+    emulator: Emulator, local_s3: LocalS3, tmp_path: Path
+) -> None:
+    # Finding 13 of issue 9: the call log could not be reopened, so logrotate's move left
+    # the daemon writing into the rotated file. SIGHUP now reopens the path, mode 0600.
+    path = tmp_path / "calls.jsonl"
+    with trio.fail_after(60):
+        async with serve_process(emulator, local_s3, CALL_LOG_PATH=str(path)) as served:
+            await served.wait_for("listening")
+            path.rename(tmp_path / "calls.jsonl.1")
+            served.process.send_signal(signal.SIGHUP)
+            await served.wait_for("call_log_reopen")
+            served.process.send_signal(signal.SIGTERM)
+            assert await served.process.wait() == 0
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert not served.raw

@@ -207,3 +207,25 @@ async def test_sigterm_drains_both_workers_and_ends_calls_politely_at_the_deadli
         assert len({d["pid"] for d in docs}) == 2
         ended = sum(d["CallsEnded"] for d in docs if d.get("Outcome") == "shutdown")
         assert ended == len(calls)
+
+
+async def test_sighup_reaches_every_worker_which_reopens_its_call_log(
+    emulator: Emulator, local_s3: LocalS3, tmp_path: Path
+) -> None:
+    # Finding 13 of issue 9, with --workers: logrotate signals the parent, which forwards it.
+    path = tmp_path / "calls.jsonl"
+    with trio.fail_after(60):
+        async with serve_process(
+            emulator, local_s3, "--workers", "2", CALL_LOG_PATH=str(path)
+        ) as served:
+            listening = await served.wait_for("listening", workers=2)
+            await worker_pids(served)
+            await wait_ready(listening["admin_url"])
+            path.rename(tmp_path / "calls.jsonl.1")
+            served.process.send_signal(signal.SIGHUP)
+            for worker in (0, 1):
+                await served.wait_for("call_log_reopen", worker=worker)
+            served.process.send_signal(signal.SIGTERM)
+            assert await served.process.wait() == 0
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert not any(line.get("event") == "worker_crashed" for line in served.lines)

@@ -185,7 +185,28 @@ async def test_connections_beyond_the_cap_get_503(admin: AdminFixture) -> None:
         async with holder:
             # the first connection is being served (keep-alive) when the second arrives
             assert (await request(holder, h11.Connection(h11.CLIENT), "/healthz")).status == 200
-            assert (await get(admin, "/healthz")).status == 503
+            assert (await get(admin, "/metrics")).status == 503
+            # probes are still answered beyond the cap (finding 10 of issue 9)
+            assert (await get(admin, "/healthz")).status == 200
+
+
+@pytest.mark.parametrize("limits", [AdminLimits(request_timeout=5, max_connections=8)])
+async def test_idle_sockets_filling_the_cap_do_not_fail_health_or_readiness(
+    admin: AdminFixture,
+) -> None:
+    # Finding 10 of issue 9: 64 idle sockets made /healthz answer 503, and a liveness probe
+    # would then restart the pod and end every call. Here 4 times the cap (8) sit idle.
+    admin.health.set_ready()
+    idle = [await admin.connect() for _ in range(32)]
+    try:
+        await trio.sleep(0.1)  # every idle connection has been accepted and counted
+        with trio.fail_after(GUARD):
+            assert (await get(admin, "/healthz")).status == 200
+            assert (await get(admin, "/readyz")).status == 200
+            assert (await get(admin, "/metrics")).status == 503
+    finally:
+        for stream in idle:
+            await stream.aclose()
 
 
 async def test_request_deadline_is_exact_under_autojump(autojump_clock: trio.abc.Clock) -> None:

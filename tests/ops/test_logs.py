@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
+import sessions.logs
 from sessions.logs import (
     CallContextFilter,
     JsonFormatter,
@@ -195,8 +198,83 @@ async def test_call_log_writes_transcripts_as_json_lines(tmp_path: Path) -> None
     assert (await trio.Path(path).stat()).st_mode & 0o777 == 0o600
 
 
+async def test_a_stuck_disk_never_blocks_a_call_and_drops_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Finding 13 of issue 9: one lock awaited in every call's Sonic reader let a slow disk
+    # stall every call. Now the writer is stuck and transcript() still returns at once.
+    stuck = threading.Event()
+    real_write = sessions.logs._write_all
+
+    def slow_write(fd: int, data: bytes) -> None:
+        stuck.wait(10)
+        real_write(fd, data)
+
+    monkeypatch.setattr(sessions.logs, "_write_all", slow_write)
+    path = tmp_path / "calls.jsonl"
+    counted: list[int] = []
+    sent = 50
+    async with open_call_log(path, on_drop=lambda: counted.append(1), queue_lines=8) as log:
+        with bind_call("CA1", "twilio") as ctx:
+            with trio.fail_after(2):
+                for i in range(sent):
+                    await log.transcript("caller", f"line {i}")
+            stuck.set()
+    written = (await trio.Path(path).read_text()).splitlines()
+    assert log.dropped > 0
+    assert len(written) + log.dropped == sent
+    assert ctx.call_log_drops == log.dropped == len(counted)
+
+
+async def test_call_log_mode_is_0600_even_for_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_text("")
+    path.chmod(0o644)
+    async with open_call_log(path) as log:
+        await log.transcript("caller", "hello")
+    assert (await trio.Path(path).stat()).st_mode & 0o777 == 0o600
+
+
+async def test_call_log_reopens_its_path_after_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    rotated = tmp_path / "calls.jsonl.1"
+    async with open_call_log(path) as log:
+        await log.transcript("caller", "before rotation")
+        await trio.testing.wait_all_tasks_blocked()  # the writer has taken the line
+        path.rename(rotated)
+        log.reopen()  # what SIGHUP does
+        await log.transcript("caller", "after rotation")
+    assert [json.loads(x)["text"] for x in rotated.read_text().splitlines()] == ["before rotation"]
+    assert [json.loads(x)["text"] for x in path.read_text().splitlines()] == ["after rotation"]
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
 async def test_call_log_disabled_writes_nothing(tmp_path: Path) -> None:
     async with open_call_log(None) as call_log:
         assert not call_log.enabled
         await call_log.transcript("caller", "secret")
     assert list(await trio.Path(tmp_path).iterdir()) == []
+
+
+def test_an_unvalidated_assistant_name_is_truncated_and_escaped_in_the_log_context(
+    captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    # Finding 11 of issue 9: the name reaches the context before the naming rule rejects it;
+    # a 60,000-character name made 60 KB lines. Every line stays short and ASCII-escaped.
+    log, buffer = captured
+    hostile = "e" * 60_000 + "\n\u2028\x1b[31m"
+    with bind_call("CA1", "twilio") as ctx:
+        ctx.update(assistant=hostile)
+        log.info("prompt refused")
+    with bind_call("CA2", "twilio", assistant=hostile):
+        log.info("bound with the name")
+    raw = buffer.getvalue()
+    assert all(len(line) < 400 for line in raw.split("\n")), max(map(len, raw.split("\n")))
+    records = lines(buffer)
+    for record in records:
+        assert record["assistant"].startswith("e" * 32)
+        assert "\x1b" not in record["assistant"] and "\u2028" not in record["assistant"]
+    with bind_call("CA3", "twilio") as ctx:
+        ctx.update(assistant="esther")
+        log.info("a valid name is kept as it is")
+    assert lines(buffer)[-1]["assistant"] == "esther"
