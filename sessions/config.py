@@ -199,6 +199,12 @@ class CallSettings:
     """Assistant audio queued towards a slow or paused carrier before Sonic is held back."""
     close_timeout: float = setting("CALL_CLOSE_TIMEOUT_MS", v.positive_milliseconds, 2.0)
     """Seconds allowed for the carrier's close handshake at the end of a call."""
+    max_call_duration: float = setting("MAX_CALL_DURATION_MS", v.positive_milliseconds, 7200.0)
+    """Seconds after the upgrade at which a call is closed politely (close code 4301)."""
+    idle_timeout: float = setting("CALL_IDLE_TIMEOUT_MS", v.positive_milliseconds, 120.0)
+    """Seconds without caller speech (audio above a small energy threshold; silence from
+    the carrier and the daemon's comfort silence do not count) and without assistant audio
+    after which a call is closed politely (close code 4302)."""
 
 
 @attrs.frozen(kw_only=True)
