@@ -31,6 +31,8 @@ code  name                        meaning                                       
 4208  SONIC_TIMEOUT               Nova Sonic did not answer in time (connect, TLS, reply)  sonic
 4209  SONIC_SESSION_ENDED         the Nova Sonic session ended (model timeout, closed)     sonic
 4300  START_TIMEOUT               carrier never started the stream within the deadline     call
+4301  MAX_DURATION                the call reached MAX_CALL_DURATION_MS                    call
+4302  IDLE_TIMEOUT                no speech, no assistant audio: CALL_IDLE_TIMEOUT_MS      call
 4401  CARRIER_UNAUTHORIZED        credentials missing on the upgrade (HTTP 401 first)      admission
 4403  CARRIER_FORBIDDEN           credentials or signature wrong (HTTP 403 first)          admission
 ====  ==========================  =======================================================  =========
@@ -76,5 +78,7 @@ class CloseCode(IntEnum):
     SONIC_TIMEOUT = 4208
     SONIC_SESSION_ENDED = 4209
     START_TIMEOUT = 4300
+    MAX_DURATION = 4301
+    IDLE_TIMEOUT = 4302
     CARRIER_UNAUTHORIZED = 4401
     CARRIER_FORBIDDEN = 4403

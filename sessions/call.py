@@ -109,6 +109,7 @@ class CallChannel:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._run_link, name="carrier_link")
+                    nursery.start_soon(self._enforce_limits, name="call_limits")
                     conversation = await self._wait_for_start()
                     if conversation is not None:
                         await nursery.start(self._run_conversation, conversation)
@@ -141,6 +142,32 @@ class CallChannel:
                 self.end(CallEnd("hangup", CloseCode.NORMAL, "call ended"))
             else:
                 self.end(CallEnd("disconnected", CloseCode.NORMAL, "carrier disconnected"))
+
+    async def _enforce_limits(self) -> None:
+        """End the call at its maximum duration, or once it has been idle for too long.
+
+        Sleeps until the earliest moment the idle limit could be reached; activity in the
+        meantime (caller speech, assistant audio, stamped by the carrier link) only moves
+        that moment, so it wakes about once per idle period, never on a polling tick.
+        """
+        settings = self._settings
+        with trio.move_on_after(settings.max_call_duration):
+            while True:
+                idle_at = self.link.last_activity + settings.idle_timeout
+                if trio.current_time() >= idle_at:
+                    self._limit_reached(
+                        CallEnd("idle_timeout", CloseCode.IDLE_TIMEOUT, "caller inactive")
+                    )
+                    return
+                await trio.sleep_until(idle_at)
+        self._limit_reached(
+            CallEnd("max_duration", CloseCode.MAX_DURATION, "maximum call duration reached")
+        )
+
+    def _limit_reached(self, end: CallEnd) -> None:
+        if self.summary.end is None:
+            logger.info("call limit reached", extra={"event": "call_limit", "limit": end.reason})
+        self.end(end)
 
     async def _wait_for_start(self) -> Conversation | None:
         """The conversation for the carrier's start, or ``None`` if the call ended."""

@@ -23,6 +23,7 @@ import time
 from typing import Literal
 
 import attrs
+import numpy as np
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
@@ -54,6 +55,15 @@ from sessions.metrics import CallMetrics
 from sessions.playback_estimate import PlaybackEstimate
 
 logger = logging.getLogger("novavoice.call")
+
+SPEECH_RMS = 200
+"""Caller audio whose RMS (PCM16) exceeds this counts as speech for the idle timeout: about
+-44 dBFS, above line noise and a carrier's own silence, well below quiet speech."""
+_SPEECH_ENERGY = SPEECH_RMS * SPEECH_RMS
+# While the caller is quiet, one frame in every 100 ms is checked for speech; while they
+# speak, one a second: the idle timeout is minutes, so this costs a few checks a second.
+_QUIET_CHECK_EVERY = 0.1
+_SPEECH_CHECK_EVERY = 1.0
 
 CarrierEnd = Literal["hangup", "disconnected"]
 """Why a carrier link ended without an error: the carrier stopped the stream, or the
@@ -106,6 +116,9 @@ class CarrierLink:
         self._flow_open = trio.Event()
         self._flow_open.set()
         self._end: CarrierEnd | CarrierError | None = None
+        self.last_activity = trio.current_time()
+        """trio time of the last caller speech or assistant audio (the idle timeout)."""
+        self._next_speech_check = self.last_activity
 
     async def wait_started(self) -> CallStarted:
         """Wait for the carrier's start message."""
@@ -195,7 +208,15 @@ class CarrierLink:
         codec = self._codec
         if codec is None:  # the dialect only emits audio after the start
             return
-        frame = PcmFrame(pcm=codec.decode(ev.payload), arrived=time.perf_counter())
+        pcm = codec.decode(ev.payload)
+        now = trio.current_time()
+        if now >= self._next_speech_check:
+            if _is_speech(pcm):
+                self.last_activity = now
+                self._next_speech_check = now + _SPEECH_CHECK_EVERY
+            else:
+                self._next_speech_check = now + _QUIET_CHECK_EVERY
+        frame = PcmFrame(pcm=pcm, arrived=time.perf_counter())
         try:
             self._caller_audio.send_nowait(frame)
         except trio.WouldBlock:
@@ -235,6 +256,7 @@ class CarrierLink:
                 per_second = fmt.sample_rate * fmt.bytes_per_sample
             playback = self.statistics.playback
             if type(command) is AssistantAudio:
+                self.last_activity = trio.current_time()  # the assistant speaking: not idle
                 for frame in chunker.push(codec.encode(command.pcm)):
                     if not self._flow_open.is_set():
                         await self._flow_open.wait()
@@ -266,3 +288,9 @@ class CarrierLink:
             await self._flow_open.wait()
         for message in messages:
             await self._ws.send_message(message)
+
+
+def _is_speech(pcm: bytes) -> bool:
+    """Whether PCM16 audio is louder than :data:`SPEECH_RMS` (mean energy, not a peak)."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    return len(samples) > 0 and float(np.dot(samples, samples)) > _SPEECH_ENERGY * len(samples)

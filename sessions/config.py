@@ -207,6 +207,12 @@ class CallSettings:
     asterisk_marks: MarksMode = setting("ASTERISK_MARKS", v.asterisk_marks, MarksMode.AUTO)  # noqa: RUF009
     """``MARK_MEDIA`` towards Asterisk: ``auto`` (only when MEDIA_START shows a release that
     has it, i.e. the JSON control format), ``on`` or ``off``."""
+    max_call_duration: float = setting("MAX_CALL_DURATION_MS", v.positive_milliseconds, 7200.0)
+    """Seconds after the upgrade at which a call is closed politely (close code 4301)."""
+    idle_timeout: float = setting("CALL_IDLE_TIMEOUT_MS", v.positive_milliseconds, 120.0)
+    """Seconds without caller speech (audio above a small energy threshold; silence from
+    the carrier and the daemon's comfort silence do not count) and without assistant audio
+    after which a call is closed politely (close code 4302)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -22,6 +22,8 @@ Call end reasons (``novavoice_calls_ended_total{reason}``), a fixed set:
 - ``shutdown``: ended by the daemon's drain deadline or a second signal.
 - ``internal_error``: an unexpected exception (a bug) ended the call.
 - ``cancelled``: the call's task tree was cancelled with no more specific reason.
+- ``max_duration``: the call reached ``MAX_CALL_DURATION_MS`` and was closed politely.
+- ``idle_timeout``: no caller speech and no assistant audio for ``CALL_IDLE_TIMEOUT_MS``.
 
 Prompt-load failures (``novavoice_prompt_load_failures_total{reason}``), one per call whose
 prompt could not be obtained (``calls_ended{reason="prompt_error"}`` lumps them together):
@@ -86,6 +88,8 @@ EndReason = Literal[
     "shutdown",
     "internal_error",
     "cancelled",
+    "max_duration",
+    "idle_timeout",
 ]
 RefusalReason = Literal[
     "capacity",

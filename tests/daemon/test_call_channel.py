@@ -527,7 +527,12 @@ async def test_expiring_credentials_rotate_ahead_but_never_in_a_tight_loop(
         await trio.sleep(200)
         await peer.stop()
 
-    summary, _, sonic, _ = await run_scenario(script, sonic=FakeSonic(credentials_lifetime=100))
+    # A silent call: the idle timeout is raised so that only rotation is exercised.
+    summary, _, sonic, _ = await run_scenario(
+        script,
+        sonic=FakeSonic(credentials_lifetime=100),
+        settings=CallSettings(idle_timeout=3600.0),
+    )
     assert summary.end is not None and summary.end.reason == "hangup"
     assert 3 <= len(sonic.streams) <= 4  # about one per minute of the 200 s call
 

@@ -108,7 +108,8 @@ async def test_every_stream_of_a_long_call_keeps_the_settings(
         await trio.sleep(200)  # past rotate_after: a second stream opens
         await peer.stop()
 
-    settings = CallSettings(rotate_after=90.0)
+    # A silent call: the idle timeout is raised so that only rotation is exercised.
+    settings = CallSettings(rotate_after=90.0, idle_timeout=3600.0)
     summary, _, sonic, _ = await run_scenario(long_call, store=store, settings=settings)
     assert len(sonic.streams) >= 2
     for stream in sonic.streams:
