@@ -264,7 +264,12 @@ def plan_from_args(args: argparse.Namespace) -> LoadPlan:
             raise ConfigError("--asterisk-basic-auth must be USER:PASSWORD")
         basic = (user, password)
     auth = CallerAuth(
-        twilio_auth_token=args.twilio_auth_token if args.dialect == "twilio" else None,
+        # TWILIO_AUTH_TOKEN may list several tokens (rotation): sign with the first.
+        twilio_auth_token=(
+            args.twilio_auth_token.split(",")[0].strip()
+            if args.twilio_auth_token and args.dialect == "twilio"
+            else None
+        ),
         twilio_public_url=args.twilio_public_url,
         basic=basic if args.dialect == "asterisk" else None,
         bearer_token=args.asterisk_bearer_token if args.dialect == "asterisk" else None,

@@ -85,8 +85,13 @@ class AdmissionSettings:
         "WEBSOCKET_HANDSHAKE_TIMEOUT_MS", v.positive_milliseconds, 10.0
     )
     """Seconds a client has to complete the WebSocket handshake."""
-    twilio_auth_token: str | None = setting("TWILIO_AUTH_TOKEN", v.secret, None, secret=True)
-    """Validates ``X-Twilio-Signature`` on upgrades when set."""
+    carriers: tuple[str, ...] = setting("CARRIERS", v.carriers, v.KNOWN_CARRIERS)
+    """Carriers served (``twilio``, ``asterisk``); a disabled carrier's route answers 404."""
+    twilio_auth_tokens: tuple[str, ...] = setting(
+        "TWILIO_AUTH_TOKEN", v.secret_list, (), secret=True
+    )
+    """Auth tokens ``X-Twilio-Signature`` may be made with (a comma list: a match with any
+    is accepted, so the secondary token can be promoted without an outage)."""
     twilio_public_url: str | None = setting("TWILIO_PUBLIC_URL", v.public_url, None)
     """The ``wss://host`` Twilio connects to, as signed."""
     asterisk_basic_auth: tuple[str, str] | None = setting(
@@ -100,15 +105,6 @@ class AdmissionSettings:
     prompt_check: float = setting("ADMISSION_PROMPT_CHECK_MS", v.milliseconds, 0.3)
     """Seconds an upgrade may wait to learn whether the named assistant's prompt exists
     (a missing one is refused with 404 before answering); 0: the negative cache only."""
-
-    @property
-    def authentication_configured(self) -> bool:
-        """Whether any carrier authentication is configured."""
-        return (
-            self.twilio_auth_token is not None
-            or self.asterisk_basic_auth is not None
-            or self.asterisk_bearer_token is not None
-        )
 
 
 @attrs.frozen(kw_only=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from actors.assistant_names import AssistantName, validate_assistant_name
 from actors.errors import InvalidAssistantName
@@ -150,11 +151,49 @@ def secret(raw: str) -> str:
     return raw
 
 
+def secret_list(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of shared secrets (8 characters at least each), for rotation."""
+    items = tuple(dict.fromkeys(part.strip() for part in raw.split(",")))
+    if not all(items):
+        raise ValueError("has an empty item in its comma-separated list")
+    return tuple(secret(item) for item in items)
+
+
+KNOWN_CARRIERS = ("twilio", "asterisk")
+
+
+def carriers(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of carriers to serve, among :data:`KNOWN_CARRIERS`."""
+    items = tuple(dict.fromkeys(part.strip().lower() for part in raw.split(",")))
+    unknown = [item for item in items if item not in KNOWN_CARRIERS]
+    if unknown or not items:
+        raise ValueError(f"must be a comma list of {', '.join(KNOWN_CARRIERS)}")
+    return items
+
+
+def public_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the ``wss://`` URL Twilio signs, else ``None``.
+
+    Twilio connects Media Streams over ``wss`` only, and a ``<Stream>`` URL carries no
+    query string (Twilio error 31920), so neither may appear in the signed base URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "wss":
+        return f"must be a wss:// URL (Twilio connects Media Streams over wss only), not {url!r}"
+    if not parts.hostname:
+        return "has no host"
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return "must not carry a query string or fragment"
+    return None
+
+
 def public_url(raw: str) -> str:
-    """The public ``wss://`` (or ``https://``) URL a carrier connects to."""
-    if not raw.startswith(("wss://", "ws://", "https://", "http://")):
-        raise ValueError("must start with wss:// (or https://)")
-    return raw.rstrip("/")
+    """The public ``wss://host[:port][/prefix]`` URL Twilio connects to (as signed)."""
+    url = raw.strip().rstrip("/")
+    problem = public_url_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    return url
 
 
 def path(raw: str) -> str:

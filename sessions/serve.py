@@ -15,16 +15,16 @@ restarts crashed workers and forwards the signals (``sessions/workers.py``). Wit
 ``METRICS_CLOUDWATCH_EMF=1`` the daemon (each worker) also writes CloudWatch EMF lines
 (``sessions/emf_writer.py``).
 
-The daemon refuses to listen on a non-loopback address with no carrier authentication
-configured (TWILIO_AUTH_TOKEN, ASTERISK_BASIC_AUTH or ASTERISK_BEARER_TOKEN) unless
-``--insecure`` is given.
+Start-up refuses the configurations :mod:`sessions.startup_checks` lists: among them, a
+listener beyond loopback where an enabled carrier (``CARRIERS``) has no credentials
+(Twilio: TWILIO_AUTH_TOKEN + TWILIO_PUBLIC_URL; Asterisk: ASTERISK_BASIC_AUTH or
+ASTERISK_BEARER_TOKEN) unless ``--insecure`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import ipaddress
 import logging
 import os
 import signal
@@ -51,6 +51,7 @@ from sessions.emf_writer import run_emf_writer
 from sessions.logs import CallLog, configure_logging, log_event, open_call_log
 from sessions.loop_lag import run_loop_lag_monitor
 from sessions.metrics import Metrics
+from sessions.startup_checks import startup_problems
 from sessions.supervisor import Supervisor, serve_calls
 from sessions.workers import run_workers
 
@@ -93,19 +94,12 @@ class Daemon:
 
 
 def check_listen_security(host: str, settings: Settings, *, insecure: bool) -> None:
-    """Refuse a non-loopback listener without carrier authentication unless ``insecure``."""
-    if insecure or settings.admission.authentication_configured:
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
-        raise ConfigError(
-            f"NOVAVOICE_LISTEN={host}: refusing to listen beyond loopback with no carrier "
-            "authentication (set TWILIO_AUTH_TOKEN or ASTERISK_BASIC_AUTH/ASTERISK_BEARER_TOKEN,"
-            " or pass --insecure)"
-        )
+    """Refuse to start with any of :func:`~sessions.startup_checks.startup_problems`
+    (listening on ``host``), all named in one :class:`~actors.errors.ConfigError` line."""
+    listening = settings.replace(listen={"address": (host, settings.listen.address[1])})
+    problems = startup_problems(listening, insecure=insecure)
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 @asynccontextmanager
@@ -277,7 +271,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--insecure",
         action="store_true",
-        help="allow a non-loopback listener with no carrier authentication",
+        help="allow a non-loopback listener where an enabled carrier has no credentials "
+        "(see sessions/startup_checks.py)",
     )
     parser.add_argument(
         "--log-level", help="DEBUG, INFO, WARNING or ERROR (NOVAVOICE_LOG_LEVEL; default INFO)"

@@ -1,7 +1,9 @@
 """The supervisor: accepts carrier WebSockets, admits or refuses them, one task tree per call.
 
 Refusals happen before the upgrade, with an HTTP status and a one-line reason: 404 for an
-unknown path, 401 for failed authentication (403 only for a bad Twilio signature), 503 when
+unknown path or a carrier not in ``CARRIERS``, 401 for missing or failed authentication (403
+for a bad Twilio signature or a query string on a signed Twilio route; each carrier is
+checked with its own credentials only: :mod:`sessions.carrier_auth`), 503 when
 draining or at capacity, and 404 when the assistant named in the URL is invalid or its
 prompt is known to be missing (the prompt cache's negative cache, or a lookup that finishes
 within ``ADMISSION_PROMPT_CHECK_MS``). Refusing before the upgrade matters on both carriers:
@@ -46,11 +48,11 @@ from actors.prompt_cache import PromptAvailability
 from sessions.admin import Health
 from sessions.call import CallChannel
 from sessions.call_records import CallDeps, CallSummary
+from sessions.carrier_auth import CarrierAuth
 from sessions.config import AdmissionSettings
-from sessions.dialects.asterisk import AsteriskDialect, check_upgrade_auth, select_subprotocol
+from sessions.dialects.asterisk import AsteriskDialect, select_subprotocol
 from sessions.dialects.base import Dialect, assistant_from_path
 from sessions.dialects.twilio import TwilioDialect
-from sessions.dialects.twilio_signature import validate_twilio_upgrade
 from sessions.logs import bind_call
 from sessions.metrics import Carrier, Metrics
 
@@ -76,17 +78,28 @@ class Supervisor:
     draining: bool = False
     _ids: itertools.count[int] = attrs.field(factory=itertools.count)
     _changed: trio.Event = attrs.field(factory=trio.Event)
+    _auth: CarrierAuth = attrs.field(
+        init=False,
+        default=attrs.Factory(lambda self: CarrierAuth.from_admission(self.admission), True),
+    )
 
     # --- admission ------------------------------------------------------------------------
 
     def _route(self, path: str) -> Callable[[], Dialect] | None:
         route = path.split("?", 1)[0]
         default = self.deps.settings.default_assistant
-        if route == "/twilio" or route.startswith("/twilio/"):
+        enabled = self._auth.enabled
+        if enabled("twilio") and (route == "/twilio" or route.startswith("/twilio/")):
+            # A signed upgrade binds the assistant to the signed path (or the default):
+            # customParameters travel in the unsigned start message.
             return functools.partial(
-                TwilioDialect, path=path, path_prefix="/twilio", default_assistant=default
+                TwilioDialect,
+                path=path,
+                path_prefix="/twilio",
+                default_assistant=default,
+                assistant_from_parameters=not self._auth.twilio_signatures,
             )
-        if route == "/asterisk" or route.startswith("/asterisk/"):
+        if enabled("asterisk") and (route == "/asterisk" or route.startswith("/asterisk/")):
             return functools.partial(
                 AsteriskDialect,
                 path=path,
@@ -120,20 +133,7 @@ class Supervisor:
         return None
 
     def _authenticate(self, carrier: str, request: WebSocketRequest) -> None:
-        adm = self.admission
-        if carrier == "twilio" and adm.twilio_auth_token is not None:
-            validate_twilio_upgrade(
-                auth_token=adm.twilio_auth_token,
-                public_url=adm.twilio_public_url or "",
-                path=request.path,
-                headers=request.headers,
-            )
-        elif carrier == "asterisk":
-            check_upgrade_auth(
-                request.headers,
-                basic=adm.asterisk_basic_auth,
-                bearer_token=adm.asterisk_bearer_token,
-            )
+        self._auth.check(carrier, request.path, request.headers)
 
     async def _refuse(self, request: WebSocketRequest, status: int, reason: str) -> None:
         body = reason.encode() + b"\n"
@@ -161,9 +161,8 @@ class Supervisor:
         make_dialect = self._route(request.path)
         if make_dialect is None:
             self.metrics.refused("not_found")
-            await self._refuse(
-                request, 404, "unknown path: use /twilio/<assistant> or /asterisk/<assistant>"
-            )
+            enabled = " or ".join(f"/{c}/<assistant>" for c in self._auth.carriers)
+            await self._refuse(request, 404, f"unknown path: use {enabled}")
             return
         dialect = make_dialect()
         carrier: Carrier = "twilio" if dialect.carrier == "twilio" else "asterisk"

@@ -22,6 +22,7 @@ from typing import Any
 from actors.audio_codec import Encoding, MediaFormat
 from actors.errors import (
     CarrierBadPayload,
+    CarrierForbidden,
     CarrierLocalError,
     CarrierMalformedMessage,
     CarrierMessageTooBig,
@@ -70,7 +71,10 @@ class TwilioDialect:
 
     ``path`` is the upgrade request's path (``/twilio/<assistant>`` picks the assistant);
     ``default_assistant`` applies when neither the path nor ``customParameters.assistant``
-    names one.
+    names one. With ``assistant_from_parameters=False`` (the upgrade was signed, and the
+    signature covers the path but not the ``start`` message) the assistant is the path's
+    or the default, and a ``customParameters.assistant`` naming another one ends the call
+    with :class:`~actors.errors.CarrierForbidden` (4403) instead of choosing it.
     """
 
     carrier = "twilio"
@@ -82,11 +86,13 @@ class TwilioDialect:
         path_prefix: str = "/twilio",
         default_assistant: str | None = None,
         max_message_chars: int = MAX_MESSAGE_CHARS,
+        assistant_from_parameters: bool = True,
     ) -> None:
         self.state = StreamState.NEW
         self.stream_sid: str | None = None
         self._path_assistant = assistant_from_path(path, path_prefix)
         self._default_assistant = default_assistant
+        self._assistant_from_parameters = assistant_from_parameters
         self._max_chars = max_message_chars
         self._last_sequence = 0
         self._pending_marks: OrderedDict[str, None] = OrderedDict()
@@ -208,7 +214,7 @@ class TwilioDialect:
             if not isinstance(value, str | int | float | bool) or value is None:
                 raise CarrierMalformedMessage("customParameters values must be scalars")
             custom[key] = value if isinstance(value, str) else json.dumps(value)
-        assistant = self._path_assistant or custom.get("assistant") or self._default_assistant
+        assistant = self._choose_assistant(custom.get("assistant"))
         self.stream_sid = sid
         self._last_sequence = seq
         # Precomputed so each outbound media message is one string concatenation.
@@ -226,6 +232,16 @@ class TwilioDialect:
                 account_id=account if isinstance(account, str) else None,
             )
         ]
+
+    def _choose_assistant(self, from_parameters: str | None) -> str | None:
+        if self._assistant_from_parameters:
+            return self._path_assistant or from_parameters or self._default_assistant
+        signed = self._path_assistant or self._default_assistant
+        if from_parameters is not None and from_parameters != signed:
+            raise CarrierForbidden(
+                "customParameters.assistant differs from the assistant in the signed URL"
+            )
+        return signed
 
     def _on_dtmf(self, msg: dict[str, Any]) -> list[Event]:
         self._require_streaming("dtmf")

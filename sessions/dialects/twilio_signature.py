@@ -6,10 +6,22 @@ Twilio signs a stream's upgrade GET the way it signs every webhook (twilio-pytho
 Token, base64-encoded. The URL is the ``wss://`` URL written in TwiML, which behind a TLS
 terminating proxy we cannot see, so the daemon is configured with its public base URL.
 
-Accepted variants, each compared in constant time (as Twilio's helper libraries do):
-the URL with its query string as signed text, and the URL without it with the query
-parameters folded in as parameters (Twilio's agent toolkit); each with the port as
-given, without the scheme's default port, and with it added.
+What is accepted, and nothing else:
+
+- the signed text is exactly ``TWILIO_PUBLIC_URL`` + the request path, with the default
+  port (``:443``) either absent or spelled out (Twilio's helper libraries try both);
+- the request carries no query string. A ``<Stream>`` URL takes none (Twilio error 31920:
+  use ``<Parameter>`` instead), and folding a query into parameters would let a signature
+  made for ``/twilio/esther`` open ``/twilio/?e=sther``: an upgrade with ``?`` in its target
+  is refused (403) before any signature is computed;
+- any of the configured auth tokens (``TWILIO_AUTH_TOKEN`` is a comma list, so the
+  secondary token can be promoted to primary without an outage). Every candidate is
+  compared, in constant time, so timing does not reveal which one matched.
+
+Twilio's SharedKey signatures (the Webhooks configuration API, public beta) announce
+themselves with ``X-Twilio-Webhooks-Signature-Settings``; nothing Twilio publishes says
+they apply to Media Streams upgrades, so such an upgrade is refused with a reason that says
+so rather than checked against a guess (README, "Security").
 """
 
 from __future__ import annotations
@@ -17,13 +29,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from base64 import b64encode
-from collections.abc import Iterable, Mapping
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 from actors.errors import CarrierForbidden, CarrierUnauthorized
 from sessions.dialects.base import header_value
 
 SIGNATURE_HEADER = "x-twilio-signature"
+SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
 _DEFAULT_PORTS = {"wss": 443, "https": 443, "ws": 80, "http": 80}
 
 
@@ -48,29 +61,23 @@ def _port_variants(url: str) -> list[str]:
     except ValueError:
         return [url]
     variants = [url]
-    if default is not None:
-        with_port = urlunsplit(parts._replace(netloc=f"{host}:{port or default}"))
-        without = urlunsplit(parts._replace(netloc=host)) if port in (None, default) else url
-        variants += [with_port, without]
+    if default is not None and port in (None, default):
+        variants += [
+            urlunsplit(parts._replace(netloc=f"{host}:{default}")),
+            urlunsplit(parts._replace(netloc=host)),
+        ]
     return list(dict.fromkeys(variants))
 
 
-def candidate_urls(public_url: str, path: str) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(url, params) pairs a genuine signature may cover for ``path`` under ``public_url``."""
+def candidate_urls(public_url: str, path: str) -> list[str]:
+    """The URLs a genuine signature may cover for ``path`` (no query) under ``public_url``."""
     base = public_url.rstrip("/")
-    full = base + (path if path.startswith("/") else "/" + path)
-    parts = urlsplit(full)
-    out: list[tuple[str, list[tuple[str, str]]]] = [(u, []) for u in _port_variants(full)]
-    if parts.query:
-        bare = urlunsplit(parts._replace(query="", fragment=""))
-        folded = parse_qsl(parts.query, keep_blank_values=True)
-        out += [(u, folded) for u in _port_variants(bare)]
-    return out
+    return _port_variants(base + (path if path.startswith("/") else "/" + path))
 
 
 def validate_twilio_upgrade(
     *,
-    auth_token: str,
+    auth_tokens: Sequence[str],
     public_url: str,
     path: str,
     headers: Iterable[tuple[bytes | str, bytes | str]],
@@ -78,18 +85,32 @@ def validate_twilio_upgrade(
     """Raise unless the upgrade carries a valid ``X-Twilio-Signature``.
 
     ``public_url`` is the scheme and host Twilio connects to (``wss://voice.example.com``),
-    ``path`` the request target including any query string. A missing header raises
-    :class:`~actors.errors.CarrierUnauthorized` (HTTP 401); a wrong one
-    :class:`~actors.errors.CarrierForbidden` (HTTP 403).
+    ``path`` the request target. A missing header raises
+    :class:`~actors.errors.CarrierUnauthorized` (HTTP 401); a query string, a SharedKey
+    signature or a wrong signature :class:`~actors.errors.CarrierForbidden` (HTTP 403).
     """
+    if not auth_tokens:
+        raise CarrierUnauthorized("no Twilio auth token configured (TWILIO_AUTH_TOKEN)")
+    if "?" in path:
+        raise CarrierForbidden(
+            "query string refused on a signed Twilio route: a <Stream> URL takes none "
+            "(use <Parameter>)"
+        )
+    headers = list(headers)
     signature = header_value(headers, SIGNATURE_HEADER)
     if not signature:
         raise CarrierUnauthorized("missing X-Twilio-Signature")
+    if header_value(headers, SIGNATURE_SETTINGS_HEADER) is not None:
+        raise CarrierForbidden(
+            "X-Twilio-Webhooks-Signature-Settings: SharedKey signatures are not accepted on "
+            "Media Streams upgrades (remove the Webhook Rule matching this URL)"
+        )
     given = signature.strip().encode("ascii", errors="replace")
     matched = False
-    for url, params in candidate_urls(public_url, path):
-        expected = compute_signature(auth_token, url, params).encode("ascii")
-        # Compare every candidate so timing does not reveal which variant matched.
-        matched |= hmac.compare_digest(expected, given)
+    for token in auth_tokens:
+        for url in candidate_urls(public_url, path):
+            expected = compute_signature(token, url).encode("ascii")
+            # Compare every candidate so timing does not reveal which token or URL matched.
+            matched |= hmac.compare_digest(expected, given)
     if not matched:
         raise CarrierForbidden("invalid X-Twilio-Signature")

@@ -112,11 +112,11 @@ async def test_auth_headers_pass_the_daemon_checks(autojump_clock: trio.testing.
     assert twilio.path == "/twilio/a%20b%2Fc"
     assert twilio.started is not None and twilio.started.assistant == "a b/c"
     validate_twilio_upgrade(
-        auth_token="tok", public_url=public, path=twilio.path, headers=twilio.headers
+        auth_tokens=["tok"], public_url=public, path=twilio.path, headers=twilio.headers
     )
     with pytest.raises(CarrierForbidden):
         validate_twilio_upgrade(
-            auth_token="other", public_url=public, path=twilio.path, headers=twilio.headers
+            auth_tokens=["other"], public_url=public, path=twilio.path, headers=twilio.headers
         )
     assert asterisk.subprotocol == "media"
     check_upgrade_auth(asterisk.headers, basic=("ast", "secret"))
