@@ -124,8 +124,9 @@ def test_env_example_values_are_the_defaults_not_just_blank() -> None:
     for section, field in variables():
         holder = getattr(defaults, section) if section else defaults
         shown = example.get(field.metadata[ENV])
-        # A setting whose default is not "unset" shows a value, so the file teaches the unit.
-        if getattr(holder, field.name) is not None:
+        # A setting whose default is not "unset" (None, or an empty list) shows a value, so
+        # the file teaches the unit.
+        if getattr(holder, field.name) not in (None, ()):
             assert shown, field.metadata[ENV]
 
 
