@@ -10,6 +10,7 @@ from actors.audio_codec import Encoding, MediaFormat
 from actors.errors import (
     CarrierBadPayload,
     CarrierError,
+    CarrierForbidden,
     CarrierLocalError,
     CarrierMalformedMessage,
     CarrierMessageTooBig,
@@ -98,6 +99,28 @@ def test_assistant_from_custom_parameters_then_default() -> None:
     [s] = d.receive_text(samples.twilio_start({}))
     # Handed on undecorated: the prompt path refuses hostile names itself.
     assert isinstance(s, CallStarted) and s.assistant == "../etc/passwd"
+
+
+def test_signed_upgrade_binds_the_assistant_to_the_signed_path() -> None:
+    """Finding 2 of issue 9: after a signature check the assistant came from the unsigned
+    customParameters. Signed, only the path (or the default) can choose it."""
+
+    def signed(path: str) -> TwilioDialect:
+        return TwilioDialect(
+            path=path, default_assistant="fallback", assistant_from_parameters=False
+        )
+
+    d = signed("/twilio/esther")
+    [s] = d.receive_text(samples.twilio_start({"assistant": "esther", "token": "t1"}))
+    assert isinstance(s, CallStarted) and s.assistant == "esther"
+    d = signed("/twilio")
+    [s] = d.receive_text(samples.twilio_start({"token": "t1"}))
+    assert isinstance(s, CallStarted) and s.assistant == "fallback"
+    for path in ("/twilio", "/twilio/esther"):
+        d = signed(path)
+        with pytest.raises(CarrierForbidden) as info:
+            d.receive_text(samples.twilio_start({"assistant": "support-agent"}))
+        assert info.value.close_code == 4403
 
 
 def test_numbers_as_numbers_are_accepted_and_gaps_passed_on(twilio: TwilioDialect) -> None:

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
@@ -104,7 +106,9 @@ async def test_twilio_signature_is_checked_on_the_upgrade(
 ) -> None:
     token = "twilio-auth-token-for-tests"
     public = "wss://voice.example.com"
-    settings = daemon_settings(admission={"twilio_auth_token": token, "twilio_public_url": public})
+    settings = daemon_settings(
+        admission={"twilio_auth_tokens": (token,), "twilio_public_url": public}
+    )
     with trio.fail_after(20):
         async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
             url = daemon.url + "/twilio/esther"
@@ -204,8 +208,183 @@ def test_public_listener_without_authentication_is_refused() -> None:
         check_listen_security("0.0.0.0", settings, insecure=False)
     check_listen_security("0.0.0.0", settings, insecure=True)  # explicitly allowed
     check_listen_security("127.0.0.1", settings, insecure=False)  # loopback is fine
+    # Every enabled carrier needs its own credentials (finding 1 of issue 9): a bearer
+    # token for Asterisk alone no longer passes while Twilio is enabled.
     secured = daemon_settings(admission={"asterisk_bearer_token": "a-long-bearer-token"})
-    check_listen_security("0.0.0.0", secured, insecure=False)
+    with pytest.raises(ConfigError, match="carrier twilio"):
+        check_listen_security("0.0.0.0", secured, insecure=False)
+    asterisk_only = daemon_settings(
+        admission={"asterisk_bearer_token": "a-long-bearer-token", "carriers": ("asterisk",)}
+    )
+    check_listen_security("0.0.0.0", asterisk_only, insecure=False)
+
+
+TOKEN = "twilio-auth-token-for-tests"
+SECOND_TOKEN = "twilio-secondary-token-for-tests"
+PUBLIC = "wss://voice.example.com"
+BASIC_OK = [(b"Authorization", b"Basic YXN0ZXJpc2s6czNjcmV0LXBhc3M=")]  # asterisk:s3cret-pass
+
+
+def signed(path: str, token: str = TOKEN) -> list[tuple[bytes, bytes]]:
+    return [(b"X-Twilio-Signature", compute_signature(token, PUBLIC + path).encode())]
+
+
+async def test_twilio_credentials_alone_leave_no_carrier_open(
+    emulator: Emulator, local_s3: LocalS3
+) -> None:
+    """Finding 1 of issue 9: with only TWILIO_AUTH_TOKEN set, /asterisk/esther with no
+    Authorization header upgraded (101) and loaded the prompt."""
+    settings = daemon_settings(
+        admission={"twilio_auth_tokens": (TOKEN,), "twilio_public_url": PUBLIC}
+    )
+    with trio.fail_after(20):
+        async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
+            assert await rejected_status(daemon.url + "/asterisk/esther") == 401
+            # A valid Twilio signature, even one made for the Asterisk path, opens nothing.
+            for path in ("/asterisk/esther", "/twilio/esther"):
+                assert await rejected_status(daemon.url + "/asterisk/esther", signed(path)) == 401
+            async with open_websocket_url(
+                daemon.url + "/twilio/esther", extra_headers=signed("/twilio/esther")
+            ) as ws:
+                assert not ws.closed
+            assert daemon.supervisor.active_calls <= 1
+
+
+async def test_each_route_accepts_only_its_own_carriers_credentials(
+    emulator: Emulator, local_s3: LocalS3
+) -> None:
+    settings = daemon_settings(
+        admission={
+            "twilio_auth_tokens": (TOKEN,),
+            "twilio_public_url": PUBLIC,
+            "asterisk_basic_auth": ("asterisk", "s3cret-pass"),
+        }
+    )
+    with trio.fail_after(20):
+        async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
+            assert await rejected_status(daemon.url + "/twilio/esther", BASIC_OK) == 401
+            sig = signed("/asterisk/esther")
+            assert await rejected_status(daemon.url + "/asterisk/esther", sig) == 401
+            async with open_websocket_url(daemon.url + "/asterisk/esther", extra_headers=BASIC_OK):
+                pass
+            async with open_websocket_url(
+                daemon.url + "/twilio/esther", extra_headers=signed("/twilio/esther")
+            ):
+                pass
+
+
+async def test_a_disabled_carrier_answers_404_before_the_upgrade(
+    emulator: Emulator, local_s3: LocalS3
+) -> None:
+    settings = daemon_settings(admission={"carriers": ("asterisk",)})
+    with trio.fail_after(20):
+        async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
+            for path in ("/twilio/esther", "/twilio", "/twilio/nobody"):
+                with pytest.raises(ConnectionRejected) as info:
+                    async with open_websocket_url(daemon.url + path):
+                        pass  # pragma: no cover
+                assert info.value.status_code == 404
+                assert b"/asterisk/<assistant>" in (info.value.body or b"")
+                assert b"/twilio" not in (info.value.body or b"")
+            async with open_websocket_url(daemon.url + "/asterisk/esther") as ws:
+                assert not ws.closed
+            refused = daemon.metrics.registry.get_sample_value(
+                "novavoice_admission_refusals_total", {"reason": "not_found"}
+            )
+            assert refused == 3
+
+
+async def test_a_query_string_on_a_signed_twilio_route_is_refused(
+    emulator: Emulator, local_s3: LocalS3
+) -> None:
+    """Finding 2 of issue 9: a signature for /twilio/esther opened /twilio/?e=sther."""
+    settings = daemon_settings(
+        admission={"twilio_auth_tokens": (TOKEN,), "twilio_public_url": PUBLIC}
+    )
+    with trio.fail_after(20):
+        async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
+            sig = signed("/twilio/esther")
+            with pytest.raises(ConnectionRejected) as info:
+                async with open_websocket_url(daemon.url + "/twilio/?e=sther", extra_headers=sig):
+                    pass  # pragma: no cover
+            assert info.value.status_code == 403
+            assert b"query string" in (info.value.body or b"")
+            as_written = signed("/twilio/esther?x=1")
+            assert await rejected_status(daemon.url + "/twilio/esther?x=1", as_written) == 403
+            assert daemon.supervisor.active_calls == 0
+
+
+async def test_signed_call_takes_its_assistant_from_the_signed_path(
+    emulator: Emulator, local_s3: LocalS3
+) -> None:
+    """Finding 2 of issue 9, second half: the assistant came from unsigned customParameters."""
+    settings = daemon_settings(
+        admission={"twilio_auth_tokens": (TOKEN,), "twilio_public_url": PUBLIC}
+    )
+    start = {
+        "event": "start",
+        "sequenceNumber": "1",
+        "streamSid": "MZ00000000000000000000000000000001",
+        "start": {
+            "streamSid": "MZ00000000000000000000000000000001",
+            "callSid": "CA00000000000000000000000000000001",
+            "accountSid": "AC00000000000000000000000000000001",
+            "tracks": ["inbound"],
+            "customParameters": {"assistant": "support-agent"},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        },
+    }
+    with trio.fail_after(20):
+        async with (
+            open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon,
+            open_websocket_url(
+                daemon.url + "/twilio/esther", extra_headers=signed("/twilio/esther")
+            ) as ws,
+        ):
+            await ws.send_message(json.dumps(start))
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.get_message()
+            assert closed.value.reason is not None
+            assert closed.value.reason.code == 4403
+
+
+async def test_either_token_of_a_rotation_is_accepted(
+    emulator: Emulator, local_s3: LocalS3
+) -> None:
+    """Finding 3 of issue 9: only one token was accepted, so a rotation was an outage."""
+    settings = daemon_settings(
+        admission={"twilio_auth_tokens": (TOKEN, SECOND_TOKEN), "twilio_public_url": PUBLIC}
+    )
+    with trio.fail_after(20):
+        async with open_daemon(settings, daemon_overrides(emulator, local_s3)) as daemon:
+            url = daemon.url + "/twilio/esther"
+            for token in (TOKEN, SECOND_TOKEN):
+                async with open_websocket_url(url, extra_headers=signed("/twilio/esther", token)):
+                    pass
+            stranger = signed("/twilio/esther", "a-token-nobody-configured")
+            assert await rejected_status(url, stranger) == 403
+
+
+@pytest.mark.parametrize(
+    ("admission", "variable"),
+    [
+        ({"twilio_auth_tokens": (TOKEN,)}, "TWILIO_PUBLIC_URL"),
+        ({"twilio_public_url": PUBLIC}, "TWILIO_AUTH_TOKEN"),
+        (
+            {"twilio_auth_tokens": (TOKEN,), "twilio_public_url": "https://voice.example.com"},
+            "TWILIO_PUBLIC_URL must be a wss:// URL",
+        ),
+    ],
+)
+async def test_start_up_refuses_a_half_configured_twilio(
+    admission: dict[str, object], variable: str, emulator: Emulator, local_s3: LocalS3
+) -> None:
+    """Finding 4 of issue 9: these started, and then every real call got 403."""
+    settings = daemon_settings(admission=admission)
+    with trio.fail_after(20), pytest.raises(ConfigError, match=variable):
+        async with open_daemon(settings, daemon_overrides(emulator, local_s3), insecure=True):
+            pass  # pragma: no cover - start-up must fail
 
 
 async def test_garbage_and_plain_http_do_not_disturb_the_daemon(daemon: Daemon) -> None:
