@@ -300,8 +300,9 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--listen/--admin-listen/--log-level/--workers: {exc}") from None
     settings = settings.replace(listen=listen)
     configure_logging(level)
+    # Before anything binds; open_daemon checks again for callers that skip main().
+    check_listen_security(settings.listen.address[0], settings, insecure=args.insecure)
     if settings.listen.workers > 1:
-        check_listen_security(settings.listen.address[0], settings, insecure=args.insecure)
         return trio.run(functools.partial(run_workers, settings, log_level=level))
     trio.run(functools.partial(run_until_signalled, settings, insecure=args.insecure))
     return 0

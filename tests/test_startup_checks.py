@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from actors.errors import ConfigError
@@ -99,3 +105,47 @@ def test_bad_lists_fail_naming_the_variable(raw: str, match: str) -> None:
     env = {"CARRIERS": raw} if match == "CARRIERS" else {"TWILIO_AUTH_TOKEN": f"{TOKEN},{raw}"}
     with pytest.raises(ConfigError, match=match):
         settings_from_mapping(env)
+
+
+def _serve(tmp_path: Path, env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "ASTERISK_"))}
+    clean.pop("CARRIERS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "sessions.cli", "serve", *argv],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        cwd=tmp_path,  # no .env here
+        timeout=60,
+    )
+
+
+def test_serve_refuses_before_binding_and_names_the_carrier(tmp_path: Path) -> None:
+    # Refused before any socket is bound, so this never listens beyond loopback.
+    result = _serve(tmp_path, TWILIO, "--listen", "0.0.0.0:0")
+    assert result.returncode != 0
+    assert "carrier asterisk" in result.stderr and "ASTERISK_BASIC_AUTH" in result.stderr
+    assert '"listening"' not in result.stdout + result.stderr
+    # --insecure waives the carrier requirement, not a half-configured Twilio.
+    result = _serve(tmp_path, {"TWILIO_AUTH_TOKEN": TOKEN}, "--listen", "0.0.0.0:0", "--insecure")
+    assert result.returncode != 0
+    assert "TWILIO_PUBLIC_URL" in result.stderr
+    assert '"listening"' not in result.stdout + result.stderr
+
+
+def test_serve_passes_insecure_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --insecure the start-up check lets an unauthenticated public listener through
+    and the daemon is started with it (trio.run is intercepted: nothing binds)."""
+    from sessions import cli, serve
+
+    monkeypatch.setattr(serve, "load_settings", lambda: settings_from_mapping({}))
+    ran: list[object] = []
+    monkeypatch.setattr(serve.trio, "run", lambda fn: ran.append(fn))
+    args = cli.parse_args(["serve", "--listen", "0.0.0.0:0", "--insecure"])
+    assert serve.main(args) == 0
+    [fn] = ran
+    assert isinstance(fn, functools.partial) and fn.keywords == {"insecure": True}
+    args = cli.parse_args(["serve", "--listen", "0.0.0.0:0"])
+    with pytest.raises(ConfigError, match="carrier twilio"):
+        serve.main(args)
+    assert len(ran) == 1
