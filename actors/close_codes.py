@@ -44,7 +44,9 @@ supervisor, refusing an upgrade; *websocket* — trio-websocket itself, enforcin
 supervisor's message cap.
 
 4401 and 4403 name authentication failures in logs and errors; on the wire the upgrade is
-refused with HTTP 401/403 before any WebSocket exists.
+refused with HTTP 401/403 before any WebSocket exists. One 4403 is sent on a socket: a
+signed Twilio call whose ``start`` names another assistant (``customParameters``) than the
+signed URL (the dialect raises it).
 """
 
 from __future__ import annotations
