@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
 
 from actors.errors import ConfigError
 from sessions.config import Settings, settings_from_mapping
@@ -140,7 +141,7 @@ def test_serve_passes_insecure_on(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(serve, "load_settings", lambda: settings_from_mapping({}))
     ran: list[object] = []
-    monkeypatch.setattr(serve.trio, "run", lambda fn: ran.append(fn))
+    monkeypatch.setattr(trio, "run", lambda fn: ran.append(fn))
     args = cli.parse_args(["serve", "--listen", "0.0.0.0:0", "--insecure"])
     assert serve.main(args) == 0
     [fn] = ran
