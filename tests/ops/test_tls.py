@@ -154,7 +154,7 @@ async def echo_server(tls: ServerTls) -> AsyncIterator[int]:
 
 async def echo_once(stream: trio.SSLStream[trio.SocketStream], data: bytes) -> bytes:
     await stream.send_all(data)
-    return await stream.receive_some(len(data))
+    return bytes(await stream.receive_some(len(data)))
 
 
 def reloads(metrics: Metrics, outcome: str) -> float:
