@@ -2,9 +2,10 @@
 
 Configured by the environment and ``.env`` (see ``.env.example``), and these flags. Carriers
 connect to ``ws://LISTEN/twilio/<assistant>`` (Twilio Media Streams) or
-``ws://LISTEN/asterisk/<assistant>`` (Asterisk chan_websocket). ``/healthz``, ``/readyz`` and
-``/metrics`` are served on the admin address. Once listening, one JSON log line with
-``"event": "listening"`` gives the bound ``url`` and ``admin_url``.
+``ws://LISTEN/asterisk/<assistant>`` (Asterisk chan_websocket), ``wss://`` with
+``NOVAVOICE_TLS_CERT`` and ``NOVAVOICE_TLS_KEY`` (:mod:`sessions.tls`; SIGHUP reloads them).
+``/healthz``, ``/readyz`` and ``/metrics`` are served on the admin address. Once listening,
+one JSON log line with ``"event": "listening"`` gives the bound ``url`` and ``admin_url``.
 
 SIGTERM or SIGINT drains: readiness goes false, no new calls, running calls continue until
 the drain deadline and then end politely. A second signal ends every call at once.
@@ -17,7 +18,8 @@ restarts crashed workers and forwards the signals (``sessions/workers.py``). Wit
 
 The daemon refuses to listen on a non-loopback address with no carrier authentication
 configured (TWILIO_AUTH_TOKEN, ASTERISK_BASIC_AUTH or ASTERISK_BEARER_TOKEN) unless
-``--insecure`` is given.
+``--insecure`` is given, and to send Basic/bearer credentials there in clear
+(:func:`sessions.tls.tls_problems`) unless ``NOVAVOICE_TLS_TERMINATED_UPSTREAM=1``.
 """
 
 from __future__ import annotations
