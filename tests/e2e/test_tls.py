@@ -5,7 +5,10 @@ parent with two workers), with certificates from two trustme CAs."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -231,3 +234,45 @@ async def test_every_worker_serves_tls_and_reloads_it_on_sighup(
     ends = [line for line in served.lines if line.get("event") == "call_ended"]
     assert len(ends) == len(before) + len(after)
     assert all(line["reason"] == "hangup" and line["frames_in"] == 2 for line in ends)
+
+
+def serve_exits(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``novavoice serve`` that must fail at start-up (nothing reaches AWS: it never starts)."""
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "AWS_REGION": "us-east-1",
+        "NOVAVOICE_LISTEN": "127.0.0.1:0",
+        "NOVAVOICE_ADMIN_LISTEN": "127.0.0.1:0",
+        **env,
+    }
+    command = [sys.executable, "-m", "sessions.cli", "serve", *args]
+    return subprocess.run(
+        command, env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_one_file_without_the_other(files: Files, workers: str) -> None:
+    install(Issued.new(), files.cert, files.key)
+    result = serve_exits("--workers", workers, NOVAVOICE_TLS_CERT=str(files.cert))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "novavoice: configuration error: NOVAVOICE_TLS_CERT is set but NOVAVOICE_TLS_KEY is "
+        "not: set NOVAVOICE_TLS_CERT and NOVAVOICE_TLS_KEY together (or neither)"
+    )
+    assert '"listening"' not in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_a_key_that_does_not_match(files: Files, workers: str) -> None:
+    one, other = Issued.new(), Issued.new()
+    install(one, files.cert, files.key)
+    write_atomically(files.key, other.key_pem)
+    result = serve_exits("--workers", workers, **files.env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"novavoice: configuration error: NOVAVOICE_TLS_CERT={files.cert}, "
+        f"NOVAVOICE_TLS_KEY={files.key}: the private key does not match the certificate"
+    )
+    assert '"listening"' not in result.stderr
