@@ -188,7 +188,9 @@ class TlsListener(trio.abc.Listener[trio.SSLStream[trio.SocketStream]]):
     handshake is dropped like one that stalls the HTTP upgrade.
     """
 
-    def __init__(self, transport_listener: trio.SocketListener, tls: ServerTls) -> None:
+    def __init__(
+        self, transport_listener: trio.abc.Listener[trio.SocketStream], tls: ServerTls
+    ) -> None:
         self.transport_listener = transport_listener
         self.tls = tls
 
