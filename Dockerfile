@@ -9,6 +9,8 @@
 #        9090 admin (NOVAVOICE_ADMIN_LISTEN; /healthz, /readyz, /metrics) - keep it private.
 # A non-loopback listener needs carrier authentication (TWILIO_AUTH_TOKEN, ASTERISK_BASIC_AUTH
 # or ASTERISK_BEARER_TOKEN) or the --insecure flag; see .env.example for every variable.
+# Asterisk's Basic/bearer credentials there also need TLS: NOVAVOICE_TLS_CERT/KEY (mounted PEM
+# files; SIGHUP reloads them) or NOVAVOICE_TLS_TERMINATED_UPSTREAM=1 behind a TLS proxy.
 #
 # The base is a build argument so the image can be built from a local or mirrored base
 # (deploy/container/build-check.sh builds it from a debootstrapped Debian 12, whose python3 is

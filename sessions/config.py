@@ -76,6 +76,20 @@ class ListenSettings:
 
 
 @attrs.frozen(kw_only=True)
+class TlsSettings:
+    """TLS on the carrier listener (:mod:`sessions.tls`): the daemon serves ``wss://`` itself
+    when both files are given; SIGHUP reloads them."""
+
+    cert_path: str | None = setting("NOVAVOICE_TLS_CERT", v.path, None)
+    """PEM certificate chain (leaf first) for the carrier listener."""
+    key_path: str | None = setting("NOVAVOICE_TLS_KEY", v.path, None)
+    """PEM private key of that certificate."""
+    terminated_upstream: bool = setting("NOVAVOICE_TLS_TERMINATED_UPSTREAM", v.flag, False)
+    """Declares that a proxy or load balancer in front terminates TLS, so carrier credentials
+    may reach a plain listener beyond loopback."""
+
+
+@attrs.frozen(kw_only=True)
 class AdmissionSettings:
     """Who may connect, and how many at once (the supervisor's policy)."""
 
@@ -242,6 +256,7 @@ class Settings:
     aws_region: str = setting("AWS_REGION", v.region, "us-east-1", fallback="AWS_DEFAULT_REGION")
     """Region for S3 and Bedrock (``AWS_REGION``, falling back to ``AWS_DEFAULT_REGION``)."""
     listen: ListenSettings = attrs.field(factory=ListenSettings)
+    tls: TlsSettings = attrs.field(factory=TlsSettings)
     admission: AdmissionSettings = attrs.field(factory=AdmissionSettings)
     prompts: PromptSettings = attrs.field(factory=PromptSettings)
     sonic: SonicSettings = attrs.field(factory=SonicSettings)

@@ -279,6 +279,9 @@ class Metrics:
         self.sonic_errors = counter("sonic_errors", "Nova Sonic errors, by error class.", "type")
         self.barge_ins = counter("barge_ins", "Caller barge-ins.", "carrier")
         self.queue_drops = counter("queue_drops", "Frames dropped by bounded queues.", "queue")
+        self.tls_reloads = counter(
+            "tls_reloads", "Carrier-listener certificate reloads (SIGHUP), by outcome.", "outcome"
+        )
         self.prompt_load_failures = counter(
             "prompt_load_failures",
             "Calls whose assistant prompt could not be loaded, by reason.",
@@ -331,6 +334,8 @@ class Metrics:
             self.admission_refusals.labels(refusal)
         for queue in QUEUES:
             self.queue_drops.labels(queue)
+        for outcome in ("ok", "failed"):
+            self.tls_reloads.labels(outcome)
         for failure in PROMPT_FAILURE_REASONS:
             self.prompt_load_failures.labels(failure)
         for name in self._sonic_types:

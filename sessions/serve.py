@@ -2,9 +2,10 @@
 
 Configured by the environment and ``.env`` (see ``.env.example``), and these flags. Carriers
 connect to ``ws://LISTEN/twilio/<assistant>`` (Twilio Media Streams) or
-``ws://LISTEN/asterisk/<assistant>`` (Asterisk chan_websocket). ``/healthz``, ``/readyz`` and
-``/metrics`` are served on the admin address. Once listening, one JSON log line with
-``"event": "listening"`` gives the bound ``url`` and ``admin_url``.
+``ws://LISTEN/asterisk/<assistant>`` (Asterisk chan_websocket), ``wss://`` with
+``NOVAVOICE_TLS_CERT`` and ``NOVAVOICE_TLS_KEY`` (:mod:`sessions.tls`; SIGHUP reloads them).
+``/healthz``, ``/readyz`` and ``/metrics`` are served on the admin address. Once listening,
+one JSON log line with ``"event": "listening"`` gives the bound ``url`` and ``admin_url``.
 
 SIGTERM or SIGINT drains: readiness goes false, no new calls, running calls continue until
 the drain deadline and then end politely. A second signal ends every call at once.
@@ -19,6 +20,8 @@ Start-up refuses the configurations :mod:`sessions.startup_checks` lists: among 
 listener beyond loopback where an enabled carrier (``CARRIERS``) has no credentials
 (Twilio: TWILIO_AUTH_TOKEN + TWILIO_PUBLIC_URL; Asterisk: ASTERISK_BASIC_AUTH or
 ASTERISK_BEARER_TOKEN) unless ``--insecure`` is given.
+It also refuses to send Basic/bearer credentials beyond loopback in clear
+(:func:`sessions.tls.tls_problems`) unless ``NOVAVOICE_TLS_TERMINATED_UPSTREAM=1``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from sessions.loop_lag import run_loop_lag_monitor
 from sessions.metrics import Metrics
 from sessions.startup_checks import startup_problems
 from sessions.supervisor import Supervisor, serve_calls
+from sessions.tls import ServerTls, check_tls, tls_problems
 from sessions.workers import run_workers
 
 logger = logging.getLogger("novavoice.serve")
@@ -91,6 +95,15 @@ class Daemon:
     prompt_cache: PromptCache
     call_log: CallLog
     """The opt-in transcript log; SIGHUP reopens it (logrotate)."""
+    tls: ServerTls | None = None
+    """The carrier listener's TLS (``wss://``) when configured; SIGHUP reloads it."""
+
+    def reload(self) -> None:
+        """SIGHUP: reopen the call log (logrotate) and reload the TLS certificate."""
+        self.call_log.reopen()
+        log_event(logger, "call_log_reopen", path=self.call_log.path)
+        if self.tls is not None:
+            self.tls.reload()
 
 
 def check_listen_security(host: str, settings: Settings, *, insecure: bool) -> None:
@@ -117,7 +130,10 @@ async def open_daemon(
     prompts, sonic_settings = settings.prompts, settings.sonic
     budget = prompts.budget  # every prompt-path deadline derives from this one budget
     check_listen_security(host, settings, insecure=insecure)
+    if problems := tls_problems(host, settings):
+        raise ConfigError("; ".join(problems))
     metrics = Metrics()
+    tls = ServerTls.load(settings.tls, lambda outcome: metrics.tls_reloads.labels(outcome).inc())
     health = Health()
     # Built once, in the trio thread: creating boto3 clients concurrently is not safe.
     s3 = make_s3_client(
@@ -201,18 +217,26 @@ async def open_daemon(
                 health=health,
                 metrics=metrics,
                 sockets=ov.carrier_sockets,
+                tls=tls,
             )
         )
         daemon = Daemon(
-            url=f"ws://{_hostport(host, bound_port)}",
+            url=f"{'wss' if tls else 'ws'}://{_hostport(host, bound_port)}",
             admin_url=f"http://{_hostport(bound_admin[0], bound_admin[1])}",
             supervisor=supervisor,
             metrics=metrics,
             health=health,
             prompt_cache=cache,
             call_log=call_log,
+            tls=tls,
         )
-        log_event(logger, "listening", url=daemon.url, admin_url=daemon.admin_url)
+        log_event(
+            logger,
+            "listening",
+            url=daemon.url,
+            admin_url=daemon.admin_url,
+            tls_fingerprint=tls.fingerprint if tls else None,
+        )
         try:
             yield daemon
         finally:
@@ -231,7 +255,8 @@ def _hostport(host: str, port: int) -> str:
 async def run_until_signalled(settings: Settings, *, insecure: bool) -> None:
     """Run the daemon until SIGTERM/SIGINT; drain on the first signal, stop on the second.
 
-    SIGHUP reopens the call log (after logrotate moved it) and changes nothing else.
+    SIGHUP reopens the call log (after logrotate moved it) and reloads the TLS certificate
+    (:mod:`sessions.tls`); running calls are untouched.
     """
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with open_daemon(settings, insecure=insecure) as daemon, trio.open_nursery() as n:
@@ -245,8 +270,7 @@ async def run_until_signalled(settings: Settings, *, insecure: bool) -> None:
                 count = 0
                 async for signum in signals:
                     if signum == signal.SIGHUP:
-                        daemon.call_log.reopen()
-                        log_event(logger, "call_log_reopen", path=daemon.call_log.path)
+                        daemon.reload()
                         continue
                     count += 1
                     log_event(logger, "signal", signal=signal.Signals(signum).name, count=count)
@@ -303,6 +327,7 @@ def main(args: argparse.Namespace) -> int:
     # Before anything binds; open_daemon checks again for callers that skip main().
     check_listen_security(settings.listen.address[0], settings, insecure=args.insecure)
     if settings.listen.workers > 1:
+        check_tls(settings.listen.address[0], settings)  # fail here, not in every worker
         return trio.run(functools.partial(run_workers, settings, log_level=level))
     trio.run(functools.partial(run_until_signalled, settings, insecure=args.insecure))
     return 0

@@ -55,6 +55,7 @@ from sessions.dialects.base import Dialect, assistant_from_path
 from sessions.dialects.twilio import TwilioDialect
 from sessions.logs import bind_call
 from sessions.metrics import Carrier, Metrics
+from sessions.tls import ServerTls, TlsListener
 
 logger = logging.getLogger("novavoice.supervisor")
 
@@ -302,12 +303,14 @@ async def serve_calls(
     health: Health,
     metrics: Metrics,
     sockets: Sequence[socket.socket] | None = None,
+    tls: ServerTls | None = None,
     task_status: trio.TaskStatus[tuple[Supervisor, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve carrier WebSockets on ``host:port`` until cancelled or drained.
 
     ``sockets``, when given, are already listening (a worker process inherits them from its
-    parent, :mod:`sessions.workers`) and ``host``/``port`` are ignored. Starts with
+    parent, :mod:`sessions.workers`) and ``host``/``port`` are ignored. With ``tls`` every
+    connection is TLS (``wss://``) with its live certificate (:mod:`sessions.tls`). Starts with
     ``(supervisor, bound_port)``. Returns once drained (the listener stopped and every call
     ended).
     """
@@ -322,9 +325,14 @@ async def serve_calls(
                 for extra in listeners[1:]:
                     await extra.aclose()
                 listeners = listeners[:1]
+        carrier_listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = listeners
+        if tls is not None:
+            carrier_listeners = [TlsListener(listener, tls) for listener in listeners]
         server = WebSocketServer(
             supervisor.handle,
-            listeners,
+            # WebSocketServer is annotated for trio's own listener classes but serves any
+            # Listener (it only reads their sockets for a debug log line).
+            carrier_listeners,  # type: ignore[arg-type]
             handler_nursery=calls_nursery,
             max_message_size=MAX_WS_MESSAGE_BYTES,
             connect_timeout=admission.handshake_timeout,

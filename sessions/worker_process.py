@@ -15,7 +15,8 @@ stops), but a ``drain`` command and a direct signal are the same first step: sys
 terminal signal the whole process group, and the parent forwards the signal too, so counting
 both as two signals would stop calls at once instead of draining them.
 
-SIGHUP (forwarded by the parent) reopens the call log, as in a single process.
+SIGHUP (forwarded by the parent) reopens the call log and reloads the TLS certificate, as in
+a single process.
 
 Every log line of a worker carries ``worker`` (its index) and ``pid``.
 """
@@ -109,8 +110,7 @@ async def run_worker(
             async def watch_signals() -> None:
                 async for signum in signals:
                     if signum == signal.SIGHUP:
-                        daemon.call_log.reopen()
-                        log_event(logger, "call_log_reopen", path=daemon.call_log.path)
+                        daemon.reload()
                         continue
                     log_event(logger, "signal", signal=signal.Signals(signum).name)
                     stopper.signal()

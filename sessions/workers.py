@@ -30,7 +30,8 @@ see :mod:`sessions.worker_process` for why not a signal); no worker is restarted
 on. A second signal sends ``stop``: every call ends at once. The parent exits once every
 worker has exited (any still running ``DRAIN_TIMEOUT_MS`` + 30 s after the drain began are
 killed), with status 0 if all of them exited cleanly. SIGHUP is forwarded to every running
-worker, which reopens its call log (logrotate).
+worker, which reopens its call log (logrotate) and reloads its TLS certificate
+(:mod:`sessions.tls`: every worker serves TLS on the inherited socket with its own context).
 
 **The admin address** (``NOVAVOICE_ADMIN_LISTEN``) is the parent's: ``/healthz`` answers while
 the parent runs; ``/readyz`` is 200 while at least one worker is ready and the parent is not
@@ -381,7 +382,7 @@ async def run_workers(settings: Settings, *, log_level: str = "INFO") -> int:
             log_event(
                 logger,
                 "listening",
-                url=f"ws://{_hostport(host, bound_port)}",
+                url=f"{'wss' if settings.tls.cert_path else 'ws'}://{_hostport(host, bound_port)}",
                 admin_url=f"http://{_hostport(admin[0], admin[1])}",
                 workers=workers,
                 pid=os.getpid(),
