@@ -7,8 +7,9 @@
 #
 # Ports: 8080 carrier WebSockets (NOVAVOICE_LISTEN; /twilio/<assistant>, /asterisk/<assistant>),
 #        9090 admin (NOVAVOICE_ADMIN_LISTEN; /healthz, /readyz, /metrics) - keep it private.
-# A non-loopback listener needs carrier authentication (TWILIO_AUTH_TOKEN, ASTERISK_BASIC_AUTH
-# or ASTERISK_BEARER_TOKEN) or the --insecure flag; see .env.example for every variable.
+# A non-loopback listener needs every carrier in CARRIERS authenticated (Twilio:
+# TWILIO_AUTH_TOKEN + TWILIO_PUBLIC_URL; Asterisk: ASTERISK_BASIC_AUTH or ASTERISK_BEARER_TOKEN)
+# or the --insecure flag; see .env.example for every variable.
 # Asterisk's Basic/bearer credentials there also need TLS: NOVAVOICE_TLS_CERT/KEY (mounted PEM
 # files; SIGHUP reloads them) or NOVAVOICE_TLS_TERMINATED_UPSTREAM=1 behind a TLS proxy.
 #
