@@ -39,6 +39,8 @@ from sessions.metrics import CallMetrics
 logger = logging.getLogger("novavoice.call")
 
 _DOMAIN_ERRORS = (CarrierError, PromptError, SonicError)
+KEYPAD_KEYS = 64
+"""Keys that may wait between the carrier link and the conversation."""
 
 
 class CallChannel:
@@ -62,8 +64,16 @@ class CallChannel:
         self._assistant: OutboundQueue[AssistantCommand] = OutboundQueue(
             self._settings.outbound_seconds
         )
+        # Keypad keys, carrier link → conversation (bounded: a key is a byte; 64 is a long
+        # entry typed while the conversation was busy).
+        self._keypad_send, self._keypad_receive = trio.open_memory_channel[str](KEYPAD_KEYS)
         self.link = CarrierLink(
-            ws, dialect, cm, caller_audio=self._caller_send, assistant=self._assistant
+            ws,
+            dialect,
+            cm,
+            caller_audio=self._caller_send,
+            assistant=self._assistant,
+            keypad=self._keypad_send,
         )
         self.conversation: Conversation | None = None
 
@@ -198,6 +208,7 @@ class CallChannel:
                 caller_audio=self._caller_receive,
                 assistant_output=self._assistant,
                 call_started_at=self._t0,
+                keypad=self._keypad_receive,
             )
         except (CarrierError, PromptError) as exc:
             self.end_for(exc)
