@@ -46,6 +46,10 @@ Front matter keys (all optional; a missing key means "the daemon's default"):
 ``tools``       a list of tools (:mod:`actors.assistant_tools`), reserved for a later feature
 ============== ==================================================================
 
+``fallback_audio`` names the clip a caller hears when the assistant cannot go on (Nova Sonic
+lost for good): a clip name (:mod:`actors.fallback_audio`), never a path or a file name with
+its extension; a daemon without that clip plays its default one and logs it.
+
 Lint **warnings** (publishing is still allowed) flag what hurts a *voice* model: markdown
 tables and fenced code blocks (read aloud symbol by symbol), a prompt longer than
 :data:`PROMPT_LONG_CHARS` characters (sent again on every stream rotation, and slows the
@@ -150,6 +154,8 @@ class AssistantDefinition:
     language: str | None = None
     greeting: str | None = attrs.field(default=None, repr=False)
     tools: tuple[ToolSpec, ...] = ()
+    fallback_audio: str | None = None
+    """The fallback clip's name (:mod:`actors.fallback_audio`); ``None``: the daemon's default."""
 
     def front_matter(self) -> dict[str, object]:
         """The settings that are set, as JSON-ready values, in :data:`FRONT_MATTER_KEYS` order."""
@@ -162,6 +168,11 @@ class AssistantDefinition:
             elif value is not None:
                 out[key] = value
         return out
+
+    def transfer_target(self) -> str | None:
+        """Where a call of this assistant is transferred when it cannot go on: the target
+        of its first ``transfer`` tool (``None``: no transfer tool)."""
+        return next((t.target for t in self.tools if t.kind == "transfer"), None)
 
     def system_prompt(self) -> str:
         """What the daemon sends as the SYSTEM text: the prompt, plus the language line."""
@@ -269,6 +280,7 @@ def validate_definition(
         language=settings.get("language"),
         greeting=settings.get("greeting"),
         tools=tuple(settings.get("tools", ())),
+        fallback_audio=settings.get("fallback_audio"),
     )
     return definition, out.report()
 

@@ -88,6 +88,7 @@ EndReason = Literal[
     "shutdown",
     "internal_error",
     "cancelled",
+    "transferred",
     "max_duration",
     "idle_timeout",
 ]

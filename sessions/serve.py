@@ -31,11 +31,13 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import attrs
 import trio
 
 from actors.errors import ConfigError
+from actors.fallback_audio import load_fallback_clips
 from actors.prompt_cache import PromptCache, open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
 from actors.s3_prompt_store import S3PromptStore, make_s3_client
@@ -123,6 +125,15 @@ async def open_daemon(
     prompts, sonic_settings = settings.prompts, settings.sonic
     budget = prompts.budget  # every prompt-path deadline derives from this one budget
     check_listen_security(host, settings, insecure=insecure)
+    # Read once, before any call: a bad clip stops start-up with one line naming the file.
+    fallback_dir = settings.calls.fallback_audio_dir
+    fallback_clips = await trio.to_thread.run_sync(
+        functools.partial(
+            load_fallback_clips,
+            Path(fallback_dir) if fallback_dir else None,
+            default=settings.calls.fallback_audio,
+        )
+    )
     metrics = Metrics()
     health = Health()
     # Built once, in the trio thread: creating boto3 clients concurrently is not safe.
@@ -174,6 +185,7 @@ async def open_daemon(
             metrics=metrics,
             call_log=call_log,
             settings=settings.calls,
+            fallback_clips=fallback_clips,
         )
         bound_admin = await nursery.start(
             functools.partial(
