@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.resources
 import json
 from pathlib import Path
@@ -22,10 +23,13 @@ from actors.close_codes import CloseCode
 from devkit.emulator import open_emulator
 from devkit.local_s3 import LocalS3
 from devkit.simcall import CallScript, TwilioCaller, run_simulated_call
+from devkit.simcall.asterisk_caller import SUBPROTOCOL, AsteriskCaller
 from sessions.serve import open_daemon
 from tests.e2e.conftest import daemon_overrides, daemon_settings, emulator_config
 
-APOLOGY = importlib.resources.files("actors").joinpath("fallback_clips/apology.ulaw").read_bytes()
+CLIPS = importlib.resources.files("actors").joinpath("fallback_clips")
+APOLOGY = CLIPS.joinpath("apology.ulaw").read_bytes()
+APOLOGY_16K = CLIPS.joinpath("apology.sln16").read_bytes()
 
 
 async def twilio_call_recording_audio(url: str) -> tuple[bytes, int | None, list[str]]:
@@ -41,10 +45,11 @@ async def twilio_call_recording_audio(url: str) -> tuple[bytes, int | None, list
         await ws.send_message(caller.start())
 
         async def speak() -> None:
-            for i in range(10_000):
-                frame = tone if (i // 50) % 3 == 0 else b"\xff" * 160
-                await ws.send_message(caller.media(frame))
-                await trio.sleep(0.02)
+            with contextlib.suppress(ConnectionClosed):  # the reader records the close
+                for i in range(10_000):
+                    frame = tone if (i // 50) % 3 == 0 else b"\xff" * 160
+                    await ws.send_message(caller.media(frame))
+                    await trio.sleep(0.02)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(speak)
@@ -81,6 +86,55 @@ async def test_an_unrecoverable_bedrock_failure_plays_the_apology_then_ends(
     # After the carrier was told to drop what it held: the clip, whole, in 20 ms frames.
     assert audio == APOLOGY + b"\xff" * (-len(APOLOGY) % 160)
     assert events[-1] == "mark"  # and the call waited for that mark before ending
+
+
+async def asterisk_slin16_call_recording_audio(url: str) -> tuple[bytes, int | None]:
+    """An Asterisk (newest release, ``slin16``) caller that speaks, records the binary
+    audio received after the last ``FLUSH_MEDIA`` and answers each ``MARK_MEDIA`` at once.
+    Returns that audio and the close code."""
+    caller = AsteriskCaller(connection_id="c" * 16, channel_id="1234.5", format_name="slin16")
+    audio: list[bytes] = []
+    tone = (b"\x00\x20" + b"\x00\xe0") * 160  # 20 ms at 16 kHz, loud
+    async with open_websocket_url(url, subprotocols=[SUBPROTOCOL]) as ws:
+        await ws.send_message(caller.media_start())
+
+        async def speak() -> None:
+            with contextlib.suppress(ConnectionClosed):  # the reader records the close
+                for i in range(10_000):
+                    frame = tone if (i // 50) % 3 == 0 else bytes(640)
+                    await ws.send_message(caller.media(frame))
+                    await trio.sleep(0.02)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(speak)
+            try:
+                while True:
+                    message = await ws.get_message()
+                    if isinstance(message, bytes):
+                        audio.append(message)
+                        continue
+                    command = json.loads(message)
+                    if command.get("command") == "FLUSH_MEDIA":
+                        audio.clear()
+                    elif command.get("command") == "MARK_MEDIA":
+                        await ws.send_message(caller.mark_processed(command["correlation_id"]))
+            except ConnectionClosed as exc:
+                code = exc.reason.code if exc.reason is not None else None
+            nursery.cancel_scope.cancel()
+    return b"".join(audio), code
+
+
+async def test_asterisk_slin16_hears_the_16_khz_apology(local_s3: LocalS3) -> None:
+    with trio.fail_after(30):
+        async with (
+            open_emulator(emulator_config(error_after=1.5)) as emulator,
+            open_daemon(daemon_settings(), daemon_overrides(emulator, local_s3)) as daemon,
+        ):
+            audio, code = await asterisk_slin16_call_recording_audio(
+                f"{daemon.url}/asterisk/esther"
+            )
+    assert code == CloseCode.SONIC_FAILED
+    assert audio == APOLOGY_16K + bytes(-len(APOLOGY_16K) % 640)
 
 
 @pytest.mark.parametrize("dialect", ["twilio", "asterisk"])
