@@ -268,6 +268,7 @@ class CallChannel:
                 await queue_clip(self._assistant, clip, turn=turn)
                 heard = await self.link.wait_played(turn)
             self.summary.fallback = "heard" if heard is not None and heard.complete else "cut"
+        self._deps.metrics.fallbacks.labels(self.summary.fallback).inc()
         target = definition.transfer_target() if definition is not None else None
         if target is None:
             return False

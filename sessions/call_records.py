@@ -18,7 +18,7 @@ from actors.prompt_fetch import PromptFetcher
 from actors.sonic.session import SonicOpener
 from sessions.config import CallSettings
 from sessions.logs import CallLog
-from sessions.metrics import EndReason, Metrics
+from sessions.metrics import EndReason, FallbackOutcome, Metrics
 
 
 @attrs.frozen
@@ -142,6 +142,6 @@ class CallSummary:
     sonic_streams: int = 0
     """Sonic streams opened (more than one when the call was rotated)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)
-    fallback: str | None = None
+    fallback: FallbackOutcome | None = None
     """The fallback clip's outcome when the assistant could not go on: ``heard`` (to its
     end), ``cut`` (the caller hung up or it timed out), ``no_clip``; ``None``: not needed."""

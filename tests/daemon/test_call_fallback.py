@@ -133,9 +133,11 @@ async def test_the_call_ends_as_soon_as_the_carrier_confirms_the_clip_was_heard(
         await play_and_echo_marks(peer)  # until the daemon closes the socket
         ended_at.append(trio.current_time() - failed_at)
 
-    summary, peer, _, _ = await run_scenario(script, peer_reads=False, call_log_path=log_path)
+    summary, peer, _, metrics = await run_scenario(script, peer_reads=False, call_log_path=log_path)
     assert summary.end is not None and summary.end.code == CloseCode.SONIC_FAILED
     assert summary.fallback == "heard"
+    fallbacks = metrics.registry.get_sample_value("novavoice_fallbacks_total", {"outcome": "heard"})
+    assert fallbacks == 1
     assert audio_after_clear(peer) == padded(APOLOGY)
     # Heard to the end (the mark came back after the clip played), not the timeout.
     assert APOLOGY_SECONDS <= ended_at[0] < APOLOGY_SECONDS + 0.5
