@@ -50,6 +50,10 @@ punctuation mark. No dots or slashes, so a name can never reach outside the dire
 SHIPPED_CLIP: Final = "apology"
 """The clip the daemon ships, and the default."""
 
+SHIPPED_CLIP_TEXT: Final = "Sorry, we are having technical trouble. Please hold."
+"""What the shipped clip says (the call log shows it; ``devkit.make_fallback_clip`` speaks
+it)."""
+
 MAX_CLIP_SECONDS: Final = 30.0
 """Longest clip accepted: an apology, not music on hold."""
 
@@ -73,6 +77,11 @@ class FallbackClip:
     name: str
     sample_rate: int
     pcm: bytes = attrs.field(repr=False)
+
+    @property
+    def text(self) -> str | None:
+        """What the clip says, when known (only for the shipped one)."""
+        return SHIPPED_CLIP_TEXT if self.name == SHIPPED_CLIP else None
 
     @property
     def seconds(self) -> float:

@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from actors.audio_codec import pcm16_to_ulaw
+from actors.fallback_audio import SHIPPED_CLIP_TEXT
 
-APOLOGY_TEXT = "Sorry, we are having technical trouble. Please hold."
+APOLOGY_TEXT = SHIPPED_CLIP_TEXT
 """What the shipped clip says."""
 
 CLIPS_DIR = Path(__file__).resolve().parent.parent / "actors" / "fallback_clips"

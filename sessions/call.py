@@ -263,6 +263,7 @@ class CallChannel:
                 "fallback clip playing", extra=fields | {"clip": clip.name, "seconds": clip.seconds}
             )
             turn = conversation.turn + 1
+            self.heard.clip(turn, clip.name, clip.text, clip.seconds)
             heard = None
             with trio.move_on_after(clip.seconds + self._settings.fallback_play_margin):
                 await queue_clip(self._assistant, clip, turn=turn)

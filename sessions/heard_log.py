@@ -35,7 +35,7 @@ import attrs
 from sessions.logs import CallLog
 from sessions.playback_turns import TurnPlayed
 
-TextStage = Literal["final", "speculative"]
+TextStage = Literal["final", "speculative", "clip"]
 
 
 @attrs.define(eq=False)
@@ -45,6 +45,7 @@ class _TurnText:
     generated_s: float = 0.0
     interrupted: bool = False
     played: TurnPlayed | None = None
+    clip: str | None = None
 
 
 class HeardLog:
@@ -100,6 +101,15 @@ class HeardLog:
             self._entry(turn).interrupted = True
             self._write_if_played(turn, final_or_not=False)
 
+    def clip(self, turn: int, name: str, text: str | None, seconds: float) -> None:
+        """The fallback clip ``name`` (saying ``text``, when known) plays as ``turn``."""
+        if not self.enabled:
+            return
+        entry = self._entry(turn)
+        entry.clip, entry.generated_s = name, seconds
+        if text:
+            entry.final.append(text)
+
     # --- what the carrier link says -------------------------------------------------------
 
     def played(self, result: TurnPlayed) -> None:
@@ -137,7 +147,8 @@ class HeardLog:
             return
         # A complete turn waits for its FINAL text, which Nova Sonic sends after the audio;
         # a cut one does not (there may be none), nor does one a later turn has followed.
-        if entry.final or entry.interrupted or not played.complete or final_or_not:
+        done = entry.final or entry.interrupted or entry.clip is not None
+        if done or not played.complete or final_or_not:
             self._write(turn)
 
     def _write(self, turn: int) -> None:
@@ -149,6 +160,8 @@ class HeardLog:
         stage: TextStage = "final" if entry.final else "speculative"
         text = " ".join(entry.final or entry.preview)
         fields: dict[str, object] = {"turn": turn, "text_stage": stage}
+        if entry.clip is not None:
+            fields.update(text_stage="clip", clip=entry.clip)
         if played is None:
             fields.update(heard="unknown")
         else:

@@ -141,6 +141,14 @@ async def test_the_call_ends_as_soon_as_the_carrier_confirms_the_clip_was_heard(
     assert audio_after_clear(peer) == padded(APOLOGY)
     # Heard to the end (the mark came back after the clip played), not the timeout.
     assert APOLOGY_SECONDS <= ended_at[0] < APOLOGY_SECONDS + 0.5
+    # The call log says so too (the writer drained when the log closed).
+    [line] = [json.loads(text) for text in log_path.read_text().splitlines()]
+    assert (line["role"], line["clip"], line["text_stage"], line["heard"]) == (
+        "assistant", "apology", "clip", "all",
+    )  # fmt: skip
+    assert line["text"] == "Sorry, we are having technical trouble. Please hold."
+    assert line["heard_ms"] == line["total_ms"]  # the clip, padded to whole 20 ms frames
+    assert APOLOGY_SECONDS * 1000 <= line["total_ms"] <= APOLOGY_SECONDS * 1000 + 20
 
 
 async def test_a_call_with_a_transfer_target_is_transferred_after_the_clip(
