@@ -72,6 +72,8 @@ class PlaybackTurns:
     _settled_through: int = 0
     """Every turn up to this number is settled; later audio for them is ignored."""
     _playing_until: float = 0.0
+    _unmarked: int = 0
+    """Turns sent without a mark and not settled yet (so :meth:`due` is free otherwise)."""
 
     def audio(self, turn: int, now: float, seconds: float) -> None:
         """``seconds`` of ``turn``'s audio went to the carrier at ``now``."""
@@ -97,6 +99,8 @@ class PlaybackTurns:
         current.mark = mark
         if mark is not None:
             self._marks[mark] = turn
+        else:
+            self._unmarked += 1
 
     def mark_played(self, name: str) -> list[TurnPlayed]:
         """The carrier played up to mark ``name``: its turn and every earlier one were heard
@@ -109,6 +113,8 @@ class PlaybackTurns:
             t = self._turns.pop(number)
             if t.mark is not None:
                 self._marks.pop(t.mark, None)
+            elif t.ended:
+                self._unmarked -= 1
             settled.append(TurnPlayed(number, t.sent_s, t.sent_s, True, "mark"))
         self._settled_through = max(self._settled_through, turn)
         return settled
@@ -129,6 +135,8 @@ class PlaybackTurns:
 
     def due(self, now: float) -> list[TurnPlayed]:
         """Turns without a mark whose estimated playback has ended by ``now``."""
+        if not self._unmarked:
+            return []  # the writer asks after every command: no work with marks
         done = self._take(
             lambda t: t.ended and t.mark is None and now >= t.start + t.sent_s - _EPSILON
         )
@@ -154,6 +162,8 @@ class PlaybackTurns:
         chosen = [t for t in self._turns.values() if keep(t)]
         for t in chosen:
             del self._turns[t.turn]
+            if t.ended and t.mark is None:
+                self._unmarked -= 1
         return sorted(chosen, key=lambda t: t.turn)
 
     @staticmethod

@@ -93,3 +93,17 @@ def test_the_end_of_the_call_settles_what_is_still_playing() -> None:
 )
 def test_heard_prefix_cuts_back_to_a_word(fraction: float, expected: str) -> None:
     assert heard_prefix("Your appointment is at noon.", fraction) == expected
+
+
+def test_the_estimate_pass_costs_nothing_once_unmarked_turns_are_settled() -> None:
+    turns = PlaybackTurns()
+    send(turns, 1, 0.0, 1.0)
+    turns.ended(1, None)
+    send(turns, 2, 0.0, 1.0)
+    turns.ended(2, None)
+    assert [p.turn for p in turns.due(1.0)] == [1]
+    assert [p.turn for p in turns.cleared(1.5, through=2)] == [2]
+    assert turns._unmarked == 0  # so due() returns at once from now on
+    send(turns, 3, 2.0, 1.0)
+    turns.ended(3, "a0")
+    assert turns.due(10.0) == []  # a marked turn waits for its mark, not the estimate
