@@ -297,9 +297,11 @@ class CarrierLink:
             else:
                 assert isinstance(command, ClearPlayback)  # the only other command
                 chunker.clear()
+                # Settled before the clear goes out: Twilio echoes the marks it discards at
+                # once, and the reader must already know to ignore them.
+                self._settled(self.turns.cleared(trio.current_time(), command.through))
                 await self._send(send(ClearAudio()))
                 playback.flushed(trio.current_time())
-                self._settled(self.turns.cleared(trio.current_time(), command.through))
             # Without marks, turns are settled by the estimate as the writer goes by.
             self._settled(self.turns.due(trio.current_time()))
 
