@@ -53,6 +53,10 @@ Front matter keys (all optional; a missing key means "the daemon's default"):
                 (500 to 10000, default 2000) and ``max_digits`` (1 to 64, default 16)
 ============== ==================================================================
 
+``fallback_audio`` names the clip a caller hears when the assistant cannot go on (Nova Sonic
+lost for good): a clip name (:mod:`actors.fallback_audio`), never a path or a file name with
+its extension; a daemon without that clip plays its default one and logs it.
+
 Lint **warnings** (publishing is still allowed) flag what hurts a *voice* model: markdown
 tables and fenced code blocks (read aloud symbol by symbol), a prompt longer than
 :data:`PROMPT_LONG_CHARS` characters (sent again on every stream rotation, and slows the
@@ -160,6 +164,8 @@ class AssistantDefinition:
     tools: tuple[ToolSpec, ...] = ()
     dtmf: DtmfPolicy | None = None
     """How keypad digits are collected (``None``: :data:`actors.keypad.DEFAULT_POLICY`)."""
+    fallback_audio: str | None = None
+    """The fallback clip's name (:mod:`actors.fallback_audio`); ``None``: the daemon's default."""
 
     def front_matter(self) -> dict[str, object]:
         """The settings that are set, as JSON-ready values, in :data:`FRONT_MATTER_KEYS` order."""
@@ -175,6 +181,11 @@ class AssistantDefinition:
             elif value is not None:
                 out[key] = value
         return out
+
+    def transfer_target(self) -> str | None:
+        """Where a call of this assistant is transferred when it cannot go on: the target
+        of its first ``transfer`` tool (``None``: no transfer tool)."""
+        return next((t.target for t in self.tools if t.kind == "transfer"), None)
 
     def system_prompt(self) -> str:
         """What the daemon sends as the SYSTEM text: the prompt, plus the language line."""
@@ -283,6 +294,7 @@ def validate_definition(
         greeting=settings.get("greeting"),
         tools=tuple(settings.get("tools", ())),
         dtmf=settings.get("dtmf"),
+        fallback_audio=settings.get("fallback_audio"),
     )
     return definition, out.report()
 

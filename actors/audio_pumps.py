@@ -53,16 +53,25 @@ class AssistantAudio:
     pcm: bytes
     arrived: float
     """``time.perf_counter()`` when the Sonic event carrying it was read."""
+    turn: int = 0
+    """The assistant turn (answer) it belongs to, numbered by the conversation from 1, so
+    the carrier link can tell what the caller heard of each (``0``: not tracked)."""
 
 
 @attrs.frozen
 class AnswerEnded:
     """The assistant finished an answer: send what is left of it, then a playback mark."""
 
+    turn: int = 0
+    """The turn that ended (see :attr:`AssistantAudio.turn`)."""
+
 
 @attrs.frozen
 class ClearPlayback:
     """Barge-in: the carrier must drop the audio it has queued for playback, now."""
+
+    through: int = 0
+    """The last turn the conversation had started: every turn up to it is over."""
 
 
 AssistantCommand = AssistantAudio | AnswerEnded | ClearPlayback

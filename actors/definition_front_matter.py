@@ -27,6 +27,7 @@ from actors.definition_issues import (
     yaml_position,
 )
 from actors.keypad import check_dtmf
+from actors.fallback_audio import is_clip_name
 from actors.sonic.events import ENDPOINTING_SENSITIVITIES, VOICES
 
 __all__ = [
@@ -50,6 +51,7 @@ FRONT_MATTER_KEYS: Final = (
     "greeting",
     "tools",
     "dtmf",
+    "fallback_audio",
 )
 """Every key the front matter may hold, in the order
 :func:`~actors.assistant_definition.render_definition` writes them."""
@@ -247,6 +249,20 @@ def _check_setting(key: str, value: Any, at: tuple[int, int], out: IssueCollecto
             out.error(
                 "out_of_range",
                 f"greeting is {len(value)} characters, more than {GREETING_MAX_CHARS}",
+                *at,
+            )
+        else:
+            return value
+    elif key == "fallback_audio":
+        if not isinstance(value, str):
+            out.error(
+                "invalid_type", f"fallback_audio must be a string, not {type_name(value)}", *at
+            )
+        elif not is_clip_name(value):
+            out.error(
+                "invalid_value",
+                f"fallback_audio {shorten(value)!r} is not a clip name (1-64 of a-z, 0-9, '_' "
+                "and '-'; no extension or path)",
                 *at,
             )
         else:

@@ -9,7 +9,9 @@
 
 then places simulated Twilio calls (the load harness's carrier, which speaks Twilio Media
 Streams as Twilio does): a cold burst of calls for one assistant, a conversation, a caller
-who barges in, a hostile assistant name and a missing assistant. It prints per call the
+who barges in, a hostile assistant name, a missing assistant, and a call whose Nova Sonic
+stream fails for good (the emulator's ``error-after`` fault, named in that assistant's
+prompt): the caller hears the shipped apology clip before the call ends. It prints per call the
 assistant, prompt version, time to first audio, turns, barge-ins and how it ended, then the
 S3 GET count and the prompt cache statistics. Finally the prompt admin publishes a new
 version of ``support-agent`` and rolls it back, refreshing the daemon each time, with a
@@ -47,6 +49,9 @@ Print = Callable[[str], None]
 # Local-only credentials: the emulator verifies every signature against them.
 DEMO_KEY = "AKIDNOVAVOICEDEMO"
 DEMO_SECRET = "novavoice-demo-secret-key"
+FRAGILE = "fragile"
+"""The demo's assistant whose Nova Sonic stream fails for good."""
+FRAGILE_AFTER = 2.5
 
 
 class CallEndCollector(logging.Handler):
@@ -109,6 +114,13 @@ def _run(args: argparse.Namespace) -> int:
             static_credentials=("demo", "demo"),
         )
         seed_example_prompts(client, settings)
+        # An assistant whose Sonic stream fails for good 2.5 s in: the emulator reads the
+        # fault from the system prompt, so only this call is hit.
+        client.put_object(
+            Bucket=settings.prompts.bucket,
+            Key=f"{settings.prompts.prefix}{FRAGILE}.md",
+            Body=f"You are a receptionist.\n[emulator:error-after={FRAGILE_AFTER}]\n".encode(),
+        )
         s3.requests.reset()
         return trio.run(run_demo, s3, settings, args.burst, print, client)
 
@@ -204,6 +216,7 @@ async def _place_calls(
         ("caller barges in on esther", "esther", None, barge),
         ("hostile assistant name", None, "/twilio/..%2F..%2Fetc%2Fpasswd", one_turn),
         ("assistant with no prompt", "nobody", None, one_turn),
+        ("Nova Sonic fails for good mid-call", FRAGILE, None, conversation),
     ]
     calls: list[DemoCall] = []
     for i, (title, assistant, path, script) in enumerate(plan):
@@ -244,6 +257,8 @@ def _show_calls(out: Print, calls: list[DemoCall]) -> None:
         version = str(d.get("prompt_version") or "-")[:36]
         assistant = str(d.get("assistant") or r.assistant or "-")[:14]
         ended = f"{d.get('reason', '-')} ({r.close_label})"
+        if d.get("fallback"):
+            ended += f", fallback clip {d['fallback']}"
         out(
             f"  {call.title[:34]:<34} {assistant:<14} {version:<36} {_s(r.first_audio_s):>9}"
             f" {r.turns:>5} {r.barge_ins:>9}  {ended}"
@@ -279,6 +294,13 @@ def _verdict(
         )
         or by_title["assistant with no prompt"].report.close_code == CloseCode.PROMPT_NOT_FOUND,
         "every event signature verified": signature_failures == 0,
+        # No dead air: the apology clip was played to its end (the carrier's mark came
+        # back), then the call ended with the failure's own code.
+        "the Sonic failure played the apology to the end, then ended the call (4200)": (
+            by_title["Nova Sonic fails for good mid-call"].daemon.get("fallback") == "heard"
+            and by_title["Nova Sonic fails for good mid-call"].report.close_code
+            == CloseCode.SONIC_FAILED
+        ),
         **publishing,
     }
     out("\n== checks")

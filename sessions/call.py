@@ -33,6 +33,8 @@ from sessions.call_records import CallDeps, CallEnd, CallSummary, end_for_error
 from sessions.carrier_link import CarrierLink
 from sessions.conversation import Conversation
 from sessions.dialects.base import Dialect
+from sessions.fallback import TRANSFER_TIMEOUT, CallControl, needs_fallback, queue_clip
+from sessions.heard_log import HeardLog
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
 
@@ -67,6 +69,8 @@ class CallChannel:
         # Keypad keys, carrier link → conversation (bounded: a key is a byte; 64 is a long
         # entry typed while the conversation was busy).
         self._keypad_send, self._keypad_receive = trio.open_memory_channel[str](KEYPAD_KEYS)
+        self.heard = HeardLog(deps.call_log)
+        """What the caller heard of each assistant turn (the call log's lines)."""
         self.link = CarrierLink(
             ws,
             dialect,
@@ -74,8 +78,12 @@ class CallChannel:
             caller_audio=self._caller_send,
             assistant=self._assistant,
             keypad=self._keypad_send,
+            heard=self.heard,
         )
         self.conversation: Conversation | None = None
+        self.control: CallControl | None = None
+        """The carrier's call control, when a transfer executor is wired in: the fallback
+        transfers through it (``None``: calls that cannot go on are ended instead)."""
 
     # --- ending ---------------------------------------------------------------------------
 
@@ -132,6 +140,9 @@ class CallChannel:
                 self.end(CallEnd("shutdown", CloseCode.GOING_AWAY, "server shutting down"))
             end = self.summary.end
             assert end is not None
+            # Turns still playing are settled as they stand, and their call-log lines written.
+            self.link.finish_turns()
+            self.heard.flush()
             self._summarise()
             with (
                 trio.move_on_after(self._settings.close_timeout, shield=True),
@@ -209,6 +220,7 @@ class CallChannel:
                 assistant_output=self._assistant,
                 call_started_at=self._t0,
                 keypad=self._keypad_receive,
+                heard=self.heard,
             )
         except (CarrierError, PromptError) as exc:
             self.end_for(exc)
@@ -221,12 +233,65 @@ class CallChannel:
         try:
             await conversation.run(task_status=task_status)
         except _DOMAIN_ERRORS as exc:
+            pending_start = not conversation.ready
+            if needs_fallback(exc):
+                if pending_start:
+                    task_status.started()  # the call goes on while the clip plays
+                    pending_start = False
+                if await self._fall_back(conversation, exc):
+                    return
             self.end_for(exc)
-            if not conversation.ready:
+            if pending_start:
                 # It failed before Sonic was ready. The call is ending (its scope is
                 # cancelled); report "started" so nursery.start() returns instead of
                 # raising RuntimeError.
                 task_status.started()
+
+    async def _fall_back(self, conversation: Conversation, exc: Exception) -> bool:
+        """The assistant cannot go on: play the fallback clip to the caller, then transfer
+        the call if its assistant has a transfer target and call control is wired in.
+        ``True`` if the call was transferred (and ended); otherwise the caller ends it."""
+        start = self.link.start
+        assert start is not None  # the conversation only exists after the carrier's start
+        definition = conversation.definition
+        wanted = definition.fallback_audio if definition is not None else None
+        wanted = wanted or self._settings.fallback_audio
+        clip, substituted = self._deps.fallback_clips.for_call(
+            wanted, start.media_format.sample_rate
+        )
+        fields: dict[str, object] = {"event": "fallback", "error": type(exc).__name__}
+        if clip is None:
+            self.summary.fallback = "no_clip"
+            logger.warning("no fallback clip for this call's sample rate", extra=fields)
+        else:
+            if substituted:
+                fields["wanted_clip"] = wanted
+            logger.info(
+                "fallback clip playing", extra=fields | {"clip": clip.name, "seconds": clip.seconds}
+            )
+            turn = conversation.turn + 1
+            self.heard.clip(turn, clip.name, clip.text, clip.seconds)
+            heard = None
+            with trio.move_on_after(clip.seconds + self._settings.fallback_play_margin):
+                await queue_clip(self._assistant, clip, turn=turn)
+                heard = await self.link.wait_played(turn)
+            self.summary.fallback = "heard" if heard is not None and heard.complete else "cut"
+        self._deps.metrics.fallbacks.labels(self.summary.fallback).inc()
+        target = definition.transfer_target() if definition is not None else None
+        if target is None:
+            return False
+        if self.control is None:
+            logger.warning("fallback cannot transfer: no call control", extra=fields)
+            return False
+        transferred = False
+        with trio.move_on_after(TRANSFER_TIMEOUT):
+            transferred = await self.control.transfer(target)
+        if not transferred:
+            return False
+        if isinstance(exc, SonicError):
+            self._deps.metrics.sonic_error(exc)
+        self.end(CallEnd("transferred", CloseCode.NORMAL, "call transferred"))
+        return True
 
     def _summarise(self) -> None:
         s, link = self.summary, self.link.statistics

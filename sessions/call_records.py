@@ -14,12 +14,13 @@ from actors.audio_pumps import AudioInStatistics
 from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
 from actors.keypad import DEFAULT_POLICY, DtmfPolicy
+from actors.fallback_audio import FallbackClips, shipped_fallback_clips
 from actors.prompt_fetch import PromptFetcher
 from actors.sonic.events import ToolSpec as SonicToolSpec
 from actors.sonic.session import SonicOpener
 from sessions.config import CallSettings
 from sessions.logs import CallLog
-from sessions.metrics import EndReason, Metrics
+from sessions.metrics import EndReason, FallbackOutcome, Metrics
 
 
 @attrs.frozen
@@ -126,6 +127,8 @@ class CallDeps:
     metrics: Metrics
     call_log: CallLog
     settings: CallSettings
+    fallback_clips: FallbackClips = attrs.field(factory=shipped_fallback_clips)
+    """The clips a call can play when its assistant cannot go on (read at start-up)."""
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -153,3 +156,6 @@ class CallSummary:
     sonic_streams: int = 0
     """Sonic streams opened (more than one when the call was rotated)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)
+    fallback: FallbackOutcome | None = None
+    """The fallback clip's outcome when the assistant could not go on: ``heard`` (to its
+    end), ``cut`` (the caller hung up or it timed out), ``no_clip``; ``None``: not needed."""

@@ -19,6 +19,7 @@ channel, and assistant commands from a queue into carrier messages
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Literal
 
@@ -32,6 +33,7 @@ from actors.audio_pumps import (
     AnswerEnded,
     AssistantAudio,
     AssistantCommand,
+    ClearPlayback,
     OutboundQueue,
     PcmFrame,
 )
@@ -50,9 +52,11 @@ from sessions.dialects.base import (
     SendAudio,
     SendMark,
 )
+from sessions.heard_log import HeardLog
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
 from sessions.playback_estimate import PlaybackEstimate
+from sessions.playback_turns import PlaybackTurns, TurnPlayed
 
 logger = logging.getLogger("novavoice.call")
 
@@ -102,6 +106,7 @@ class CarrierLink:
         caller_audio: trio.MemorySendChannel[PcmFrame],
         assistant: OutboundQueue[AssistantCommand],
         keypad: trio.MemorySendChannel[str] | None = None,
+        heard: HeardLog | None = None,
     ) -> None:
         self._ws = ws
         self._keypad = keypad
@@ -123,6 +128,10 @@ class CarrierLink:
         self.last_activity = trio.current_time()
         """trio time of the last caller speech or assistant audio (the idle timeout)."""
         self._next_speech_check = self.last_activity
+        self.turns = PlaybackTurns()
+        """Which assistant turns the caller heard (marks, clears, the playback estimate)."""
+        self._heard = heard
+        self._turns_changed = trio.Event()
 
     async def wait_started(self) -> CallStarted:
         """Wait for the carrier's start message."""
@@ -181,6 +190,7 @@ class CarrierLink:
                 self._on_started(ev)
             elif isinstance(ev, MarkPlayed):
                 self.statistics.marks_played += 1
+                self._settled(self.turns.mark_played(ev.name))
             elif isinstance(ev, CallStopped):
                 return "disconnected" if ev.reason == "closed" else "hangup"
             elif isinstance(ev, FlowPaused):
@@ -277,7 +287,9 @@ class CarrierLink:
                     if queue.statistics.clears != clears:
                         break  # a barge-in came while this answer was being sent: stop now
                     await self._send(send(SendAudio(payload=frame)))
-                    playback.sent(trio.current_time(), len(frame) / per_second)
+                    now = trio.current_time()
+                    playback.sent(now, len(frame) / per_second)
+                    self.turns.audio(command.turn, now, len(frame) / per_second)
                     self._cm.frames_out += 1
                     self._cm.added_latency_out(time.perf_counter() - command.arrived)
             elif isinstance(command, AnswerEnded):
@@ -287,15 +299,57 @@ class CarrierLink:
                 if tail:
                     await self._send(send(SendAudio(payload=tail)))
                     playback.sent(trio.current_time(), len(tail) / per_second)
+                    self.turns.audio(command.turn, trio.current_time(), len(tail) / per_second)
                 # Unique per call: a flushed mark never comes back, so ids must not repeat.
-                mark = send(SendMark(name=f"a{self.statistics.marks_sent}"))
+                name = f"a{self.statistics.marks_sent}"
+                mark = send(SendMark(name=name))
+                self.turns.ended(command.turn, name if mark else None)
+                self._wake_turn_waiters()
                 if mark:
                     self.statistics.marks_sent += 1
                     await self._send(mark)
-            else:  # ClearPlayback
+            else:
+                assert isinstance(command, ClearPlayback)  # the only other command
                 chunker.clear()
+                # Settled before the clear goes out: Twilio echoes the marks it discards at
+                # once, and the reader must already know to ignore them.
+                self._settled(self.turns.cleared(trio.current_time(), command.through))
                 await self._send(send(ClearAudio()))
                 playback.flushed(trio.current_time())
+            # Without marks, turns are settled by the estimate as the writer goes by.
+            self._settled(self.turns.due(trio.current_time()))
+
+    # --- what the caller heard ----------------------------------------------------------------
+
+    def _settled(self, results: list[TurnPlayed]) -> None:
+        if results:
+            self._wake_turn_waiters()
+        if self._heard is not None:
+            for result in results:
+                self._heard.played(result)
+
+    async def wait_played(self, turn: int) -> TurnPlayed:
+        """Wait until the caller has heard ``turn`` (or it was cut off): by its mark, or
+        without marks at its estimated end. Needs the ``heard`` log."""
+        heard = self._heard
+        assert heard is not None
+        while (result := heard.result(turn)) is None:
+            end = self.turns.estimated_end(turn)
+            if end is not None and trio.current_time() >= end:
+                self._settled(self.turns.due(trio.current_time()))
+                continue
+            changed = self._turns_changed
+            with trio.move_on_at(math.inf if end is None else end):
+                await changed.wait()
+        return result
+
+    def _wake_turn_waiters(self) -> None:
+        self._turns_changed.set()
+        self._turns_changed = trio.Event()
+
+    def finish_turns(self) -> None:
+        """The call is ending: settle every turn still playing as it stands now."""
+        self._settled(self.turns.finish(trio.current_time()))
 
     async def _send(self, messages: list[str | bytes]) -> None:
         if not self._flow_open.is_set():

@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 
 from actors.assistant_names import AssistantName
 from actors.errors import ConfigError
+from actors.fallback_audio import SHIPPED_CLIP
 from actors.prompt_budget import PromptLoadBudget
 from actors.prompt_store import DEFAULT_MAX_PROMPT_BYTES
 from actors.sonic import events
@@ -223,6 +224,14 @@ class CallSettings:
     """Seconds without caller speech (audio above a small energy threshold; silence from
     the carrier and the daemon's comfort silence do not count) and without assistant audio
     after which a call is closed politely (close code 4302)."""
+    fallback_audio: str = setting("FALLBACK_AUDIO", v.clip_name, SHIPPED_CLIP)
+    """The fallback clip of assistants whose definition names none (``fallback_audio:``)."""
+    fallback_audio_dir: str | None = setting("FALLBACK_AUDIO_DIR", v.path, None)
+    """Directory of the operator's fallback clips (``<name>.ulaw``, ``.sln``, ``.sln16``),
+    read at start-up; unset: only the shipped ``apology``."""
+    fallback_play_margin: float = setting("FALLBACK_PLAY_MARGIN_MS", v.positive_milliseconds, 3.0)
+    """Seconds, beyond the clip's own length, a failed call waits for the carrier to confirm
+    the fallback clip was played before it ends (or is transferred) anyway."""
 
 
 @attrs.frozen(kw_only=True)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from actors.assistant_names import AssistantName, validate_assistant_name
 from actors.errors import InvalidAssistantName
+from actors.fallback_audio import is_clip_name
 from actors.sonic.events import ENDPOINTING_SENSITIVITIES, VOICES
 from sessions.dialects.asterisk import MarksMode
 
@@ -198,6 +199,13 @@ def public_url(raw: str) -> str:
 
 def path(raw: str) -> str:
     """A file path (not checked here: opening it reports its own error)."""
+    return raw
+
+
+def clip_name(raw: str) -> str:
+    """A fallback clip's name (:data:`actors.fallback_audio.CLIP_NAME_RE`)."""
+    if not is_clip_name(raw):
+        raise ValueError("must be a clip name: 1-64 of a-z, 0-9, '_' and '-' (no extension)")
     return raw
 
 

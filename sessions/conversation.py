@@ -36,6 +36,7 @@ from contextlib import AbstractAsyncContextManager
 import attrs
 import trio
 
+from actors.assistant_definition import AssistantDefinition
 from actors.assistant_names import AssistantName
 from actors.audio_pumps import (
     AnswerEnded,
@@ -62,6 +63,7 @@ from actors.sonic.session import (
 )
 from actors.tool_calls import ToolResult, ToolRunnerLike, ToolUse
 from sessions.call_records import CallDeps, SonicCallSettings
+from sessions.heard_log import HeardLog
 from sessions.logs import Role, current_call
 from sessions.metrics import CallMetrics, Metrics
 
@@ -113,6 +115,7 @@ class Conversation:
         call_started_at: float,
         tool_runner: ToolRunnerLike | None = None,
         keypad: trio.MemoryReceiveChannel[str] | None = None,
+        heard: HeardLog | None = None,
     ) -> None:
         if sample_rate not in SONIC_RATES:  # the dialects refuse other rates already
             raise CarrierUnsupportedMedia(f"sample rate {sample_rate} not supported by Nova Sonic")
@@ -134,6 +137,12 @@ class Conversation:
         self._keypad = keypad
         self._session_ready = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self.definition: AssistantDefinition | None = None
+        """The assistant's definition, once its prompt is loaded (the fallback reads it)."""
+        self.turn = 0
+        """The last assistant turn (AUDIO content block) started, numbered from 1."""
+        self._heard = heard if heard is not None else HeardLog(deps.call_log)
+        self._previews: set[str] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load the prompt, open Sonic, and converse until cancelled or a failure.
@@ -200,6 +209,7 @@ class Conversation:
         self.statistics.prompt_version = version
         if ctx is not None:
             ctx.update(prompt_version=version)
+        self.definition = prompt.definition
         sonic = SonicCallSettings.resolve(self._deps.settings, prompt.definition)
         logger.info("call prompt loaded", extra=_prompt_fields(prompt) | sonic.log_fields())
         return sonic
@@ -227,10 +237,17 @@ class Conversation:
                 if self.statistics.first_audio_seconds is None:
                     self.statistics.first_audio_seconds = arrived - self._t0
                     self._cm.first_audio(self.statistics.first_audio_seconds)
-                await out.put(AssistantAudio(pcm=ev.pcm, arrived=arrived), self._seconds(ev.pcm))
+                seconds = self._seconds(ev.pcm)
+                if self._heard.enabled:
+                    self._heard.generated(self.turn, seconds)
+                await out.put(AssistantAudio(pcm=ev.pcm, arrived=arrived, turn=self.turn), seconds)
             elif isinstance(ev, output.TextOutput):
                 if ev.is_barge_in:
                     await self._barge_in(ev.content_id)
+                elif ev.content_id in self._previews:
+                    self._heard.preview(ev.content)
+            elif isinstance(ev, output.ContentStarted):
+                self._content_started(ev)
             elif isinstance(ev, output.ContentEnded):
                 if ev.kind is output.ContentKind.AUDIO:
                     # One assistant answer (finished or interrupted) is one turn. Bedrock
@@ -239,13 +256,32 @@ class Conversation:
                 if ev.stop_reason == "INTERRUPTED":
                     await self._barge_in(ev.content_id)
                 elif ev.kind is output.ContentKind.AUDIO:
-                    await out.put(AnswerEnded(), 0)
+                    await out.put(AnswerEnded(turn=self.turn), 0)
+                if ev.content_id is not None:
+                    self._previews.discard(ev.content_id)
             elif isinstance(ev, ToolUse):
                 await self._on_tool_use(ev)
             elif isinstance(ev, Transcript):
                 # To the opt-in call log, never to the service log.
                 who: Role = "caller" if ev.role == "USER" else "assistant"
-                await self._deps.call_log.transcript(who, ev.text)
+                if who == "assistant" and self._heard.enabled and self.turn > 0:
+                    # Written with what the caller heard of it, once the carrier says.
+                    self._heard.final_text(self.turn, ev.text)
+                else:
+                    await self._deps.call_log.transcript(who, ev.text)
+
+    def _content_started(self, ev: output.ContentStarted) -> None:
+        """Number the assistant's turns; note which text blocks preview the next one."""
+        if ev.kind is output.ContentKind.AUDIO:
+            self.turn += 1
+            self._heard.turn_started(self.turn)
+        elif (
+            self._heard.enabled
+            and ev.content_id is not None
+            and ev.role == "ASSISTANT"
+            and ev.generation_stage is output.GenerationStage.SPECULATIVE
+        ):
+            self._previews.add(ev.content_id)
 
     # --- tools ------------------------------------------------------------------------------
 
@@ -321,13 +357,14 @@ class Conversation:
                 return  # the text signal and the INTERRUPTED contentEnd name the same turn
             self._interrupted.add(content_id)
         dropped = self._out.clear()
+        self._heard.interrupted(self.turn)
         self.statistics.barge_ins += 1
         self._cm.barge_in()
         logger.info(
             "barge-in", extra={"event": "barge_in", "audio_dropped_ms": round(dropped * 1000)}
         )
         # The queue is empty now, so the clear is the next thing the carrier link sends.
-        await self._out.put(ClearPlayback(), 0)
+        await self._out.put(ClearPlayback(through=self.turn), 0)
 
 
 def _prompt_fields(prompt: StoredPrompt) -> dict[str, object]:

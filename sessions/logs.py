@@ -254,6 +254,11 @@ class CallLog:
         Never waits for the disk: a full queue drops the line and counts it.
         """
         await trio.lowlevel.checkpoint()
+        self.write_nowait(role, text, **fields)
+
+    def write_nowait(self, role: Role, text: str, **fields: Any) -> None:
+        """:meth:`transcript` without the checkpoint, for lines written from synchronous
+        code (a turn settled by a mark, or the end of a call under cancellation)."""
         if self._send is None:
             return
         ctx = _current_call.get()

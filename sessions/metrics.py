@@ -88,6 +88,7 @@ EndReason = Literal[
     "shutdown",
     "internal_error",
     "cancelled",
+    "transferred",
     "max_duration",
     "idle_timeout",
 ]
@@ -106,6 +107,9 @@ PromptFailureReason = Literal[
 # caller audio towards Sonic, caller audio held until the Sonic stream is ready, assistant
 # audio towards the carrier; transcript lines towards the call log's writer.
 QueueName = Literal["audio_in", "pre_stream", "audio_out", "call_log"]
+# What the caller heard of the fallback clip (sessions/fallback.py): all of it, not all of it
+# (hung up, or no confirmation in time), or nothing because no clip fits the call's rate.
+FallbackOutcome = Literal["heard", "cut", "no_clip"]
 _Key = tuple[str, str]
 
 CARRIERS: tuple[Carrier, ...] = get_args(Carrier)
@@ -113,6 +117,7 @@ END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 REFUSAL_REASONS: tuple[RefusalReason, ...] = get_args(RefusalReason)
 QUEUES: tuple[QueueName, ...] = get_args(QueueName)
 PROMPT_FAILURE_REASONS: tuple[PromptFailureReason, ...] = get_args(PromptFailureReason)
+FALLBACK_OUTCOMES: tuple[FallbackOutcome, ...] = get_args(FallbackOutcome)
 
 # Sub-millisecond resolution: the daemon's own share of a frame's latency should be tiny.
 ADDED_LATENCY_BUCKETS = (
@@ -282,6 +287,11 @@ class Metrics:
         self.tls_reloads = counter(
             "tls_reloads", "Carrier-listener certificate reloads (SIGHUP), by outcome.", "outcome"
         )
+        self.fallbacks = counter(
+            "fallbacks",
+            "Calls whose assistant could not go on, by what the caller heard of the fallback clip.",
+            "outcome",
+        )
         self.prompt_load_failures = counter(
             "prompt_load_failures",
             "Calls whose assistant prompt could not be loaded, by reason.",
@@ -336,6 +346,8 @@ class Metrics:
             self.queue_drops.labels(queue)
         for outcome in ("ok", "failed"):
             self.tls_reloads.labels(outcome)
+        for outcome in FALLBACK_OUTCOMES:
+            self.fallbacks.labels(outcome)
         for failure in PROMPT_FAILURE_REASONS:
             self.prompt_load_failures.labels(failure)
         for name in self._sonic_types:

@@ -34,11 +34,13 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import attrs
 import trio
 
 from actors.errors import ConfigError
+from actors.fallback_audio import load_fallback_clips
 from actors.prompt_cache import PromptCache, open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
 from actors.s3_prompt_store import S3PromptStore, make_s3_client
@@ -132,6 +134,15 @@ async def open_daemon(
     check_listen_security(host, settings, insecure=insecure)
     if problems := tls_problems(host, settings):
         raise ConfigError("; ".join(problems))
+    # Read once, before any call: a bad clip stops start-up with one line naming the file.
+    fallback_dir = settings.calls.fallback_audio_dir
+    fallback_clips = await trio.to_thread.run_sync(
+        functools.partial(
+            load_fallback_clips,
+            Path(fallback_dir) if fallback_dir else None,
+            default=settings.calls.fallback_audio,
+        )
+    )
     metrics = Metrics()
     tls = ServerTls.load(settings.tls, lambda outcome: metrics.tls_reloads.labels(outcome).inc())
     health = Health()
@@ -184,6 +195,7 @@ async def open_daemon(
             metrics=metrics,
             call_log=call_log,
             settings=settings.calls,
+            fallback_clips=fallback_clips,
         )
         bound_admin = await nursery.start(
             functools.partial(

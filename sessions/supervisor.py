@@ -378,5 +378,6 @@ def _log_call_end(summary: CallSummary, duration: float, call_log_drops: int) ->
                 if summary.first_audio_seconds is not None
                 else {}
             ),
+            **({"fallback": summary.fallback} if summary.fallback is not None else {}),
         },
     )

@@ -18,6 +18,7 @@ import trio
 from actors.audio_codec import pcm16_to_ulaw, ulaw_to_pcm16
 from actors.close_codes import CloseCode
 from actors.errors import SonicHTTPError, SonicStreamError
+from actors.fallback_audio import FallbackClips, shipped_fallback_clips
 from actors.prompt_cache import PromptCache
 from actors.sonic import output
 from devkit.fake_prompt_store import FakePromptStore
@@ -80,6 +81,7 @@ async def run_scenario(
     channels: list[CallChannel] | None = None,
     path: str = "/twilio/esther",
     caches: list[PromptCache] | None = None,
+    fallback_clips: FallbackClips | None = None,
 ) -> tuple[CallSummary, TwilioPeer, FakeSonic, Metrics]:
     sonic = sonic or FakeSonic()
     if store is None:
@@ -100,6 +102,7 @@ async def run_scenario(
             metrics=metrics,
             call_log=call_log,
             settings=settings or CallSettings(),
+            fallback_clips=fallback_clips or shipped_fallback_clips(),
         )
         peer = TwilioPeer(client_ws)
         async with trio.open_nursery() as nursery:

@@ -185,7 +185,8 @@ async def test_slow_prompt_lookup_accepts_and_fails_later(
     emulator: Emulator, local_s3: LocalS3
 ) -> None:
     """A lookup that does not finish within ADMISSION_PROMPT_CHECK_MS (0 here: negative
-    cache only) is accepted, and the call fails after the start as before (4104)."""
+    cache only) is accepted, and the call fails after the start as before (4104), once the
+    caller has heard the fallback clip (no dead air: sessions/fallback.py)."""
     settings = daemon_settings(admission={"prompt_check": 0.0})
     with trio.fail_after(20):
         async with (
@@ -196,10 +197,14 @@ async def test_slow_prompt_lookup_accepts_and_fails_later(
                 "MEDIA_START connection_id:c1 channel:WebSocket/x-1 channel_id:1.1 "
                 "format:ulaw optimal_frame_size:160 ptime:20"
             )
+            audio = 0
             with pytest.raises(ConnectionClosed) as closed:
-                await ws.get_message()
+                while True:
+                    message = await ws.get_message()
+                    audio += len(message) if isinstance(message, bytes) else 0
             assert closed.value.reason is not None
             assert closed.value.reason.code == 4104
+            assert audio >= 8000 * 3  # the apology (about 3.8 s of 8 kHz μ-law) came first
 
 
 def test_public_listener_without_authentication_is_refused() -> None:

@@ -117,3 +117,13 @@ def test_the_checkout_is_not_what_the_venv_imports(production_venv: Path) -> Non
     result = _run([str(production_venv / "python"), "-c", probe], cwd=Path("/"))
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(production_venv.parent)
+
+
+def test_the_fallback_clip_ships_as_package_data(production_venv: Path) -> None:
+    probe = (
+        "from actors.fallback_audio import shipped_fallback_clips; "
+        "print(sorted(shipped_fallback_clips().clips))"
+    )
+    result = _run([str(production_venv / "python"), "-c", probe], cwd=Path("/"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[('apology', 8000), ('apology', 16000)]"

@@ -19,6 +19,7 @@ from actors.assistant_definition import (
     render_definition,
     validate_definition,
 )
+from actors.fallback_audio import CLIP_NAME_RE
 from actors.sonic.events import VOICES
 
 MAX = 64 * 1024
@@ -160,6 +161,18 @@ BAD: list[tuple[str, bytes, list[tuple[str, int, int]]]] = [
         [("out_of_range", 2, 11)],
     ),
     ("tools not a list", b"---\ntools: hang_up\n---\nHi\n", [("invalid_type", 2, 8)]),
+    ("fallback_audio a path", b"---\nfallback_audio: ../x\n---\nHi\n", [("invalid_value", 2, 17)]),
+    (
+        "fallback_audio with extension",
+        b"---\nfallback_audio: sorry.ulaw\n---\nHi\n",
+        [("invalid_value", 2, 17)],
+    ),
+    (
+        "fallback_audio upper case",
+        b"---\nfallback_audio: Sorry\n---\nHi\n",
+        [("invalid_value", 2, 17)],
+    ),
+    ("fallback_audio a number", b"---\nfallback_audio: 3\n---\nHi\n", [("invalid_type", 2, 17)]),
     ("tool not a mapping", b"---\ntools:\n  - hang_up\n---\nHi\n", [("invalid_type", 3, 5)]),
     (
         "tool missing keys",
@@ -357,7 +370,20 @@ definitions = st.builds(
     language=st.one_of(st.none(), st.sampled_from(sorted(LANGUAGES))),
     greeting=st.one_of(st.none(), _text),
     tools=st.lists(_tool, max_size=3, unique_by=lambda t: t.name).map(tuple),
+    fallback_audio=st.one_of(st.none(), st.from_regex(CLIP_NAME_RE, fullmatch=True)),
 )
+
+
+def test_fallback_audio_names_a_clip_and_transfer_target_comes_from_the_tools() -> None:
+    raw = (
+        b"---\nfallback_audio: please-hold_2\ntools:\n  - name: human\n    description: d\n"
+        b"    kind: transfer\n    target: '+15551234567'\n---\nHi\n"
+    )
+    d = parse(raw)
+    assert d.fallback_audio == "please-hold_2"
+    assert d.transfer_target() == "+15551234567"
+    assert parse(b"Hi\n").transfer_target() is None
+    assert parse(b"Hi\n").fallback_audio is None
 
 
 def test_a_prompt_that_looks_like_front_matter_is_fenced() -> None:
