@@ -26,8 +26,8 @@ from actors.definition_issues import (
     type_name,
     yaml_position,
 )
-from actors.keypad import check_dtmf
 from actors.fallback_audio import is_clip_name
+from actors.keypad import check_dtmf
 from actors.sonic.events import ENDPOINTING_SENSITIVITIES, VOICES
 
 __all__ = [

@@ -13,8 +13,8 @@ from actors.assistant_definition import AssistantDefinition
 from actors.audio_pumps import AudioInStatistics
 from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
-from actors.keypad import DEFAULT_POLICY, DtmfPolicy
 from actors.fallback_audio import FallbackClips, shipped_fallback_clips
+from actors.keypad import DEFAULT_POLICY, DtmfPolicy
 from actors.prompt_fetch import PromptFetcher
 from actors.sonic.events import ToolSpec as SonicToolSpec
 from actors.sonic.session import SonicOpener
