@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import attrs
@@ -69,12 +69,15 @@ def client_ctx(ca: trustme.CA) -> ssl.SSLContext:
 class Sink:
     results: list[ToolResult] = attrs.field(factory=list)
     call: FakeCall | None = None
+    arrived: trio.Event = attrs.field(factory=trio.Event)
 
     async def __call__(self, result: ToolResult) -> None:
         await trio.lowlevel.checkpoint()
         if self.call is not None:
             self.call.log.append("result")
         self.results.append(result)
+        self.arrived.set()
+        self.arrived = trio.Event()
 
 
 @asynccontextmanager
@@ -85,7 +88,7 @@ async def running_tools(
     call: FakeCall | None = None,
     twilio: TwilioRest | None = None,
     secrets: dict[str, str] | None = None,
-) -> AsyncIterator[tuple[Callable[[ToolUse], trio.lowlevel.Task | None], Sink]]:
+) -> AsyncIterator[tuple[Callable[[ToolUse], Awaitable[None]], Sink]]:
     call = call or FakeCall()
     sink = Sink(call=call)
     context = ToolContext(
@@ -96,13 +99,13 @@ async def running_tools(
         secrets={"HOOK_SECRET": SECRET} if secrets is None else secrets,
     )
     async with open_tool_runner(build_tools(specs, context), sink) as runner:
-        yield runner.submit, sink  # type: ignore[misc]
+        yield runner.submit, sink
 
 
 async def wait_for(sink: Sink, count: int = 1) -> list[ToolResult]:
     with trio.fail_after(10):
         while len(sink.results) < count:
-            await trio.sleep(0.01)
+            await sink.arrived.wait()
     return sink.results
 
 

@@ -85,9 +85,7 @@ async def test_submit_returns_before_the_tool_finishes(autojump_clock: trio.abc.
         await runner.submit(ToolUse("u1", "slow", '{"day": "monday"}'))
         assert trio.current_time() == start  # no waiting for the tool
         assert sink.results == []
-        with trio.fail_after(10):
-            while not sink.results:
-                await trio.sleep(0.1)
+        await trio.sleep(6)
     assert sink.results == [ToolResult("u1", '{"echo": {"day": "monday"}}')]
     assert sink.times[0] - start == pytest.approx(5.0, abs=0.2)
     assert slow.calls == [{"day": "monday"}]
