@@ -26,7 +26,6 @@ import trio
 
 from actors.webhook_policy import MAX_RESPONSE_BYTES
 
-TWILIO_API_BASE_URL: Final = "https://api.twilio.com"
 TWILIO_ATTEMPTS: Final = 3
 _BACKOFF: Final = (0.25, 0.5)
 
@@ -95,7 +94,8 @@ class TwilioRest:
     account_sid: str
     auth_token: str = attrs.field(repr=False)
     ssl_context: ssl.SSLContext = attrs.field(repr=False)
-    base_url: str = TWILIO_API_BASE_URL
+    base_url: str
+    """``https://api.twilio.com`` (``TWILIO_API_BASE_URL``), or a local fake."""
     timeout: float = 5.0
     """Seconds per attempt (connect, send, answer)."""
 
