@@ -30,9 +30,10 @@ from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
 from actors.sonic.session import SonicSessionEnded
 from sessions.call_records import CallDeps, CallEnd, CallSummary, end_for_error
+from sessions.call_tools import CallTools
 from sessions.carrier_link import CarrierLink
 from sessions.conversation import Conversation
-from sessions.dialects.base import Dialect
+from sessions.dialects.base import Dialect, HangUp
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
 
@@ -48,6 +49,7 @@ class CallChannel:
         self, ws: WebSocketConnection, dialect: Dialect, deps: CallDeps, cm: CallMetrics
     ) -> None:
         self._ws = ws
+        self._dialect = dialect
         self._deps = deps
         self._cm = cm
         self._settings = deps.settings
@@ -129,6 +131,10 @@ class CallChannel:
                     ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError
                 ),
             ):
+                if end.code == CloseCode.ASSISTANT_HANG_UP:
+                    # The carrier's own hang-up first (Asterisk HANGUP; none on Twilio).
+                    for message in self._dialect.send(HangUp()):
+                        await self._ws.send_message(message)
                 await self._ws.aclose(code=end.code, reason=end.text)
         return self.summary
 
@@ -198,6 +204,13 @@ class CallChannel:
                 caller_audio=self._caller_receive,
                 assistant_output=self._assistant,
                 call_started_at=self._t0,
+                call_tools=CallTools(
+                    start=start,
+                    queue=self._assistant,
+                    playback=self.link.statistics.playback,
+                    end=self.end,
+                    settings=self._deps.tools,
+                ),
             )
         except (CarrierError, PromptError) as exc:
             self.end_for(exc)

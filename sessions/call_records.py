@@ -15,7 +15,7 @@ from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
 from actors.prompt_fetch import PromptFetcher
 from actors.sonic.session import SonicOpener
-from sessions.config import CallSettings
+from sessions.config import CallSettings, ToolSettings
 from sessions.logs import CallLog
 from sessions.metrics import EndReason, Metrics
 
@@ -112,6 +112,10 @@ class CallDeps:
     metrics: Metrics
     call_log: CallLog
     settings: CallSettings
+    tools: ToolSettings = attrs.field(factory=ToolSettings)
+    """The assistants' tools: limits, trust, the Twilio REST API."""
+    twilio_auth_token: str | None = attrs.field(default=None, repr=False)
+    """``TWILIO_AUTH_TOKEN``: the Twilio REST API's password for ``transfer``."""
 
 
 @attrs.define(eq=False, kw_only=True)

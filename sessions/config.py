@@ -243,8 +243,9 @@ class ToolSettings:
     """Largest tool result handed to the model; a larger one becomes an error result."""
     speech_wait: float = setting("TOOL_SPEECH_WAIT_MS", v.positive_milliseconds, 15.0)
     """Seconds ``hang_up`` and ``transfer`` wait at most for the current sentence to play."""
-    quiet_after_speech: float = setting("TOOL_QUIET_AFTER_SPEECH_MS", v.milliseconds, 0.8)
-    """Seconds without new assistant audio that mark the end of the sentence."""
+    quiet_after_speech: float = setting("TOOL_QUIET_AFTER_SPEECH_MS", v.milliseconds, 1.5)
+    """Seconds without new assistant audio, once its audio has played, that mark the end of
+    the sentence (the model may still be answering the tool's result)."""
     ca_bundle: str | None = setting("TOOL_CA_BUNDLE", v.path, None)
     """PEM file of CAs trusted for webhooks and the Twilio API; unset: the system's."""
     twilio_account_sid: str | None = setting("TWILIO_ACCOUNT_SID", _twilio_account_sid, None)

@@ -50,6 +50,7 @@ from actors.sonic.session import (
     Transcript,
 )
 from sessions.call_records import CallDeps, SonicCallSettings
+from sessions.call_tools import CallTools
 from sessions.logs import Role, current_call
 from sessions.metrics import CallMetrics, Metrics
 
@@ -97,6 +98,7 @@ class Conversation:
         caller_audio: trio.MemoryReceiveChannel[PcmFrame],
         assistant_output: OutboundQueue[AssistantCommand],
         call_started_at: float,
+        call_tools: CallTools | None = None,
     ) -> None:
         if sample_rate not in SONIC_RATES:  # the dialects refuse other rates already
             raise CarrierUnsupportedMedia(f"sample rate {sample_rate} not supported by Nova Sonic")
@@ -107,6 +109,8 @@ class Conversation:
         self._caller_audio = caller_audio
         self._out = assistant_output
         self._t0 = call_started_at
+        self._call_tools = call_tools
+        """What the assistant's tools may do to the call (``None``: a call without tools)."""
         self.statistics = ConversationStatistics()
         self.session: SonicSession | None = None
         """The Sonic session, once the prompt is loaded (its rotation statistics)."""

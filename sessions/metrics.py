@@ -90,6 +90,8 @@ EndReason = Literal[
     "cancelled",
     "max_duration",
     "idle_timeout",
+    "assistant_hang_up",
+    "transferred",
 ]
 RefusalReason = Literal[
     "capacity",

@@ -174,6 +174,8 @@ async def open_daemon(
             metrics=metrics,
             call_log=call_log,
             settings=settings.calls,
+            tools=settings.tools,
+            twilio_auth_token=settings.admission.twilio_auth_token,
         )
         bound_admin = await nursery.start(
             functools.partial(
