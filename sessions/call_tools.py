@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 
 import trio
@@ -25,7 +25,7 @@ from actors.audio_pumps import AssistantCommand, OutboundQueue
 from actors.close_codes import CloseCode
 from actors.tool_executors import ToolContext, build_tools
 from actors.tool_http import TwilioRest
-from actors.tool_runner import ToolRunner, ToolSink, open_tool_runner
+from actors.tool_runner import RegisteredTool, ToolRunner, ToolSink, open_tool_runner
 from sessions.call_records import CallEnd
 from sessions.config import ToolSettings
 from sessions.dialects.base import CallStarted
@@ -104,9 +104,33 @@ def tool_ssl_context(settings: ToolSettings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=settings.ca_bundle)
 
 
+class _DefinitionTools(Mapping[str, RegisteredTool]):
+    """The runner's table, built on first use from the assistant's definition (loaded by
+    the conversation after the runner started; tool uses only come after it)."""
+
+    def __init__(self, specs: Callable[[], tuple[ToolSpec, ...]], context: ToolContext) -> None:
+        self._specs = specs
+        self._context = context
+        self._table: dict[str, RegisteredTool] | None = None
+
+    def _built(self) -> dict[str, RegisteredTool]:
+        if self._table is None:
+            self._table = build_tools(self._specs(), self._context)
+        return self._table
+
+    def __getitem__(self, name: str) -> RegisteredTool:
+        return self._built()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+
 @asynccontextmanager
 async def open_call_tool_runner(
-    tools: tuple[ToolSpec, ...],
+    tools: Callable[[], tuple[ToolSpec, ...]],
     control: CallTools,
     sink: ToolSink,
     *,
@@ -116,7 +140,8 @@ async def open_call_tool_runner(
     ssl_context: ssl.SSLContext | None = None,
     secrets: Mapping[str, str] | None = None,
 ) -> AsyncIterator[ToolRunner]:
-    """The tool runner of one call, for its assistant's ``tools:`` list."""
+    """The tool runner of one call; ``tools()`` gives its assistant's ``tools:`` list once
+    the definition is loaded (it is first asked when the first tool use arrives)."""
     context = _tool_context(
         control,
         assistant=assistant,
@@ -126,7 +151,7 @@ async def open_call_tool_runner(
         secrets=os.environ if secrets is None else secrets,
     )
     async with open_tool_runner(
-        build_tools(tools, context),
+        _DefinitionTools(tools, context),
         sink,
         default_timeout=settings.timeout,
         max_result_bytes=settings.result_max_bytes,

@@ -176,3 +176,49 @@ def test_the_twilio_client_needs_a_token_and_uses_the_calls_account_by_default()
         secrets={},
     )
     assert on_asterisk.twilio is None
+
+
+async def test_the_call_runner_reads_the_definition_at_the_first_tool_use(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    import ssl
+
+    from actors.assistant_tools import ToolSpec
+    from actors.tool_calls import ToolResult, ToolUse
+    from sessions.call_tools import open_call_tool_runner
+
+    ends: list[CallEnd] = []
+    playback = PlaybackEstimate()
+    control = tools(OutboundQueue(2.0), playback, ends, quiet=1.0)
+    asked: list[int] = []
+
+    def specs() -> tuple[ToolSpec, ...]:
+        asked.append(1)
+        return (ToolSpec(name="bye", description="End the call", kind="hang_up"),)
+
+    results: list[ToolResult] = []
+
+    async def sink(result: ToolResult) -> None:
+        await trio.lowlevel.checkpoint()
+        results.append(result)
+
+    async with open_call_tool_runner(
+        specs,
+        control,
+        sink,
+        assistant="a",
+        settings=ToolSettings(quiet_after_speech=1.0),
+        twilio_auth_token=None,
+        ssl_context=ssl.create_default_context(),
+        secrets={},
+    ) as runner:
+        assert asked == []  # the definition is not loaded yet: not asked
+        t0 = trio.current_time()
+        playback.sent(t0, 2.5)  # "Goodbye, have a nice day."
+        await runner.submit(ToolUse("u1", "bye", "{}"))
+        await runner.submit(ToolUse("u2", "nope", "{}"))
+        await trio.sleep(5)
+    assert asked == [1]
+    assert [r.tool_use_id for r in results] == ["u1", "u2"]
+    assert not results[0].is_error and results[1].is_error
+    assert [e.code for e in ends] == [CloseCode.ASSISTANT_HANG_UP]
