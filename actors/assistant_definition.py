@@ -41,9 +41,16 @@ Front matter keys (all optional; a missing key means "the daemon's default"):
 ``language``    a locale Nova Sonic speaks (:data:`LANGUAGES`); Sonic's events have no
                 language field, so the daemon applies it as one instruction appended to
                 the system prompt (:func:`language_instruction`)
-``greeting``    what the assistant says first (used by a later feature), at most
-                :data:`GREETING_MAX_CHARS` characters
-``tools``       a list of tools (:mod:`actors.assistant_tools`), reserved for a later feature
+``greeting``    what the assistant says first: the daemon asks the model to say it as
+                soon as the call's stream is open (Nova 2's speaks-first pattern, a
+                cross-modal text, never a recording), at most :data:`GREETING_MAX_CHARS`
+                characters
+``tools``       a list of tools (:mod:`actors.assistant_tools`), offered to the model in
+                ``promptStart.toolConfiguration``
+``dtmf``        how keypad digits are collected into one entry before they reach the
+                model as text (:mod:`actors.keypad`): a mapping of ``terminator``
+                (``"#"``, ``"*"`` or ``""``; default ``"#"``), ``inter_digit_timeout_ms``
+                (500 to 10000, default 2000) and ``max_digits`` (1 to 64, default 16)
 ============== ==================================================================
 
 Lint **warnings** (publishing is still allowed) flag what hurts a *voice* model: markdown
@@ -82,6 +89,7 @@ from actors.definition_issues import (
     TextPositions,
     ValidationReport,
 )
+from actors.keypad import DtmfPolicy
 
 __all__ = [
     "FRONT_MATTER_KEYS",
@@ -150,6 +158,8 @@ class AssistantDefinition:
     language: str | None = None
     greeting: str | None = attrs.field(default=None, repr=False)
     tools: tuple[ToolSpec, ...] = ()
+    dtmf: DtmfPolicy | None = None
+    """How keypad digits are collected (``None``: :data:`actors.keypad.DEFAULT_POLICY`)."""
 
     def front_matter(self) -> dict[str, object]:
         """The settings that are set, as JSON-ready values, in :data:`FRONT_MATTER_KEYS` order."""
@@ -159,6 +169,9 @@ class AssistantDefinition:
             if key == "tools":
                 if value:
                     out[key] = [tool.to_json() for tool in value]
+            elif key == "dtmf":
+                if value is not None:
+                    out[key] = value.to_json()
             elif value is not None:
                 out[key] = value
         return out
@@ -269,6 +282,7 @@ def validate_definition(
         language=settings.get("language"),
         greeting=settings.get("greeting"),
         tools=tuple(settings.get("tools", ())),
+        dtmf=settings.get("dtmf"),
     )
     return definition, out.report()
 

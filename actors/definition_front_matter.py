@@ -26,6 +26,7 @@ from actors.definition_issues import (
     type_name,
     yaml_position,
 )
+from actors.keypad import check_dtmf
 from actors.sonic.events import ENDPOINTING_SENSITIVITIES, VOICES
 
 __all__ = [
@@ -48,6 +49,7 @@ FRONT_MATTER_KEYS: Final = (
     "language",
     "greeting",
     "tools",
+    "dtmf",
 )
 """Every key the front matter may hold, in the order
 :func:`~actors.assistant_definition.render_definition` writes them."""
@@ -171,6 +173,11 @@ def _check_keys(
             tools = check_tools(value, value_node, out, first_line)
             if tools is not None:
                 settings[key] = tools
+            continue
+        if key == "dtmf":
+            policy = check_dtmf(value, value_node, out, first_line)
+            if policy is not None:
+                settings[key] = policy
             continue
         checked = _check_setting(key, value, at, out)
         if checked is not None:

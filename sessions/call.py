@@ -25,21 +25,26 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from actors.assistant_names import validate_assistant_name
+from actors.assistant_tools import ToolSpec
 from actors.audio_pumps import AssistantCommand, OutboundQueue, PcmFrame
 from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
 from actors.sonic.session import SonicSessionEnded
+from actors.tool_calls import ToolResult
+from actors.tool_runner import ToolRunner
 from sessions.call_records import CallDeps, CallEnd, CallSummary, end_for_error
-from sessions.call_tools import CallTools
+from sessions.call_tools import CallTools, open_call_tool_runner
 from sessions.carrier_link import CarrierLink
 from sessions.conversation import Conversation
-from sessions.dialects.base import Dialect, HangUp
+from sessions.dialects.base import CallStarted, Dialect, HangUp
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
 
 logger = logging.getLogger("novavoice.call")
 
 _DOMAIN_ERRORS = (CarrierError, PromptError, SonicError)
+KEYPAD_KEYS = 64
+"""Keys that may wait between the carrier link and the conversation."""
 
 
 class CallChannel:
@@ -64,10 +69,20 @@ class CallChannel:
         self._assistant: OutboundQueue[AssistantCommand] = OutboundQueue(
             self._settings.outbound_seconds
         )
+        # Keypad keys, carrier link → conversation (bounded: a key is a byte; 64 is a long
+        # entry typed while the conversation was busy).
+        self._keypad_send, self._keypad_receive = trio.open_memory_channel[str](KEYPAD_KEYS)
         self.link = CarrierLink(
-            ws, dialect, cm, caller_audio=self._caller_send, assistant=self._assistant
+            ws,
+            dialect,
+            cm,
+            caller_audio=self._caller_send,
+            assistant=self._assistant,
+            keypad=self._keypad_send,
         )
         self.conversation: Conversation | None = None
+        self.tools: ToolRunner | None = None
+        """The call's tool runner, once the carrier started (its statistics)."""
 
     # --- ending ---------------------------------------------------------------------------
 
@@ -112,7 +127,7 @@ class CallChannel:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._run_link, name="carrier_link")
                     nursery.start_soon(self._enforce_limits, name="call_limits")
-                    conversation = await self._wait_for_start()
+                    conversation = await self._wait_for_start(nursery)
                     if conversation is not None:
                         await nursery.start(self._run_conversation, conversation)
                         self.link.conversation_ready = True
@@ -175,7 +190,7 @@ class CallChannel:
             logger.info("call limit reached", extra={"event": "call_limit", "limit": end.reason})
         self.end(end)
 
-    async def _wait_for_start(self) -> Conversation | None:
+    async def _wait_for_start(self, nursery: trio.Nursery) -> Conversation | None:
         """The conversation for the carrier's start, or ``None`` if the call ended."""
         with trio.move_on_after(self._settings.start_timeout):
             await self.link.wait_started()
@@ -196,6 +211,7 @@ class CallChannel:
             # The call boundary: the one check of the naming rule (InvalidAssistantName ends
             # the call with 4100); later layers take the validated AssistantName.
             name = validate_assistant_name(assistant)
+            runner = await nursery.start(self._run_tools, start, name, name="tool_runner")
             self.conversation = Conversation(
                 self._deps,
                 self._cm,
@@ -204,18 +220,46 @@ class CallChannel:
                 caller_audio=self._caller_receive,
                 assistant_output=self._assistant,
                 call_started_at=self._t0,
-                call_tools=CallTools(
-                    start=start,
-                    queue=self._assistant,
-                    playback=self.link.statistics.playback,
-                    end=self.end,
-                    settings=self._deps.tools,
-                ),
+                keypad=self._keypad_receive,
+                tool_runner=runner,
             )
         except (CarrierError, PromptError) as exc:
             self.end_for(exc)
             return None
         return self.conversation
+
+    async def _run_tools(
+        self, start: CallStarted, assistant: str, *, task_status: trio.TaskStatus[ToolRunner]
+    ) -> None:
+        """The call's tool runner, for as long as the call lasts (``sessions/call_tools.py``)."""
+        control = CallTools(
+            start=start,
+            queue=self._assistant,
+            playback=self.link.statistics.playback,
+            end=self.end,
+            settings=self._deps.tools,
+        )
+        async with open_call_tool_runner(
+            self._tool_specs,
+            control,
+            self._deliver_tool_result,
+            assistant=assistant,
+            settings=self._deps.tools,
+            twilio_auth_token=self._deps.twilio_auth_token,
+        ) as runner:
+            self.tools = runner
+            task_status.started(runner)
+            await trio.sleep_forever()
+
+    def _tool_specs(self) -> tuple[ToolSpec, ...]:
+        conversation = self.conversation
+        return () if conversation is None else conversation.tool_specs
+
+    async def _deliver_tool_result(self, result: ToolResult) -> None:
+        # Results exist only for tool uses, which come after the conversation started.
+        conversation = self.conversation
+        assert conversation is not None
+        await conversation.deliver_tool_result(result)
 
     async def _run_conversation(
         self, conversation: Conversation, *, task_status: trio.TaskStatus[None]

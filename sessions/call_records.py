@@ -13,7 +13,9 @@ from actors.assistant_definition import AssistantDefinition
 from actors.audio_pumps import AudioInStatistics
 from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
+from actors.keypad import DEFAULT_POLICY, DtmfPolicy
 from actors.prompt_fetch import PromptFetcher
+from actors.sonic.events import ToolSpec as SonicToolSpec
 from actors.sonic.session import SonicOpener
 from sessions.config import CallSettings, ToolSettings
 from sessions.logs import CallLog
@@ -73,6 +75,10 @@ class SonicCallSettings:
     top_p: float
     temperature: float
     language: str | None = None
+    greeting: str | None = attrs.field(default=None, repr=False)
+    tools: tuple[SonicToolSpec, ...] = ()
+    """The definition's tools as offered to the model (name, description, JSON Schema)."""
+    dtmf: DtmfPolicy = DEFAULT_POLICY
 
     @classmethod
     def resolve(cls, defaults: CallSettings, definition: AssistantDefinition) -> SonicCallSettings:
@@ -89,6 +95,12 @@ class SonicCallSettings:
             top_p=defaults.top_p if d.top_p is None else d.top_p,
             temperature=defaults.temperature if d.temperature is None else d.temperature,
             language=d.language,
+            greeting=d.greeting,
+            tools=tuple(
+                SonicToolSpec(name=t.name, description=t.description, input_schema=t.input_schema)
+                for t in d.tools
+            ),
+            dtmf=DEFAULT_POLICY if d.dtmf is None else d.dtmf,
         )
 
     def log_fields(self) -> dict[str, object]:
@@ -100,6 +112,8 @@ class SonicCallSettings:
             "top_p": self.top_p,
             "temperature": self.temperature,
             "language": self.language,
+            "greeting": self.greeting is not None,
+            "tools": len(self.tools),
         }
 
 

@@ -108,14 +108,17 @@ class _DefinitionTools(Mapping[str, RegisteredTool]):
     """The runner's table, built on first use from the assistant's definition (loaded by
     the conversation after the runner started; tool uses only come after it)."""
 
-    def __init__(self, specs: Callable[[], tuple[ToolSpec, ...]], context: ToolContext) -> None:
+    def __init__(
+        self, specs: Callable[[], tuple[ToolSpec, ...]], context: Callable[[], ToolContext]
+    ) -> None:
         self._specs = specs
         self._context = context
         self._table: dict[str, RegisteredTool] | None = None
 
     def _built(self) -> dict[str, RegisteredTool]:
+        # Built at the first tool use: a call that uses no tool never loads a TLS trust store.
         if self._table is None:
-            self._table = build_tools(self._specs(), self._context)
+            self._table = build_tools(self._specs(), self._context())
         return self._table
 
     def __getitem__(self, name: str) -> RegisteredTool:
@@ -142,14 +145,17 @@ async def open_call_tool_runner(
 ) -> AsyncIterator[ToolRunner]:
     """The tool runner of one call; ``tools()`` gives its assistant's ``tools:`` list once
     the definition is loaded (it is first asked when the first tool use arrives)."""
-    context = _tool_context(
-        control,
-        assistant=assistant,
-        settings=settings,
-        twilio_auth_token=twilio_auth_token,
-        ssl_context=ssl_context or tool_ssl_context(settings),
-        secrets=os.environ if secrets is None else secrets,
-    )
+
+    def context() -> ToolContext:
+        return _tool_context(
+            control,
+            assistant=assistant,
+            settings=settings,
+            twilio_auth_token=twilio_auth_token,
+            ssl_context=ssl_context or tool_ssl_context(settings),
+            secrets=os.environ if secrets is None else secrets,
+        )
+
     async with open_tool_runner(
         _DefinitionTools(tools, context),
         sink,

@@ -81,6 +81,8 @@ class CarrierLinkStatistics:
     conversation started reading it."""
     dtmf_digits: int = 0
     """Keypad digits pressed. Only the count is kept: digits are card numbers and PINs."""
+    dtmf_dropped: int = 0
+    """Keys dropped because the keypad channel was full (the conversation is behind)."""
     playback: PlaybackEstimate = attrs.field(factory=PlaybackEstimate)
     """What the caller heard, estimated from the audio sent (for carriers without marks)."""
 
@@ -99,8 +101,10 @@ class CarrierLink:
         *,
         caller_audio: trio.MemorySendChannel[PcmFrame],
         assistant: OutboundQueue[AssistantCommand],
+        keypad: trio.MemorySendChannel[str] | None = None,
     ) -> None:
         self._ws = ws
+        self._keypad = keypad
         self._dialect = dialect
         self._cm = cm
         self._caller_audio = caller_audio
@@ -187,7 +191,17 @@ class CarrierLink:
             elif isinstance(ev, DtmfReceived):
                 # Never log the digit (card numbers, PINs): the call-end line has the count.
                 self.statistics.dtmf_digits += 1
+                self._on_key(ev.digit)
         return None
+
+    def _on_key(self, key: str) -> None:
+        """Hand one key to the conversation (which collects entries and tells the model)."""
+        if self._keypad is None:
+            return
+        try:
+            self._keypad.send_nowait(key)
+        except (trio.WouldBlock, trio.BrokenResourceError):
+            self.statistics.dtmf_dropped += 1
 
     def _on_started(self, ev: CallStarted) -> None:
         self.start = ev

@@ -7,9 +7,17 @@
       │     Bedrock's limit; its output events go down a channel
       ├── audio-in pump: caller-audio channel → ~32 ms audioInput events (comfort silence
       │     when the carrier is quiet) → the session
-      └── output relay: session output channel → assistant commands into the outbound queue
-            (audio; a barge-in clears the queue then asks for the carrier's clear; the end
-            of an answer asks for a mark); final transcripts → the opt-in call log
+      ├── output relay: session output channel → assistant commands into the outbound queue
+      │     (audio; a barge-in clears the queue then asks for the carrier's clear; the end
+      │     of an answer asks for a mark); final transcripts → the opt-in call log; tool
+      │     uses → the tool runner (``submit`` never waits for the tool), or at once an
+      │     error result when the assistant has no runner
+      └── keypad collector (when the carrier link gives keys): keys → entries under the
+            assistant's ``dtmf:`` policy (:mod:`actors.keypad`) → cross-modal text to Sonic
+
+The greeting, the tools offered to the model and the keypad policy come from the assistant's
+definition. Tool results come back through :meth:`Conversation.deliver_tool_result` (the
+runner's result sink), which hands each to the session: exactly one per tool use.
 
 It knows nothing of carriers: PCM16 comes in on one channel and goes out on another, at
 the sample rate the call gives it. Failures leave :meth:`Conversation.run` as one domain
@@ -19,7 +27,9 @@ error (never a group); the call maps it to a close code.
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import math
 import time
 from contextlib import AbstractAsyncContextManager
 
@@ -27,6 +37,7 @@ import attrs
 import trio
 
 from actors.assistant_names import AssistantName
+from actors.assistant_tools import ToolSpec
 from actors.audio_pumps import (
     AnswerEnded,
     AssistantAudio,
@@ -39,6 +50,7 @@ from actors.audio_pumps import (
 )
 from actors.errors import CarrierUnsupportedMedia, PromptError
 from actors.exception_groups import unwrap_lone_exception
+from actors.keypad import DtmfCollector, DtmfPolicy, KeypadEntry, keypad_text
 from actors.prompt_fetch import prompt_log_fields
 from actors.prompt_store import StoredPrompt
 from actors.sonic import output
@@ -49,8 +61,8 @@ from actors.sonic.session import (
     SonicStreamLike,
     Transcript,
 )
+from actors.tool_calls import ToolResult, ToolRunnerLike, ToolUse
 from sessions.call_records import CallDeps, SonicCallSettings
-from sessions.call_tools import CallTools
 from sessions.logs import Role, current_call
 from sessions.metrics import CallMetrics, Metrics
 
@@ -82,6 +94,8 @@ class ConversationStatistics:
     """Seconds from the call's start to the first assistant audio from Sonic."""
     turns: int = 0
     barge_ins: int = 0
+    tool_uses: int = 0
+    keypad_entries: int = 0
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)
 
 
@@ -98,7 +112,8 @@ class Conversation:
         caller_audio: trio.MemoryReceiveChannel[PcmFrame],
         assistant_output: OutboundQueue[AssistantCommand],
         call_started_at: float,
-        call_tools: CallTools | None = None,
+        tool_runner: ToolRunnerLike | None = None,
+        keypad: trio.MemoryReceiveChannel[str] | None = None,
     ) -> None:
         if sample_rate not in SONIC_RATES:  # the dialects refuse other rates already
             raise CarrierUnsupportedMedia(f"sample rate {sample_rate} not supported by Nova Sonic")
@@ -109,15 +124,19 @@ class Conversation:
         self._caller_audio = caller_audio
         self._out = assistant_output
         self._t0 = call_started_at
-        self._call_tools = call_tools
-        """What the assistant's tools may do to the call (``None``: a call without tools)."""
         self.statistics = ConversationStatistics()
         self.session: SonicSession | None = None
         """The Sonic session, once the prompt is loaded (its rotation statistics)."""
         self.ready = False
+        self.tool_specs: tuple[ToolSpec, ...] = ()
+        """The definition's ``tools:`` (the executors' settings), once the prompt is loaded."""
         """True once the first Sonic stream is open and caller audio flows to it."""
         self._audio_flowing = False
         self._interrupted: set[str] = set()
+        self._tool_runner = tool_runner
+        self._keypad = keypad
+        self._session_ready = trio.Event()
+        self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load the prompt, open Sonic, and converse until cancelled or a failure.
@@ -139,6 +158,8 @@ class Conversation:
             temperature=sonic.temperature,
             output_channel=sonic_send,
             rotate_after=settings.rotate_after,
+            tools=sonic.tools,
+            greeting=sonic.greeting,
         )
         self.session = session
         audio_in = functools.partial(
@@ -153,12 +174,16 @@ class Conversation:
         # One task failing cancels the others: hand back that one failure, not a group.
         with unwrap_lone_exception():
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._relay_output, sonic_receive, name="sonic_output")
                 # Caller audio keeps waiting in its channel until the first stream is ready.
                 await nursery.start(session.run, name="sonic_session")
                 self.ready = True
+                self._session_ready.set()
                 task_status.started()
                 nursery.start_soon(audio_in, name="audio_in")
+                if self._keypad is not None:
+                    nursery.start_soon(self._collect_keypad, sonic.dtmf, name="keypad")
 
     async def _load_prompt(self) -> SonicCallSettings:
         """Load the assistant's definition and fix this call's Sonic settings from it.
@@ -179,6 +204,7 @@ class Conversation:
         if ctx is not None:
             ctx.update(prompt_version=version)
         sonic = SonicCallSettings.resolve(self._deps.settings, prompt.definition)
+        self.tool_specs = prompt.definition.tools
         logger.info("call prompt loaded", extra=_prompt_fields(prompt) | sonic.log_fields())
         return sonic
 
@@ -218,10 +244,76 @@ class Conversation:
                     await self._barge_in(ev.content_id)
                 elif ev.kind is output.ContentKind.AUDIO:
                     await out.put(AnswerEnded(), 0)
+            elif isinstance(ev, ToolUse):
+                await self._on_tool_use(ev)
             elif isinstance(ev, Transcript):
                 # To the opt-in call log, never to the service log.
                 who: Role = "caller" if ev.role == "USER" else "assistant"
                 await self._deps.call_log.transcript(who, ev.text)
+
+    # --- tools ------------------------------------------------------------------------------
+
+    async def _on_tool_use(self, use: ToolUse) -> None:
+        """Hand a tool use to the runner (never waits for the tool), or answer it at once."""
+        self.statistics.tool_uses += 1
+        # The tool's name is the definition's (validated); its input may hold caller data.
+        logger.info("tool use", extra={"event": "tool_use", "tool": use.name})
+        if self._tool_runner is not None:
+            await self._tool_runner.submit(use)
+            return
+        result = ToolResult(
+            tool_use_id=use.tool_use_id,
+            content=json.dumps({"error": f"the tool {use.name} is not available on this call"}),
+            is_error=True,
+        )
+        # Sent from its own task: the relay must never wait on a Sonic send.
+        assert self._nursery is not None
+        self._nursery.start_soon(self.deliver_tool_result, result, name="tool_result")
+
+    async def deliver_tool_result(self, result: ToolResult) -> None:
+        """The result sink for a tool runner: send ``result`` to the model.
+
+        Waits until the Sonic session is ready; each tool use's first result is sent, any
+        later one for the same id is dropped by the session (exactly one result per use).
+        """
+        await self._session_ready.wait()
+        session = self.session
+        assert session is not None
+        await session.send_tool_result(result)
+
+    # --- keypad -----------------------------------------------------------------------------
+
+    async def _collect_keypad(self, policy: DtmfPolicy) -> None:
+        """Keys from the carrier → entries (terminator, length or pause) → text to Sonic."""
+        keypad = self._keypad
+        assert keypad is not None
+        collector = DtmfCollector(policy)
+        while True:
+            deadline = collector.deadline
+            done = []
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                try:
+                    key = await keypad.receive()
+                except trio.EndOfChannel:
+                    return
+                done = collector.press(key, trio.current_time())
+            expired = collector.expire(trio.current_time())
+            if expired is not None:
+                done.append(expired)
+            for entry in done:
+                await self._send_keypad_entry(entry)
+
+    async def _send_keypad_entry(self, entry: KeypadEntry) -> None:
+        session = self.session
+        assert session is not None
+        self.statistics.keypad_entries += 1
+        # The service log gets only the count: keys are card numbers and PINs.
+        logger.info(
+            "keypad entry",
+            extra={"event": "keypad_entry", "digits": entry.digits, "ended_by": entry.ended_by},
+        )
+        await self._deps.call_log.transcript("caller", keypad_text(entry, mask=True), kind="keypad")
+        await session.send_text(keypad_text(entry))
 
     def _seconds(self, pcm: bytes) -> float:
         return len(pcm) / (2 * self._rate)

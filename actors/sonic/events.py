@@ -46,6 +46,7 @@ __all__ = [
     "audio_input",
     "chunk_event_json",
     "content_end",
+    "cross_modal_text",
     "encode_error",
     "encode_exception",
     "encode_input_chunk",
@@ -59,6 +60,7 @@ __all__ = [
     "text_input",
     "tool_content_start",
     "tool_result",
+    "tool_result_block",
 ]
 
 SAMPLE_RATES: Final = frozenset({8000, 16000, 24000})
@@ -255,7 +257,12 @@ def prompt_start(
     }
     if tools:
         body["toolUseOutputConfiguration"] = {"mediaType": "application/json"}
-        body["toolConfiguration"] = {"tools": [tool.to_json_obj() for tool in tools]}
+        # toolChoice "auto" (the documented default, written out as Bedrock's Converse API
+        # spells it): the model decides whether and which tools to call.
+        body["toolConfiguration"] = {
+            "tools": [tool.to_json_obj() for tool in tools],
+            "toolChoice": {"auto": {}},
+        }
     return _event("promptStart", body)
 
 
@@ -349,6 +356,42 @@ def tool_result(*, prompt_name: str, content_name: str, content: str) -> bytes:
         "toolResult",
         {"promptName": prompt_name, "contentName": content_name, "content": content},
     )
+
+
+def cross_modal_text(*, prompt_name: str, content_name: str, text: str) -> list[bytes]:
+    """The events of one cross-modal USER text block (Nova 2), in send order.
+
+    ``contentStart`` (TEXT, role USER, ``interactive: true`` as the cross-modal page and AWS's
+    speaks-first sample send it), one ``textInput`` per :func:`split_text` piece, then
+    ``contentEnd``. Send them back to back: no ``audioInput`` may come between them.
+    """
+    if not text:
+        raise LocalProtocolError("cross-modal text must not be empty")
+    out = [
+        text_content_start(
+            prompt_name=prompt_name, content_name=content_name, role="USER", interactive=True
+        )
+    ]
+    out.extend(
+        text_input(prompt_name=prompt_name, content_name=content_name, content=piece)
+        for piece in split_text(text)
+    )
+    out.append(content_end(prompt_name=prompt_name, content_name=content_name))
+    return out
+
+
+def tool_result_block(
+    *, prompt_name: str, content_name: str, tool_use_id: str, content: str
+) -> list[bytes]:
+    """The events answering one ``toolUse``: TOOL ``contentStart``, ``toolResult``,
+    ``contentEnd``, in send order (one result per tool use; errors are results too)."""
+    return [
+        tool_content_start(
+            prompt_name=prompt_name, content_name=content_name, tool_use_id=tool_use_id
+        ),
+        tool_result(prompt_name=prompt_name, content_name=content_name, content=content),
+        content_end(prompt_name=prompt_name, content_name=content_name),
+    ]
 
 
 def content_end(*, prompt_name: str, content_name: str) -> bytes:

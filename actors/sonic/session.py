@@ -14,8 +14,24 @@ A Bedrock stream lives about 8 minutes (reference nova-sonic.md §4); a call may
 
 Output goes one way, down a channel: each output event of the current leg, and a
 :class:`Transcript` after each final transcript, as ``(item, arrived)`` pairs (a retired
-leg's are dropped once it is retired). Any other failure raises a
-:class:`~actors.errors.SonicError`, which ends the call.
+leg's are dropped once it is retired). A ``toolUse`` goes down it as an
+:class:`actors.tool_calls.ToolUse` (instead of the raw output record). Any other failure
+raises a :class:`~actors.errors.SonicError`, which ends the call.
+
+Cross-modal input (Nova 2, reference nova-sonic.md §10): :meth:`SonicSession.send_text`
+sends a USER text block on the current leg, :meth:`SonicSession.send_tool_result` the one
+result of a tool use. A block's events go back to back under a lock that audio chunks take
+too, so no ``audioInput`` lands inside a block (LiveKit's rule, §3.1). A ``greeting`` makes
+the assistant speak first, AWS's speaks-first pattern: once the first leg's audio block is
+open, one cross-modal USER text asks for the greeting. Only the first leg sends it; later
+legs replay the conversation (the trigger included) and wait for the caller.
+
+Tool uses and rotation: every ``toolUse`` gets exactly one result (a second result for the
+same id is dropped and logged). While a tool use is pending a proactive rotation waits (as it
+waits for the assistant's quiet, at most ``MAX_ROTATION_WAIT``). If the leg is replaced
+anyway (a reactive rotation, or the wait ran out), the new stream never saw that
+``toolUse`` and would refuse a ``toolResult`` naming it, so the result is delivered on the
+new leg as a cross-modal USER text that names the tool and carries its result.
 
 Time is trio's only: a leg's credential expiry arrives as a trio-clock deadline
 (:attr:`SonicStreamLike.credentials_deadline`), rotation waits on that deadline, on an event
@@ -29,7 +45,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -40,6 +56,7 @@ from actors.conversation_history import ConversationHistory
 from actors.errors import SonicError, SonicStreamError
 from actors.exception_groups import unwrap_lone_exception
 from actors.sonic import events, output
+from actors.tool_calls import ToolResult, ToolUse
 
 logger = logging.getLogger("novavoice.sonic.session")
 
@@ -100,8 +117,26 @@ class Transcript:
     text: str
 
 
-SessionOutput = output.OutputEvent | Transcript
+SessionOutput = output.OutputEvent | Transcript | ToolUse
 """What a session sends down its output channel (paired with its arrival time)."""
+
+
+def greeting_request(greeting: str) -> str:
+    """The cross-modal USER text that makes the assistant speak first with ``greeting``.
+
+    AWS's speaks-first sample sends a bare "hi"; an explicit request makes the model say the
+    assistant's own greeting rather than improvise one.
+    """
+    return (
+        "[The phone call has just been connected and the caller is listening. "
+        f'Greet the caller now, saying: "{greeting}"]'
+    )
+
+
+def late_tool_result_text(name: str, result: ToolResult) -> str:
+    """The USER text carrying a tool result whose ``toolUse`` was on a replaced stream."""
+    outcome = "failed" if result.is_error else "finished"
+    return f"[The tool {name} you called earlier has {outcome}. Its result: {result.content}]"
 
 
 @attrs.define(eq=False)
@@ -140,6 +175,8 @@ class SonicSession:
         temperature: float,
         output_channel: trio.MemorySendChannel[tuple[SessionOutput, float]],
         rotate_after: float,
+        tools: Sequence[events.ToolSpec] = (),
+        greeting: str | None = None,
     ) -> None:
         self._sonic = sonic
         self._system_prompt = system_prompt
@@ -162,6 +199,13 @@ class SonicSession:
         # rotation waits for a quiet moment; None otherwise, so nothing is paid per event.
         self._speech_changed: trio.Event | None = None
         self._stages: dict[str, tuple[str | None, output.GenerationStage | None]] = {}
+        self._tools = tuple(tools)
+        self._greeting = greeting
+        # Events of one block go back to back: audio chunks take this lock too (§3.1).
+        self._send_lock = trio.Lock()
+        # toolUseId -> (generation of the leg that asked, tool name), until its one result.
+        self._pending_tools: dict[str, tuple[int, str]] = {}
+        self._answered_tools: set[str] = set()
 
     # --- audio in -------------------------------------------------------------------------
 
@@ -171,11 +215,12 @@ class SonicSession:
             leg = self._leg
             assert leg is not None, "run() must have started"
             try:
-                await leg.stream.send(
-                    events.audio_input(
-                        prompt_name=leg.prompt_name, content_name=leg.audio_name, pcm=pcm
+                async with self._send_lock:
+                    await leg.stream.send(
+                        events.audio_input(
+                            prompt_name=leg.prompt_name, content_name=leg.audio_name, pcm=pcm
+                        )
                     )
-                )
                 return
             except SonicError:
                 # The leg may be dying (model timeout) and about to be replaced: wait for
@@ -186,6 +231,81 @@ class SonicSession:
                 if self._leg is leg:
                     raise
                 self.statistics.resent_chunks += 1
+
+    # --- cross-modal text and tool results ------------------------------------------------
+
+    async def send_text(self, text: str) -> None:
+        """Send ``text`` as the caller's cross-modal USER input on the current leg.
+
+        Kept in the history (a replacement leg replays it). If the leg fails during the
+        send, the block is sent again on its replacement, as audio is.
+        """
+        self.history.add("USER", text)
+        await self._send_block(lambda leg: self._text_block(leg, text))
+
+    async def send_tool_result(self, result: ToolResult) -> None:
+        """Answer one tool use (exactly once: a second result for the same id is dropped).
+
+        Sent as a TOOL block on the leg that asked; if that leg was replaced meanwhile, as a
+        cross-modal text on the current one (see the module docstring).
+        """
+        pending = self._pending_tools.pop(result.tool_use_id, None)
+        if pending is None:
+            logger.warning(
+                "tool result dropped",
+                extra={
+                    "event": "tool_result_dropped",
+                    "reason": "duplicate"
+                    if result.tool_use_id in self._answered_tools
+                    else "unknown_tool_use",
+                },
+            )
+            return
+        self._answered_tools.add(result.tool_use_id)
+        generation, name = pending
+        self._wake_rotation()  # a rotation may be waiting for the tool to finish
+
+        late = late_tool_result_text(name, result)
+        noted = False
+
+        def build(leg: _Leg) -> list[bytes]:
+            nonlocal noted
+            if leg.generation == generation:
+                return events.tool_result_block(
+                    prompt_name=leg.prompt_name,
+                    content_name=str(uuid.uuid4()),
+                    tool_use_id=result.tool_use_id,
+                    content=result.content,
+                )
+            if not noted:  # the replacement leg never saw the toolUse: tell it in words
+                noted = True
+                self.history.add("USER", late)
+            return self._text_block(leg, late)
+
+        await self._send_block(build)
+
+    def _text_block(self, leg: _Leg, text: str) -> list[bytes]:
+        return events.cross_modal_text(
+            prompt_name=leg.prompt_name, content_name=str(uuid.uuid4()), text=text
+        )
+
+    async def _send_block(self, build: Callable[[_Leg], list[bytes]]) -> None:
+        """Send one block's events back to back on the current leg; re-send the whole block
+        on a replacement leg if this one fails meanwhile (as :meth:`send_audio` does)."""
+        while True:
+            leg = self._leg
+            assert leg is not None, "run() must have started"
+            try:
+                async with self._send_lock:
+                    for ev in build(leg):
+                        await leg.stream.send(ev)
+                return
+            except SonicError:
+                with trio.move_on_after(RESEND_WAIT):
+                    while self._leg is leg:
+                        await self._leg_changed.wait()
+                if self._leg is leg:
+                    raise
 
     # --- legs -----------------------------------------------------------------------------
 
@@ -256,6 +376,8 @@ class SonicSession:
                     if self._assistant_audio_open
                     else self._last_assistant_audio + QUIET_BEFORE_ROTATION
                 )
+                if self._pending_tools:
+                    quiet_at = math.inf  # a tool result is due on this leg: wait for it
                 if trio.current_time() >= quiet_at:
                     return
                 self._speech_changed = trio.Event()
@@ -305,7 +427,12 @@ class SonicSession:
             )
         )
         await send(
-            events.prompt_start(prompt_name=p, voice_id=self._voice, output_sample_rate=self._rate)
+            events.prompt_start(
+                prompt_name=p,
+                voice_id=self._voice,
+                output_sample_rate=self._rate,
+                tools=self._tools,
+            )
         )
         await self._send_text(leg, "SYSTEM", self._system_prompt)
         for message in self.history.replay():
@@ -319,6 +446,13 @@ class SonicSession:
                 prompt_name=p, content_name=leg.audio_name, sample_rate=self._rate
             )
         )
+        if self._greeting is not None and leg.generation == 0:
+            # Speaks first: the documented pattern is a USER text once audio streams. Only
+            # the first leg: a replacement replays the history (this request included).
+            request = greeting_request(self._greeting)
+            self.history.add("USER", request)
+            for ev in self._text_block(leg, request):
+                await send(ev)
 
     async def _send_text(self, leg: _Leg, role: str, text: str) -> None:
         name = str(uuid.uuid4())
@@ -340,6 +474,11 @@ class SonicSession:
         try:
             async for ev in leg.stream:
                 arrived = time.perf_counter()
+                if isinstance(ev, output.ToolUse):
+                    use = self._tool_use(ev, leg)
+                    if use is not None:
+                        await send((use, arrived))
+                    continue
                 final = self._observe(ev)
                 await send((ev, arrived))
                 if final is not None:
@@ -354,6 +493,18 @@ class SonicSession:
             await trio.sleep_forever()  # until retired
         if not leg.retire.is_set():
             raise SonicSessionEnded("the Nova Sonic stream ended")
+
+    def _tool_use(self, ev: output.ToolUse, leg: _Leg) -> ToolUse | None:
+        """Record a tool use as pending on ``leg``; ``None`` for a repeated id."""
+        if ev.tool_use_id in self._pending_tools or ev.tool_use_id in self._answered_tools:
+            return None  # the model repeated an id: its one result is already due or sent
+        self._pending_tools[ev.tool_use_id] = (leg.generation, ev.tool_name)
+        return ToolUse(tool_use_id=ev.tool_use_id, name=ev.tool_name, content=ev.content)
+
+    @property
+    def pending_tool_uses(self) -> int:
+        """Tool uses still waiting for their result."""
+        return len(self._pending_tools)
 
     def _observe(self, ev: output.OutputEvent) -> Transcript | None:
         """Track what rotation needs: is the assistant speaking, and the final transcripts.
