@@ -283,3 +283,59 @@ async def test_webhook_and_a_timed_out_tool_each_get_one_result_and_the_call_goe
     [call] = receiver.calls
     assert call.signature_valid
     assert call.body["input"] == {"day": "monday"} and call.body["call_id"] == CALL_SID
+
+
+async def test_hang_up_on_asterisk_sends_hangup_then_closes_with_4310(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from trio_websocket import ConnectionClosed
+
+    from devkit.simcall import AsteriskCaller
+    from sessions.dialects.asterisk import AsteriskDialect
+
+    sonic = FakeSonic()
+    store = FakePromptStore()
+    store.put("esther", PROMPT.replace("URL", "https://x.example/h"))
+    metrics = Metrics(process_metrics=False)
+    caller = AsteriskCaller(connection_id="c1", channel_id="1761234567.42")
+    texts: list[str] = []
+    closed: list[int | None] = []
+    result: list[CallSummary] = []
+    async with (
+        open_fetcher(store) as (fetcher, _cache),
+        open_call_log(None) as call_log,
+        ws_pair() as (server_ws, client_ws),
+    ):
+        deps = CallDeps(
+            prompts=fetcher, sonic=sonic, metrics=metrics, call_log=call_log,
+            settings=CallSettings(), tools=ToolSettings(quiet_after_speech=0.5),
+        )  # fmt: skip
+
+        async def receive() -> None:
+            try:
+                while True:
+                    message = await client_ws.get_message()
+                    if isinstance(message, str):
+                        texts.append(message)
+            except ConnectionClosed as exc:
+                closed.append(exc.reason.code if exc.reason is not None else None)
+
+        async def call() -> None:
+            with metrics.call("asterisk") as cm:
+                dialect = AsteriskDialect(path="/asterisk/esther")
+                result.append(await CallChannel(server_ws, dialect, deps, cm).run())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            nursery.start_soon(call)
+            await client_ws.send_message(caller.media_start())
+            await client_ws.send_message(caller.media(b"\xff" * 160))
+            stream = await wait_stream(sonic)
+            stream.feed(tool_use("h1", "hang_up"))
+            with trio.fail_after(30):
+                while not closed:
+                    await client_ws.send_message(caller.media(b"\xff" * 160))
+                    await trio.sleep(0.02)
+    assert [json.loads(t) for t in texts][-1] == {"command": "HANGUP"}
+    assert closed == [4310]
+    assert result[0].end is not None and result[0].end.reason == "assistant_hang_up"
