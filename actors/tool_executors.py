@@ -188,7 +188,8 @@ class WebhookExecutor:
         except (ToolHttpError, WebhookResponseInvalid) as exc:
             raise ToolFailed(str(exc)) from None
         if reply.is_error:
-            raise ToolFailed(reply.content[:500])
+            # The webhook's own words go to the model, not to the log (they may quote the caller).
+            raise ToolFailed(reply.content[:500], log_detail="the webhook reported an error")
         return ToolOutcome(json.dumps({"content": reply.content}, ensure_ascii=False))
 
 

@@ -53,8 +53,13 @@ ToolSink = Callable[[ToolResult], Awaitable[None]]
 
 
 class ToolFailed(Exception):
-    """An executor could not do its job; ``str(exc)`` is safe to tell the model and log
-    (no secrets, no caller data)."""
+    """An executor could not do its job. ``str(exc)`` goes to the model; ``log_detail``
+    (default: the same text) to the service log, so text that may hold caller data (a
+    webhook's own error message) can reach the model without reaching the log."""
+
+    def __init__(self, message: str, *, log_detail: str | None = None) -> None:
+        super().__init__(message)
+        self.log_detail = message if log_detail is None else log_detail
 
 
 @attrs.frozen
@@ -176,7 +181,13 @@ class _Policy:
         finally:
             self.running -= 1
         if then is not None:
-            await then()
+            try:
+                await then()
+            except Exception:
+                # The result was delivered; a failing follow-up must not end the call.
+                logger.exception(
+                    "tool follow-up failed", extra={"event": "tool_follow_up_failed"}
+                )
 
     async def _result_for(
         self, use: ToolUse
@@ -199,7 +210,7 @@ class _Policy:
             st.failed += 1
             logger.info(
                 "tool failed",
-                extra={"event": "tool_failed", "tool": use.name, "error": str(exc)[:200]},
+                extra={"event": "tool_failed", "tool": use.name, "error": exc.log_detail[:200]},
             )
             return _error(use, str(exc)[:500]), None
         except Exception:

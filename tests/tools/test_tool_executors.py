@@ -368,3 +368,27 @@ async def test_hang_up_answers_the_model_then_ends_the_call(ca: trustme.CA) -> N
         await trio.sleep(0.05)
     assert json.loads(result.content)["status"] == "ending"
     assert call.log == ["result", "hang up"]
+
+
+async def test_a_webhooks_own_error_reaches_the_model_but_not_the_log(
+    ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="novavoice.tools")
+    reply = HttpResponse(200, b'{"content":"no booking for Jane Doe","is_error":true}')
+    receiver = WebhookReceiver(SECRET.encode(), reply=lambda body: reply)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(
+            lambda task_status: serve_http(
+                receiver.handle, ssl_context=server_ctx(ca), task_status=task_status
+            )
+        )
+        async with running_tools((webhook(f"https://127.0.0.1:{port}/h"),), ca) as (submit, sink):
+            await submit(ToolUse("t1", "lookup", "{}"))
+            [result] = await wait_for(sink)
+        nursery.cancel_scope.cancel()
+    assert json.loads(result.content) == {"error": "no booking for Jane Doe"}
+    [record] = [r for r in caplog.records if getattr(r, "event", None) == "tool_failed"]
+    assert record.error == "the webhook reported an error"  # type: ignore[attr-defined]
+    assert "Jane" not in caplog.text
