@@ -9,8 +9,9 @@ Directives let one faulty call run beside healthy ones: the SYSTEM text block ma
 ``[emulator:KEY=VALUE,KEY=VALUE]`` (several brackets allowed). KEY is a :class:`StreamPlan`
 field with ``-`` for ``_`` (``rst-after``, ``stall-after``, ``throttle-after``,
 ``corrupt-after``, ``error-after``, ``goaway-after``, ``session-limit``, ``idle-timeout``,
-``time-to-first-audio``, ``reply-seconds``, ``audio-speed``); VALUE is in seconds (or a
-factor for ``audio-speed``). Time-based faults count from the moment the stream was opened.
+``time-to-first-audio``, ``reply-seconds``, ``audio-speed``, ``tool-use-turn``,
+``tool-use-after``); VALUE is in seconds (or a factor for ``audio-speed``, a turn number for
+``tool-use-turn``). Time-based faults count from the moment the stream was opened.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class StreamPlan:
         corrupt_after: send one output frame with a bad message CRC, then end the stream.
         goaway_after: send GOAWAY on this stream's connection and close it (abrupt: the
             other streams on that connection fail too) this long after the stream opened.
+        tool_use_turn: the reply to this caller turn (1-based) starts with a ``toolUse``
+            (of :attr:`EmulatorConfig.tool_use_name`, or the first tool offered).
+        tool_use_after: send a ``toolUse`` this long after the stream opened (a schedule).
     """
 
     session_limit: float = attrs.field(default=480.0, validator=_positive_or_none)
@@ -75,6 +79,8 @@ class StreamPlan:
     stall_after: float | None = attrs.field(default=None, validator=_positive_or_none)
     corrupt_after: float | None = attrs.field(default=None, validator=_positive_or_none)
     goaway_after: float | None = attrs.field(default=None, validator=_positive_or_none)
+    tool_use_turn: float | None = attrs.field(default=None, validator=_positive_or_none)
+    tool_use_after: float | None = attrs.field(default=None, validator=_positive_or_none)
 
     def with_overrides(self, overrides: Mapping[str, float]) -> StreamPlan:
         """Return a copy with ``overrides`` (field name → value) applied; unknown names raise."""
@@ -147,6 +153,10 @@ class EmulatorConfig:
             (graceful: running streams finish, new ones must use a new connection; 0 = off).
         goaway_after_seconds: send a graceful GOAWAY once a connection is this old.
         seed: makes transcripts, voices and random throttling reproducible.
+        tool_use_name: the tool the emulator calls (default: the first one offered; a
+            stream offering no tools gets no ``toolUse``, as the model cannot call one).
+        tool_use_text_pattern: a regular expression; a cross-modal text matching it is
+            answered with a ``toolUse`` instead of speech.
     """
 
     credentials: Mapping[str, str] = attrs.field(factory=dict)
@@ -172,6 +182,8 @@ class EmulatorConfig:
     goaway_after_streams: int = 0
     goaway_after_seconds: float | None = None
     seed: int = 0
+    tool_use_name: str | None = None
+    tool_use_text_pattern: str | None = None
 
     def plan_for(self, ordinal: int) -> StreamPlan:
         """The plan of stream number ``ordinal`` before system-prompt directives."""

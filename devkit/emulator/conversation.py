@@ -182,10 +182,12 @@ class Conversation:
         """A UUID4-shaped id drawn from the seeded RNG."""
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
-    def plan_turn(self, utterance: UtteranceEnded) -> TurnPlan:
-        """The next turn's transcript, reply and ids for a detected utterance."""
+    def plan_turn(self, utterance: UtteranceEnded, reply: str | None = None) -> TurnPlan:
+        """The next turn's transcript, reply and ids for a detected utterance (``reply``
+        replaces the drawn phrase: an answer to text input or to a tool result)."""
         self._turns += 1
-        reply = self._rng.choice(ASSISTANT_PHRASES)
+        drawn = self._rng.choice(ASSISTANT_PHRASES)
+        reply = drawn if reply is None else reply
         return TurnPlan(
             number=self._turns,
             completion_id=self.new_id(),

@@ -47,6 +47,8 @@ class PromptStarted:
     prompt_name: str
     voice_id: str
     output_sample_rate: int
+    tools: tuple[str, ...] = ()
+    """Names of the tools ``toolConfiguration`` offers."""
 
 
 @attrs.frozen(kw_only=True)
@@ -56,6 +58,9 @@ class TextBlockEnded:
     role: str
     interactive: bool
     text: str
+    audio_chunks_before: int = 0
+    """``audioInput`` events the stream had carried when the block ended (0 for a text
+    sent right after the AUDIO block opened: the speaks-first pattern)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -31,6 +31,7 @@ from devkit.emulator.input_events import (
     ToolResultEnded,
     Violation,
 )
+from devkit.emulator.tools import check_tool_configuration
 
 __all__ = [
     "KNOWN_EVENTS",
@@ -138,6 +139,7 @@ class EventRules:
         self._audio_done = False
         self._block: _Block | None = None
         self._names: set[str] = set()
+        self._audio_chunks = 0
 
     @property
     def prompt_name(self) -> str | None:
@@ -247,8 +249,12 @@ class EventRules:
             voice in KNOWN_VOICES,
             f"promptStart.audioOutputConfiguration.voiceId {voice!r} is not a known voice",
         )
+        tools, problem = check_tool_configuration(body)
+        _need(problem is None, str(problem))
         self._prompt_name = prompt_name
-        return PromptStarted(prompt_name=prompt_name, voice_id=str(voice), output_sample_rate=rate)
+        return PromptStarted(
+            prompt_name=prompt_name, voice_id=str(voice), output_sample_rate=rate, tools=tools
+        )
 
     def _content_start(self, body: dict[str, Any]) -> InputEvent:
         name = _str_field(body, "contentName", "contentStart")
@@ -292,6 +298,7 @@ class EventRules:
                 self._history_count += 1
             if interactive:
                 _need(role == "USER", f"interactive TEXT content must have role USER, not {role!r}")
+                _need(self._audio is not None, "Cross-modal text needs the AUDIO content started")
             if role == "SYSTEM_SPEECH":
                 _need(
                     self._history_count == 0 and self._audio is None,
@@ -378,6 +385,7 @@ class EventRules:
         except (binascii.Error, ValueError):
             raise _Reject("audioInput.content is not valid base64") from None
         _need(len(pcm) % 2 == 0, "audioInput.content must hold whole 16-bit samples (even length)")
+        self._audio_chunks += 1
         return AudioChunk(pcm)
 
     def _tool_result(self, body: dict[str, Any]) -> InputEvent:
@@ -414,7 +422,10 @@ class EventRules:
             return ToolResultEnded(tool_use_id=block.tool_use_id, content="".join(block.parts))
         _need(bool(block.parts), f"TEXT content {name!r} ended without a textInput")
         return TextBlockEnded(
-            role=block.role, interactive=block.interactive, text="".join(block.parts)
+            role=block.role,
+            interactive=block.interactive,
+            text="".join(block.parts),
+            audio_chunks_before=self._audio_chunks,
         )
 
     def _prompt_end(self, body: dict[str, Any]) -> InputEvent:

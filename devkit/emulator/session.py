@@ -20,7 +20,9 @@ would hand most of the session's fields to each piece.
 from __future__ import annotations
 
 import hmac
+import json
 import math
+import re
 from collections.abc import Callable
 from typing import Protocol
 
@@ -53,10 +55,12 @@ from devkit.emulator.rules import (
     SessionEnded,
     SessionStarted,
     TextBlockEnded,
+    ToolResultEnded,
     Violation,
 )
 from devkit.emulator.sigcheck import RequestAuth, event_signature
 from devkit.emulator.stats import Counters
+from devkit.emulator.tools import ToolLedger, reply_to_text, tool_use_events
 
 __all__ = ["StreamPort", "StreamSession", "VoiceBank"]
 
@@ -164,6 +168,8 @@ class StreamSession:
         self._detector: UtteranceDetector | None = None
         self._turn: _Turn | None = None
         self._totals = [0, 0, 0, 0]
+        self._tools: tuple[str, ...] = ()
+        self._ledger = ToolLedger()
 
     @property
     def closing(self) -> bool:
@@ -178,6 +184,12 @@ class StreamSession:
     async def run(self) -> None:
         """Serve the stream; returns when it is over (the caller then tidies up h2 state)."""
         self._opened = self._last_input = trio.current_time()
+        try:
+            await self._serve()
+        finally:
+            self._counters.tool_uses_unanswered += len(self._ledger.pending)
+
+    async def _serve(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._writer)
@@ -335,6 +347,9 @@ class StreamSession:
         elif isinstance(event, PromptStarted):
             self._voice, self._output_rate = event.voice_id, event.output_sample_rate
             self._prompt_name = event.prompt_name
+            self._tools = event.tools
+        elif isinstance(event, ToolResultEnded):
+            await self._on_tool_result(event)
         elif isinstance(event, TextBlockEnded):
             await self._on_text(event)
         elif isinstance(event, AudioStarted):
@@ -358,8 +373,55 @@ class StreamSession:
                 return
             self._conversation = Conversation(seed=self._config.seed, system_prompt=event.text)
             self._plan_changed.set()
-        elif event.interactive and self._conversation is not None and self._turn is None:
-            self._start_turn(UtteranceEnded(0.0, 0.0), echo_user=False)
+        elif event.interactive:
+            greeting = event.audio_chunks_before == 0  # right after the audio block opened
+            self._counters.text_received(event.text)
+            self._counters.greetings += greeting
+            pattern = self._config.tool_use_text_pattern
+            if pattern is not None and self._tools and re.search(pattern, event.text):
+                await self._send_tool_use(self._fresh_ids())
+            elif self._conversation is not None and self._turn is None:
+                reply = reply_to_text(event.text, greeting=greeting)
+                self._start_turn(UtteranceEnded(0.0, 0.0), echo_user=False, reply=reply)
+
+    async def _on_tool_result(self, event: ToolResultEnded) -> None:
+        problem = self._ledger.answer(event.tool_use_id)
+        if problem is not None:
+            await self._reject(problem)
+            return
+        self._counters.tool_results += 1
+        self._counters.tool_results_out_of_order = self._ledger.out_of_order
+        if self._conversation is not None and self._turn is None:
+            name = self._ledger.names[event.tool_use_id]
+            failed = '"error"' in event.content
+            reply = f"Sorry, {name} did not work." if failed else f"Done: {name} finished."
+            self._start_turn(UtteranceEnded(0.0, 0.0), echo_user=False, reply=reply)
+
+    def _fresh_ids(self) -> ReplyIds:
+        assert self._conversation is not None
+        return ReplyIds(
+            session_id=self._conversation.session_id,
+            prompt_name=self._prompt_name,
+            completion_id=self._conversation.new_id(),
+        )
+
+    async def _send_tool_use(self, ids: ReplyIds) -> None:
+        """One ``toolUse`` of the configured (or first offered) tool, in its own block."""
+        if not self._tools or self._conversation is None:
+            return  # the model can only call tools it was offered
+        name = self._config.tool_use_name or self._tools[0]
+        tool_use_id = self._conversation.new_id()
+        self._ledger.issue(tool_use_id, name)
+        self._counters.tool_uses += 1
+        for ev in tool_use_events(
+            ids={"sessionId": ids.session_id, "promptName": ids.prompt_name,
+                 "completionId": ids.completion_id},
+            content_id=self._conversation.new_id(),
+            tool_name=name,
+            tool_use_id=tool_use_id,
+            content=json.dumps({"reason": "emulated"}),
+        ):  # fmt: skip
+            await self._emit_event(ev)
 
     async def _on_audio(self, pcm: bytes) -> None:
         self._counters.audio_bytes_in += len(pcm)
@@ -375,9 +437,11 @@ class StreamSession:
 
     # --- turns -------------------------------------------------------------------------
 
-    def _start_turn(self, utterance: UtteranceEnded, *, echo_user: bool) -> None:
+    def _start_turn(
+        self, utterance: UtteranceEnded, *, echo_user: bool, reply: str | None = None
+    ) -> None:
         assert self._conversation is not None and self._nursery is not None
-        plan = self._conversation.plan_turn(utterance)
+        plan = self._conversation.plan_turn(utterance, reply)
         ids = ReplyIds(
             session_id=self._conversation.session_id,
             prompt_name=self._prompt_name,
@@ -420,6 +484,8 @@ class StreamSession:
                         turn, plan.user_content_id, "USER", "FINAL", plan.user_text, "PARTIAL_TURN"
                     )
                     await self._usage(ids, (plan.input_speech_tokens, 0, 0, 0))
+                    if p.tool_use_turn is not None and plan.number == round(p.tool_use_turn):
+                        await self._send_tool_use(ids)  # asynchronous: the reply goes on
                 await trio.sleep(p.time_to_first_audio)
                 turn.responding = True
                 await self._text_block(
@@ -522,6 +588,7 @@ class StreamSession:
             "stall_after",
             "corrupt_after",
             "goaway_after",
+            "tool_use_after",
         ):
             after = getattr(p, name)
             if after is not None and name not in fired:
@@ -580,3 +647,8 @@ class StreamSession:
         elif name == "goaway_after":
             self._counters.faults_injected += 1
             self._port.goaway()
+        elif name == "tool_use_after" and self._conversation is not None:
+            ids = self._fresh_ids()
+            await self._emit_event(ids.completion_start())
+            await self._send_tool_use(ids)
+            await self._emit_event(ids.completion_end(stop_reason="END_TURN"))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Counters", "EmulatorStatistics"]
+__all__ = ["TEXTS_KEPT", "Counters", "EmulatorStatistics"]
+
+TEXTS_KEPT = 100
 
 
 @attrs.frozen(kw_only=True)
@@ -25,6 +27,13 @@ class EmulatorStatistics:
     signature_failures: int
     validation_errors: int
     faults_injected: int
+    cross_modal_texts: int = 0
+    greetings: int = 0
+    tool_uses: int = 0
+    tool_results: int = 0
+    tool_results_out_of_order: int = 0
+    tool_uses_unanswered: int = 0
+    texts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.define
@@ -35,6 +44,14 @@ class Counters:
     ``streams_completed`` streams that ended with the client's clean close (sessionEnd and
     END_STREAM). ``faults_injected`` counts throttles, resets, GOAWAYs, stalls, corrupt
     frames and session-limit timeouts the emulator caused on purpose.
+
+    ``cross_modal_texts`` counts interactive USER text blocks and ``texts`` keeps the last
+    :data:`TEXTS_KEPT` of them (so a test can see what reached the "model" as text);
+    ``greetings`` counts those sent right after the AUDIO block opened, before any audio
+    (the speaks-first pattern). ``tool_uses`` counts ``toolUse`` events sent,
+    ``tool_results`` accepted results, ``tool_results_out_of_order`` results that overtook
+    an older pending tool use, ``tool_uses_unanswered`` tool uses whose stream ended
+    without their result.
     """
 
     connections_opened: int = 0
@@ -51,6 +68,19 @@ class Counters:
     signature_failures: int = 0
     validation_errors: int = 0
     faults_injected: int = 0
+    cross_modal_texts: int = 0
+    greetings: int = 0
+    tool_uses: int = 0
+    tool_results: int = 0
+    tool_results_out_of_order: int = 0
+    tool_uses_unanswered: int = 0
+    texts: list[str] = attrs.field(factory=list)
+
+    def text_received(self, text: str) -> None:
+        """Keep one cross-modal text (the last :data:`TEXTS_KEPT`)."""
+        self.cross_modal_texts += 1
+        self.texts.append(text)
+        del self.texts[:-TEXTS_KEPT]
 
     def snapshot(self) -> EmulatorStatistics:
         """Freeze the current values."""

@@ -65,6 +65,8 @@ class CallConversation:
         self.close_reason: str | None = None
         self.xoff = False
         self.scope = trio.CancelScope()
+        self.keys_sent = 0
+        self.audio_before_speech = 0.0
 
     async def _send(self, message: str | bytes) -> None:
         assert self.ws is not None
@@ -128,6 +130,7 @@ class CallConversation:
                     kinds = _malformed_kinds(carrier)
                     kind = script.malformed_kind or random.Random(self.seed).choice(kinds)
                     await self._send(carrier.malformed(kind))
+            await self._press_keys(now - start)
             tick = turns.tick(now, self.playback)
             if tick.hangup:
                 await self._hang_up()
@@ -135,6 +138,17 @@ class CallConversation:
             await self._send(carrier.media(tick.frame))
             self.frames_sent += 1
             k += 1
+
+    async def _press_keys(self, elapsed: float) -> None:
+        keypad = self.script.keypad
+        while self.keys_sent < len(keypad) and keypad[self.keys_sent][0] <= elapsed:
+            key = keypad[self.keys_sent][1]
+            carrier = self.carrier
+            message = (
+                carrier.dtmf(key) if isinstance(carrier, TwilioCaller) else carrier.dtmf_end(key)
+            )
+            await self._send(message)
+            self.keys_sent += 1
 
     async def _echo_mark(self, name: str) -> None:
         carrier = self.carrier
@@ -197,6 +211,8 @@ class CallConversation:
         turns = self.turns
         if isinstance(event, AssistantAudio):
             self.playback.add_audio(now, event.seconds)
+            if turns is None or turns.turns == 0:  # heard before the caller said anything
+                self.audio_before_speech += event.seconds
             if turns is not None:
                 turns.on_assistant_audio(now)
         elif isinstance(event, MarkRequested):
@@ -284,6 +300,8 @@ class CallConversation:
             close_code=self.close_code,
             close_reason=self.close_reason,
             closed_by=closed_by,
+            keys_sent=self.keys_sent,
+            audio_before_speech_s=self.audio_before_speech,
         )
 
 

@@ -104,6 +104,10 @@ class CallReport:
     close_reason: str | None = None
     closed_by: str | None = None
     """``caller``, ``daemon`` or ``network`` (the TCP connection broke)."""
+    keys_sent: int = 0
+    """Keypad keys the caller pressed (``CallScript.keypad``)."""
+    audio_before_speech_s: float = 0.0
+    """Assistant audio received before the caller's first utterance began (a greeting)."""
 
     @property
     def close_label(self) -> str:

@@ -71,6 +71,9 @@ class CallScript:
     """Which malformed message (``None``: drawn from the seed)."""
     early_media_frames: int = 0
     """Asterisk only: frames sent before ``MEDIA_START`` (asterisk#1712)."""
+    keypad: tuple[tuple[float, str], ...] = ()
+    """Keys the caller presses: (seconds from the start of the stream, key), in time order
+    (Twilio ``dtmf`` messages, Asterisk ``DTMF_END`` events)."""
 
     def __attrs_post_init__(self) -> None:
         if self.length is None and self.max_turns is None:

@@ -20,17 +20,21 @@ P = "3f2a9c1e-8d4b-4e6f-a1b2-c3d4e5f60718"
 C = "0b6c1d2e-3f40-4a51-8b62-7c8d9e0f1a2b"
 
 
+def x(template: str) -> bytes:
+    """The expected event bytes: ``$P`` and ``$C`` stand for the prompt and content names."""
+    return template.replace("$P", P).replace("$C", C).encode()
+
+
 def test_cross_modal_text_is_a_user_interactive_triple_byte_exact() -> None:
     got = events.cross_modal_text(prompt_name=P, content_name=C, text="1234#")
     assert got == [
-        (
-            '{"event":{"contentStart":{"promptName":"%s","contentName":"%s","type":"TEXT",'
+        x(
+            '{"event":{"contentStart":{"promptName":"$P","contentName":"$C","type":"TEXT",'
             '"interactive":true,"role":"USER","textInputConfiguration":{"mediaType":"text/plain"}}}}'
-            % (P, C)
-        ).encode(),
-        ('{"event":{"textInput":{"promptName":"%s","contentName":"%s","content":"1234#"}}}' % (P, C)).encode(),
-        ('{"event":{"contentEnd":{"promptName":"%s","contentName":"%s"}}}' % (P, C)).encode(),
-    ]  # fmt: skip
+        ),
+        x('{"event":{"textInput":{"promptName":"$P","contentName":"$C","content":"1234#"}}}'),
+        x('{"event":{"contentEnd":{"promptName":"$P","contentName":"$C"}}}'),
+    ]
 
 
 def test_cross_modal_text_splits_long_text_into_1kb_text_inputs_of_one_block() -> None:
@@ -53,16 +57,16 @@ def test_tool_result_block_byte_exact() -> None:
         prompt_name=P, content_name=C, tool_use_id="tu-1", content='{"error":"no"}'
     )
     assert got == [
-        (
-            '{"event":{"contentStart":{"promptName":"%s","contentName":"%s","type":"TOOL",'
+        x(
+            '{"event":{"contentStart":{"promptName":"$P","contentName":"$C","type":"TOOL",'
             '"interactive":false,"role":"TOOL","toolResultInputConfiguration":{"toolUseId":"tu-1",'
-            '"type":"TEXT","textInputConfiguration":{"mediaType":"text/plain"}}}}}' % (P, C)
-        ).encode(),
-        (
-            '{"event":{"toolResult":{"promptName":"%s","contentName":"%s",'
-            '"content":"{\\"error\\":\\"no\\"}"}}}' % (P, C)
-        ).encode(),
-        ('{"event":{"contentEnd":{"promptName":"%s","contentName":"%s"}}}' % (P, C)).encode(),
+            '"type":"TEXT","textInputConfiguration":{"mediaType":"text/plain"}}}}}'
+        ),
+        x(
+            '{"event":{"toolResult":{"promptName":"$P","contentName":"$C",'
+            '"content":"{\\"error\\":\\"no\\"}"}}}'
+        ),
+        x('{"event":{"contentEnd":{"promptName":"$P","contentName":"$C"}}}'),
     ]
 
 
@@ -74,17 +78,14 @@ def test_prompt_start_tool_configuration_byte_exact_with_tool_choice_auto() -> N
         output_sample_rate=8000,
         tools=[events.ToolSpec(name="hang_up", description="End the call", input_schema=schema)],
     )
-    assert (
-        got
-        == (
-            '{"event":{"promptStart":{"promptName":"%s","textOutputConfiguration":{"mediaType":'
-            '"text/plain"},"audioOutputConfiguration":{"mediaType":"audio/lpcm","sampleRateHertz":8000,'
-            '"sampleSizeBits":16,"channelCount":1,"voiceId":"matthew","encoding":"base64",'
-            '"audioType":"SPEECH"},"toolUseOutputConfiguration":{"mediaType":"application/json"},'
-            '"toolConfiguration":{"tools":[{"toolSpec":{"name":"hang_up","description":"End the call",'
-            '"inputSchema":{"json":"{\\"properties\\":{\\"reason\\":{\\"type\\":\\"string\\"}},'
-            '\\"type\\":\\"object\\"}"}}}],"toolChoice":{"auto":{}}}}}}' % P
-        ).encode()
+    assert got == x(
+        '{"event":{"promptStart":{"promptName":"$P","textOutputConfiguration":{"mediaType":'
+        '"text/plain"},"audioOutputConfiguration":{"mediaType":"audio/lpcm","sampleRateHertz":8000,'
+        '"sampleSizeBits":16,"channelCount":1,"voiceId":"matthew","encoding":"base64",'
+        '"audioType":"SPEECH"},"toolUseOutputConfiguration":{"mediaType":"application/json"},'
+        '"toolConfiguration":{"tools":[{"toolSpec":{"name":"hang_up","description":"End the call",'
+        '"inputSchema":{"json":"{\\"properties\\":{\\"reason\\":{\\"type\\":\\"string\\"}},'
+        '\\"type\\":\\"object\\"}"}}}],"toolChoice":{"auto":{}}}}}}'
     )
 
 

@@ -148,7 +148,11 @@ def test_full_good_session_yields_typed_records() -> None:
     assert AudioStarted(content_name="audio", sample_rate=16000) in results
     assert results.count(AudioChunk(b"\x00\x01" * 160)) == 2
     assert ToolResultEnded(tool_use_id="t-1", content="{}") in results
-    assert TextBlockEnded(role="USER", interactive=True, text="1 2 3") in results
+    # One audioInput went before the cross-modal text: not the speaks-first position.
+    assert (
+        TextBlockEnded(role="USER", interactive=True, text="1 2 3", audio_chunks_before=1)
+        in results
+    )
     assert results[-3:] == [AudioEnded(), PromptEnded(), SessionEnded()]
 
 
@@ -244,8 +248,13 @@ BAD = [
     ),
     (
         "nested content start",
-        [*opening(), text_start("a", "USER", True), text_start("b", "USER", True)],
+        [*opening(), audio_start(), text_start("a", "USER", True), text_start("b", "USER", True)],
         "still open",
+    ),
+    (
+        "cross-modal text before the audio block",
+        [*opening(), text_start("a", "USER", True)],
+        "needs the AUDIO content started",
     ),
     (
         "reused content name",
