@@ -5,7 +5,8 @@ executors act through) and :func:`open_call_tool_runner` (the per-call tool runn
 outbound queue is empty, the carrier has had time to play everything sent (the playback
 clock of :class:`~sessions.playback_estimate.PlaybackEstimate`, which every carrier
 follows, marks or not), and no new assistant audio came for ``TOOL_QUIET_AFTER_SPEECH_MS``
-(the model may still be answering the tool's result: "Goodbye!"). The wait is bounded by
+(counted from the wait's start at the earliest: the model may call the tool before it
+speaks, or answer the tool's result with "Goodbye!"). The wait is bounded by
 ``TOOL_SPEECH_WAIT_MS``. Then ``hang_up`` ends the call with 4310 (Asterisk gets
 ``HANGUP`` first, see :meth:`sessions.call.CallChannel.run`); ``transfer`` ends it with
 4311 once Twilio has the new TwiML.
@@ -68,22 +69,25 @@ class CallTools:
         """Twilio's account SID from the start message."""
         return self._start.account_id
 
-    def _speech_done_at(self) -> float | None:
-        """When the current sentence will have been heard, or ``None`` while audio queues."""
+    def _speech_done_at(self, since: float) -> float | None:
+        """When the current sentence will have been heard, or ``None`` while audio queues.
+
+        The quiet spell counts from the last audio sent, or from ``since`` (when the wait
+        began) if that is later: a tool use often comes before the answer's first audio.
+        """
         if self._queue.queued > 0:
             return None
         playback = self._playback
-        quiet_from = playback.last_sent_at
-        done = playback.playing_until
-        if quiet_from is not None:
-            done = max(done, quiet_from + self._settings.quiet_after_speech)
-        return done
+        last = playback.last_sent_at
+        quiet_from = since if last is None else max(last, since)
+        return max(playback.playing_until, quiet_from + self._settings.quiet_after_speech)
 
     async def wait_speech_finished(self) -> None:
         """Return once the assistant's current answer has played, or after the bound."""
+        since = trio.current_time()
         with trio.move_on_after(self._settings.speech_wait):
             while True:
-                done = self._speech_done_at()
+                done = self._speech_done_at(since)
                 now = trio.current_time()
                 if done is not None and now >= done:
                     break

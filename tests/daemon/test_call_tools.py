@@ -50,12 +50,30 @@ def tools(
     )
 
 
-async def test_nothing_said_means_nothing_to_wait_for(autojump_clock: trio.abc.Clock) -> None:
+async def test_silence_waits_only_the_quiet_spell(autojump_clock: trio.abc.Clock) -> None:
     ends: list[CallEnd] = []
-    t = tools(OutboundQueue(2.0), PlaybackEstimate(), ends)
+    t = tools(OutboundQueue(2.0), PlaybackEstimate(), ends, quiet=1.5)
     t0 = trio.current_time()
     await t.wait_speech_finished()
-    assert trio.current_time() == t0
+    assert trio.current_time() - t0 == pytest.approx(1.5)
+
+
+async def test_a_tool_called_before_the_answer_waits_for_the_answer(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The model calls the tool first, then speaks: the audio starts 0.4 s into the wait.
+    playback = PlaybackEstimate()
+    t = tools(OutboundQueue(2.0), playback, [], quiet=1.0)
+    t0 = trio.current_time()
+
+    async def answer() -> None:
+        await trio.sleep(0.4)
+        playback.sent(trio.current_time(), 2.0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer)
+        await t.wait_speech_finished()
+    assert trio.current_time() - t0 == pytest.approx(2.4, abs=0.06)
 
 
 async def test_waits_until_the_sent_audio_has_played(autojump_clock: trio.abc.Clock) -> None:
