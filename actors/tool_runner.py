@@ -185,9 +185,7 @@ class _Policy:
                 await then()
             except Exception:
                 # The result was delivered; a failing follow-up must not end the call.
-                logger.exception(
-                    "tool follow-up failed", extra={"event": "tool_follow_up_failed"}
-                )
+                logger.exception("tool follow-up failed", extra={"event": "tool_follow_up_failed"})
 
     async def _result_for(
         self, use: ToolUse
