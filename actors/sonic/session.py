@@ -263,7 +263,6 @@ class SonicSession:
             return
         self._answered_tools.add(result.tool_use_id)
         generation, name = pending
-        self._wake_rotation()  # a rotation may be waiting for the tool to finish
 
         late = late_tool_result_text(name, result)
         noted = False
@@ -283,6 +282,7 @@ class SonicSession:
             return self._text_block(leg, late)
 
         await self._send_block(build)
+        self._wake_rotation()  # a rotation may be waiting for this tool's result
 
     def _text_block(self, leg: _Leg, text: str) -> list[bytes]:
         return events.cross_modal_text(

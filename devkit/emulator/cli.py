@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 from functools import partial
@@ -44,6 +45,8 @@ _PLAN_FLAGS = {
     "stall_after": "stop sending on each stream after N seconds, keeping it open",
     "corrupt_after": "send a frame with a bad CRC on each stream after N seconds, then end it",
     "goaway_after": "send GOAWAY and drop the connection N seconds after each stream opened",
+    "tool_use_turn": "start the reply to the caller's Nth turn with a toolUse (if tools offered)",
+    "tool_use_after": "send a toolUse N seconds after each stream opened (if tools offered)",
 }
 
 
@@ -224,6 +227,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of transcripts, voices and "
                         "random throttling (default 0)")  # fmt: skip
+    parser.add_argument(
+        "--tool-use-name",
+        default=None,
+        help="the tool the emulator calls (default: the first one promptStart offers)",
+    )
+    parser.add_argument(
+        "--tool-use-text-pattern",
+        default=None,
+        metavar="REGEX",
+        help="answer a cross-modal text matching REGEX with a toolUse instead of speech",
+    )
 
 
 def build_config(args: argparse.Namespace) -> EmulatorConfig:
@@ -242,7 +256,9 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         overrides = dict(args.stream_fault)
         for values in overrides.values():
             plan.with_overrides(values)
-    except ValueError as exc:
+        if args.tool_use_text_pattern is not None:
+            re.compile(args.tool_use_text_pattern)
+    except (ValueError, re.error) as exc:
         raise ConfigError(str(exc)) from None
     tokens = {args.access_key_id: args.session_token} if args.session_token else {}
     return EmulatorConfig(
@@ -267,6 +283,8 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         goaway_after_streams=args.goaway_after_streams,
         goaway_after_seconds=args.goaway_after_seconds,
         seed=args.seed,
+        tool_use_name=args.tool_use_name,
+        tool_use_text_pattern=args.tool_use_text_pattern,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -120,13 +120,16 @@ class TestStream:
 
     # Conversation helpers -------------------------------------------------------------
 
-    async def start_session(self, system: str = "You are a test assistant.") -> None:
+    async def start_session(
+        self, system: str = "You are a test assistant.", tools: Sequence[ev.ToolSpec] = ()
+    ) -> None:
         await self.send(ev.session_start(endpointing_sensitivity="MEDIUM"))
         await self.send(
             ev.prompt_start(
-                prompt_name=self.prompt, voice_id="tiffany", output_sample_rate=RATE_OUT
+                prompt_name=self.prompt, voice_id="tiffany", output_sample_rate=RATE_OUT,
+                tools=tools,
             )
-        )
+        )  # fmt: skip
         await self.send(
             ev.text_content_start(
                 prompt_name=self.prompt, content_name="sys", role="SYSTEM", interactive=False

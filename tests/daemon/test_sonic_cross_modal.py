@@ -243,3 +243,15 @@ async def test_audio_output_still_flows_while_a_tool_is_pending(
         stream.feed(audio_end("a"))
         await trio.sleep(1)
     assert sum(isinstance(r, output.AudioOutput) for r in received) == 1
+
+
+async def test_a_reactive_rotation_does_not_repeat_the_greeting(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    sonic = FakeSonic()
+    async with running_session(sonic, greeting="Hi there.") as (session, _):
+        sonic.streams[0].feed(SonicStreamError("modelTimeoutException", "timed out"))
+        await trio.sleep(1)
+        assert session.statistics.reactive_rotations == 1
+    assert [b for b in text_blocks(sonic.streams[0]) if b[1]] != []
+    assert [b for b in text_blocks(sonic.streams[1]) if b[1]] == []
