@@ -33,6 +33,12 @@ anyway (a reactive rotation, or the wait ran out), the new stream never saw that
 ``toolUse`` and would refuse a ``toolResult`` naming it, so the result is delivered on the
 new leg as a cross-modal USER text that names the tool and carries its result.
 
+Why one module of about 530 lines: audio, text blocks, tool results and rotation all act on
+the same state (the current leg and its replacement signal, the send lock, the pending tool
+uses, the assistant's quiet), and rotation must see every change to it. The sans-IO parts
+are elsewhere: events (:mod:`actors.sonic.events`), output (:mod:`actors.sonic.output`),
+history (:mod:`actors.conversation_history`).
+
 Time is trio's only: a leg's credential expiry arrives as a trio-clock deadline
 (:attr:`SonicStreamLike.credentials_deadline`), rotation waits on that deadline, on an event
 (a reactive rotation) and on the assistant's quiet, never on a polling sleep, so the

@@ -6,15 +6,17 @@ applies the rules, feeds the utterance detector), a single writer (the only task
 frames on the stream, so a cancelled turn can never leave half a frame), a watchdog (session
 limit, idle timeout, timed faults) and at most one turn at a time.
 
-Why one file of about 570 lines: :class:`StreamSession` is the state machine those tasks
+Why one file of about 650 lines: :class:`StreamSession` is the state machine those tasks
 share. The reader, the turn, the watchdog and the fault injector all read and change the same
 state (whether the session is closing, the current turn and its cancel scope, the last input
 time, the plan that directives change mid-stream, the single output channel) and end the
 stream through the same ``_close_with`` path, so that exactly one of them decides how it ends.
 Every part with a small interface is already its own module: framing (:mod:`.frames`), the
 event rules (:mod:`.rules`), signatures (:mod:`.sigcheck`), turn planning and utterance
-detection (:mod:`.conversation`), reply ids (:mod:`.replies`). Splitting the rest by task
-would hand most of the session's fields to each piece.
+detection (:mod:`.conversation`), reply ids (:mod:`.replies`), tool rules and the
+tool-result ledger (:mod:`.tools`). The tool uses it sends (on a caller turn, on a schedule
+or for a matching text) share the same writer and turn state, so they stay here.
+Splitting the rest by task would hand most of the session's fields to each piece.
 """
 
 from __future__ import annotations
