@@ -3,10 +3,13 @@
 Each tool has a ``name`` (a letter, then up to 63 letters, digits, ``_`` or ``-``), a
 ``description``, a ``kind`` and optionally an ``input_schema`` (a JSON Schema mapping with
 ``type: object``; default: no parameters). ``hang_up`` and ``transfer`` are built into the
-daemon; a ``transfer`` needs a ``target`` (an E.164 number or a ``sip:`` URI). A
-``webhook`` needs an http(s) ``url`` and may set ``timeout`` (0.1 to 30 seconds). A key
-that does not apply to the kind is an error, as is a name used twice. A later feature runs
-the tools; the rules are strict now so definitions written today stay valid. Sans-IO.
+daemon; any tool may set ``timeout`` (0.1 to 30 seconds; default ``TOOL_TIMEOUT_MS``). A
+``transfer`` needs a ``target`` (an E.164 number or a ``sip:`` URI): the human the call is
+handed to. A ``webhook`` needs an ``https://`` ``url`` (``http://`` only to a loopback
+host, for development: :func:`actors.webhook_policy.check_webhook_url`) and a
+``secret_env``, the name of the environment variable that holds its signing secret (the
+secret itself never appears in a definition). A key that does not apply to the kind is an
+error, as is a name used twice. :mod:`actors.tool_executors` runs the tools. Sans-IO.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import attrs
 import yaml
 
 from actors.definition_issues import IssueCollector, shorten, type_name, yaml_position
+from actors.webhook_policy import check_webhook_url
 
 ToolKind = Literal["hang_up", "transfer", "webhook"]
 
@@ -27,11 +31,13 @@ TOOL_KINDS: Final = ("hang_up", "transfer", "webhook")
 """``hang_up`` and ``transfer`` are built into the daemon; ``webhook`` calls a URL."""
 
 _TOOL_KIND_OF: Final[Mapping[object, ToolKind]] = {k: k for k in ("hang_up", "transfer", "webhook")}
-_TOOL_KEYS: Final = ("name", "description", "kind", "input_schema", "url", "timeout", "target")
+_TOOL_KEYS: Final = (
+    "name", "description", "kind", "input_schema", "url", "timeout", "target", "secret_env",
+)  # fmt: skip
 _TOOL_NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _TOOL_TIMEOUT_RANGE: Final = (0.1, 30.0)
 _TRANSFER_TARGET_RE: Final = re.compile(r"\+[1-9][0-9]{6,14}|sips?:[^\s@]+@[^\s]+")
-_URL_RE: Final = re.compile(r"https?://[^\s/?#]+[^\s]*")
+_ENV_NAME_RE: Final = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 _DEFAULT_SCHEMA: Final = '{"properties":{},"type":"object"}'
 
 
@@ -40,8 +46,9 @@ class ToolSpec:
     """One entry of the reserved ``tools:`` list.
 
     ``input_schema`` is the tool's JSON Schema as canonical JSON text (sorted keys, no
-    spaces), so the definition stays hashable. ``url`` and ``timeout`` belong to webhooks,
-    ``target`` (E.164 number or SIP URI) to transfers.
+    spaces), so the definition stays hashable. ``timeout`` (seconds) applies to every kind;
+    ``url`` and ``secret_env`` belong to webhooks, ``target`` (E.164 number or SIP URI) to
+    transfers.
     """
 
     name: str
@@ -51,6 +58,8 @@ class ToolSpec:
     url: str | None = None
     timeout: float | None = None
     target: str | None = None
+    secret_env: str | None = None
+    """Name of the environment variable holding a webhook's HMAC signing secret."""
 
     def to_json(self) -> dict[str, object]:
         """The tool as it is written in front matter (absent fields left out)."""
@@ -60,7 +69,7 @@ class ToolSpec:
             "kind": self.kind,
             "input_schema": json.loads(self.input_schema),
         }
-        for key in ("url", "timeout", "target"):
+        for key in ("url", "timeout", "target", "secret_env"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -161,24 +170,34 @@ def _check_tool(
                     "invalid_value", "tool input_schema must contain only JSON values", *where
                 )
     url, timeout, target = item.get("url"), item.get("timeout"), item.get("target")
+    secret_env = item.get("secret_env")
+    if "timeout" in item:
+        low, high = _TOOL_TIMEOUT_RANGE
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            out.error(
+                "invalid_type", "tool timeout must be a number of seconds", *positions["timeout"]
+            )
+        elif not low <= timeout <= high:
+            out.error(
+                "out_of_range",
+                f"tool timeout {timeout} is outside {low} to {high} seconds",
+                *positions["timeout"],
+            )
     if kind == "webhook":
         need("url", "a webhook needs a URL")
-        if "url" in item and (not isinstance(url, str) or not _URL_RE.fullmatch(url)):
-            out.error("invalid_value", "webhook url must be an http(s):// URL", *positions["url"])
-        if "timeout" in item:
-            low, high = _TOOL_TIMEOUT_RANGE
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-                out.error(
-                    "invalid_type",
-                    "webhook timeout must be a number of seconds",
-                    *positions["timeout"],
-                )
-            elif not low <= timeout <= high:
-                out.error(
-                    "out_of_range",
-                    f"webhook timeout {timeout} is outside {low} to {high} seconds",
-                    *positions["timeout"],
-                )
+        need("secret_env", "a webhook needs the variable holding its signing secret")
+        if "url" in item:
+            problem = check_webhook_url(url) if isinstance(url, str) else "must be a string"
+            if problem is not None:
+                out.error("invalid_value", f"webhook url {problem}", *positions["url"])
+        if "secret_env" in item and (
+            not isinstance(secret_env, str) or not _ENV_NAME_RE.fullmatch(secret_env)
+        ):
+            out.error(
+                "invalid_value",
+                "webhook secret_env must be an environment variable name (A-Z, 0-9, _)",
+                *positions["secret_env"],
+            )
     if kind == "transfer":
         need("target", "a transfer needs a target")
         if "target" in item and (
@@ -190,8 +209,8 @@ def _check_tool(
                 *positions["target"],
             )
     if kind in TOOL_KINDS:
-        for key in ("url", "timeout", "target"):
-            allowed = (kind == "webhook" and key in ("url", "timeout")) or (
+        for key in ("url", "target", "secret_env"):
+            allowed = (kind == "webhook" and key in ("url", "secret_env")) or (
                 kind == "transfer" and key == "target"
             )
             if key in item and not allowed:
@@ -210,4 +229,5 @@ def _check_tool(
         url=url,
         timeout=None if timeout is None else float(timeout),
         target=target,
+        secret_env=secret_env,
     )

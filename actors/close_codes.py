@@ -33,13 +33,17 @@ code  name                        meaning                                       
 4300  START_TIMEOUT               carrier never started the stream within the deadline     call
 4301  MAX_DURATION                the call reached MAX_CALL_DURATION_MS                    call
 4302  IDLE_TIMEOUT                no speech, no assistant audio: CALL_IDLE_TIMEOUT_MS      call
+4310  ASSISTANT_HANG_UP           the assistant hung up (hang_up tool) after its sentence  tools
+4311  TRANSFERRED                 the call was handed to a human (transfer tool)           tools
 4401  CARRIER_UNAUTHORIZED        credentials missing on the upgrade (HTTP 401 first)      admission
 4403  CARRIER_FORBIDDEN           credentials or signature wrong (HTTP 403 first)          admission
 ====  ==========================  =======================================================  =========
 
 Who sends it: *call* — the call, as it ends; *prompts* — the call, when its prompt fails
 to load; *sonic* — the call, when its Nova Sonic session fails; *dialect* — the call, when
-the carrier breaks its protocol (the dialect raises the error); *admission* — the
+the carrier breaks its protocol (the dialect raises the error); *tools* — the call, when
+the assistant's ``hang_up`` or ``transfer`` tool ends it (:mod:`actors.tool_executors`);
+*admission* — the
 supervisor, refusing an upgrade; *websocket* — trio-websocket itself, enforcing the
 supervisor's message cap.
 
@@ -87,5 +91,7 @@ class CloseCode(IntEnum):
     START_TIMEOUT = 4300
     MAX_DURATION = 4301
     IDLE_TIMEOUT = 4302
+    ASSISTANT_HANG_UP = 4310
+    TRANSFERRED = 4311
     CARRIER_UNAUTHORIZED = 4401
     CARRIER_FORBIDDEN = 4403

@@ -36,6 +36,7 @@ from actors.s3_prompt_store import make_s3_client
 from actors.sonic.credentials import StaticCredentialsProvider
 from actors.sonic.signing import Credentials
 from devkit.demo_publish import publish_and_roll_back
+from devkit.demo_tools import demo_tool_calls
 from devkit.emulator import EmulatorConfig, StreamPlan, open_emulator
 from devkit.example_prompts import seed_example_prompts
 from devkit.local_s3 import LocalS3, run_local_s3
@@ -169,6 +170,10 @@ async def run_demo(
                         daemon, settings, s3_client, collector.records, out
                     )
             emulator_stats = emulator.statistics()
+            if s3_client is not None:
+                publishing |= await demo_tool_calls(
+                    settings, overrides, emulator_config, _putter(s3_client, settings), out
+                )
     finally:
         supervisor_log.removeHandler(collector)
     _show_calls(out, calls)
@@ -230,6 +235,16 @@ async def _place_calls(
         calls.append(DemoCall(title, report, record))
         out(f"  {_ending(report)}")
     return calls, burst_reports
+
+
+def _putter(s3_client: Any, settings: Settings) -> Callable[[str, str], None]:
+    """Publish one more assistant (blocking boto3: call it from a worker thread)."""
+
+    def put(name: str, text: str) -> None:
+        key = f"{settings.prompts.prefix}{name}.md"
+        s3_client.put_object(Bucket=settings.prompts.bucket, Key=key, Body=text.encode())
+
+    return put
 
 
 def _refused_404(report: CallReport) -> bool:

@@ -25,16 +25,21 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from actors.assistant_names import validate_assistant_name
+from actors.assistant_tools import ToolSpec
 from actors.audio_pumps import AssistantCommand, OutboundQueue, PcmFrame
 from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
 from actors.sonic.session import SonicSessionEnded
+from actors.tool_calls import ToolResult
+from actors.tool_runner import ToolRunner
 from sessions.call_records import CallDeps, CallEnd, CallSummary, end_for_error
+from sessions.call_tools import CallTools, open_call_tool_runner
 from sessions.carrier_link import CarrierLink
 from sessions.conversation import Conversation
 from sessions.dialects.base import Dialect
 from sessions.fallback import TRANSFER_TIMEOUT, CallControl, needs_fallback, queue_clip
 from sessions.heard_log import HeardLog
+from sessions.dialects.base import CallStarted, Dialect, HangUp
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
 
@@ -52,6 +57,7 @@ class CallChannel:
         self, ws: WebSocketConnection, dialect: Dialect, deps: CallDeps, cm: CallMetrics
     ) -> None:
         self._ws = ws
+        self._dialect = dialect
         self._deps = deps
         self._cm = cm
         self._settings = deps.settings
@@ -84,6 +90,8 @@ class CallChannel:
         self.control: CallControl | None = None
         """The carrier's call control, when a transfer executor is wired in: the fallback
         transfers through it (``None``: calls that cannot go on are ended instead)."""
+        self.tools: ToolRunner | None = None
+        """The call's tool runner, once the carrier started (its statistics)."""
 
     # --- ending ---------------------------------------------------------------------------
 
@@ -128,7 +136,7 @@ class CallChannel:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._run_link, name="carrier_link")
                     nursery.start_soon(self._enforce_limits, name="call_limits")
-                    conversation = await self._wait_for_start()
+                    conversation = await self._wait_for_start(nursery)
                     if conversation is not None:
                         await nursery.start(self._run_conversation, conversation)
                         self.link.conversation_ready = True
@@ -150,6 +158,10 @@ class CallChannel:
                     ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError
                 ),
             ):
+                if end.code == CloseCode.ASSISTANT_HANG_UP:
+                    # The carrier's own hang-up first (Asterisk HANGUP; none on Twilio).
+                    for message in self._dialect.send(HangUp()):
+                        await self._ws.send_message(message)
                 await self._ws.aclose(code=end.code, reason=end.text)
         return self.summary
 
@@ -190,7 +202,7 @@ class CallChannel:
             logger.info("call limit reached", extra={"event": "call_limit", "limit": end.reason})
         self.end(end)
 
-    async def _wait_for_start(self) -> Conversation | None:
+    async def _wait_for_start(self, nursery: trio.Nursery) -> Conversation | None:
         """The conversation for the carrier's start, or ``None`` if the call ended."""
         with trio.move_on_after(self._settings.start_timeout):
             await self.link.wait_started()
@@ -211,6 +223,7 @@ class CallChannel:
             # The call boundary: the one check of the naming rule (InvalidAssistantName ends
             # the call with 4100); later layers take the validated AssistantName.
             name = validate_assistant_name(assistant)
+            runner = await nursery.start(self._run_tools, start, name, name="tool_runner")
             self.conversation = Conversation(
                 self._deps,
                 self._cm,
@@ -221,11 +234,45 @@ class CallChannel:
                 call_started_at=self._t0,
                 keypad=self._keypad_receive,
                 heard=self.heard,
+                tool_runner=runner,
             )
         except (CarrierError, PromptError) as exc:
             self.end_for(exc)
             return None
         return self.conversation
+
+    async def _run_tools(
+        self, start: CallStarted, assistant: str, *, task_status: trio.TaskStatus[ToolRunner]
+    ) -> None:
+        """The call's tool runner, for as long as the call lasts (``sessions/call_tools.py``)."""
+        control = CallTools(
+            start=start,
+            queue=self._assistant,
+            playback=self.link.statistics.playback,
+            end=self.end,
+            settings=self._deps.tools,
+        )
+        async with open_call_tool_runner(
+            self._tool_specs,
+            control,
+            self._deliver_tool_result,
+            assistant=assistant,
+            settings=self._deps.tools,
+            twilio_auth_token=self._deps.twilio_auth_token,
+        ) as runner:
+            self.tools = runner
+            task_status.started(runner)
+            await trio.sleep_forever()
+
+    def _tool_specs(self) -> tuple[ToolSpec, ...]:
+        conversation = self.conversation
+        return () if conversation is None else conversation.tool_specs
+
+    async def _deliver_tool_result(self, result: ToolResult) -> None:
+        # Results exist only for tool uses, which come after the conversation started.
+        conversation = self.conversation
+        assert conversation is not None
+        await conversation.deliver_tool_result(result)
 
     async def _run_conversation(
         self, conversation: Conversation, *, task_status: trio.TaskStatus[None]

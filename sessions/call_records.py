@@ -18,7 +18,7 @@ from actors.keypad import DEFAULT_POLICY, DtmfPolicy
 from actors.prompt_fetch import PromptFetcher
 from actors.sonic.events import ToolSpec as SonicToolSpec
 from actors.sonic.session import SonicOpener
-from sessions.config import CallSettings
+from sessions.config import CallSettings, ToolSettings
 from sessions.logs import CallLog
 from sessions.metrics import EndReason, FallbackOutcome, Metrics
 
@@ -129,6 +129,10 @@ class CallDeps:
     settings: CallSettings
     fallback_clips: FallbackClips = attrs.field(factory=shipped_fallback_clips)
     """The clips a call can play when its assistant cannot go on (read at start-up)."""
+    tools: ToolSettings = attrs.field(factory=ToolSettings)
+    """The assistants' tools: limits, trust, the Twilio REST API."""
+    twilio_auth_token: str | None = attrs.field(default=None, repr=False)
+    """``TWILIO_AUTH_TOKEN``: the Twilio REST API's password for ``transfer``."""
 
 
 @attrs.define(eq=False, kw_only=True)

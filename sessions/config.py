@@ -14,6 +14,7 @@ held in seconds.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,8 @@ from actors.prompt_budget import PromptLoadBudget
 from actors.prompt_store import DEFAULT_MAX_PROMPT_BYTES
 from actors.sonic import events
 from actors.sonic.stream import DEFAULT_MODEL_ID
+from actors.tool_runner import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT
+from actors.webhook_policy import check_webhook_url
 from sessions import config_values as v
 from sessions.dialects.asterisk import MarksMode
 
@@ -234,6 +237,45 @@ class CallSettings:
     the fallback clip was played before it ends (or is transferred) anyway."""
 
 
+def _twilio_account_sid(raw: str) -> str:
+    if not re.fullmatch(r"AC[0-9a-fA-F]{32}", raw):
+        raise ValueError("must be a Twilio account SID (AC followed by 32 hex digits)")
+    return raw
+
+
+def _api_base_url(raw: str) -> str:
+    problem = check_webhook_url(raw)
+    if problem is not None:
+        raise ValueError(problem)
+    return raw.rstrip("/")
+
+
+@attrs.frozen(kw_only=True)
+class ToolSettings:
+    """The assistants' tools (:mod:`actors.tool_executors`): limits, the Twilio REST API."""
+
+    timeout: float = setting("TOOL_TIMEOUT_MS", v.positive_milliseconds, DEFAULT_TIMEOUT)
+    """Seconds a tool may run when its definition sets no ``timeout`` (a transfer: 30 s)."""
+    result_max_bytes: int = setting(
+        "TOOL_RESULT_MAX_BYTES", v.int_between(256, 1 << 20), DEFAULT_MAX_RESULT_BYTES
+    )
+    """Largest tool result handed to the model; a larger one becomes an error result."""
+    speech_wait: float = setting("TOOL_SPEECH_WAIT_MS", v.positive_milliseconds, 15.0)
+    """Seconds ``hang_up`` and ``transfer`` wait at most for the current sentence to play."""
+    quiet_after_speech: float = setting("TOOL_QUIET_AFTER_SPEECH_MS", v.milliseconds, 1.5)
+    """Seconds without new assistant audio, once its audio has played, that mark the end of
+    the sentence (the model may still be answering the tool's result)."""
+    ca_bundle: str | None = setting("TOOL_CA_BUNDLE", v.path, None)
+    """PEM file of CAs trusted for webhooks and the Twilio API; unset: the system's."""
+    twilio_account_sid: str | None = setting("TWILIO_ACCOUNT_SID", _twilio_account_sid, None)
+    """Account whose REST API transfers calls; unset: the call's own (Twilio's start
+    message). The password is ``TWILIO_AUTH_TOKEN``."""
+    twilio_api_base_url: str = setting(
+        "TWILIO_API_BASE_URL", _api_base_url, "https://api.twilio.com"
+    )
+    """Twilio's REST API (a local fake in tests and the demo)."""
+
+
 @attrs.frozen(kw_only=True)
 class LoggingSettings:
     """What the daemon logs, and where transcripts go."""
@@ -272,6 +314,7 @@ class Settings:
     calls: CallSettings = attrs.field(factory=CallSettings)
     logging: LoggingSettings = attrs.field(factory=LoggingSettings)
     metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
+    tools: ToolSettings = attrs.field(factory=ToolSettings)
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some fields of some sections changed.

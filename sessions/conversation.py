@@ -38,6 +38,7 @@ import trio
 
 from actors.assistant_definition import AssistantDefinition
 from actors.assistant_names import AssistantName
+from actors.assistant_tools import ToolSpec
 from actors.audio_pumps import (
     AnswerEnded,
     AssistantAudio,
@@ -130,6 +131,8 @@ class Conversation:
         self.session: SonicSession | None = None
         """The Sonic session, once the prompt is loaded (its rotation statistics)."""
         self.ready = False
+        self.tool_specs: tuple[ToolSpec, ...] = ()
+        """The definition's ``tools:`` (the executors' settings), once the prompt is loaded."""
         """True once the first Sonic stream is open and caller audio flows to it."""
         self._audio_flowing = False
         self._interrupted: set[str] = set()
@@ -211,6 +214,7 @@ class Conversation:
             ctx.update(prompt_version=version)
         self.definition = prompt.definition
         sonic = SonicCallSettings.resolve(self._deps.settings, prompt.definition)
+        self.tool_specs = prompt.definition.tools
         logger.info("call prompt loaded", extra=_prompt_fields(prompt) | sonic.log_fields())
         return sonic
 

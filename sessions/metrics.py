@@ -91,6 +91,8 @@ EndReason = Literal[
     "transferred",
     "max_duration",
     "idle_timeout",
+    "assistant_hang_up",
+    "transferred",
 ]
 RefusalReason = Literal[
     "capacity",

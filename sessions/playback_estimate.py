@@ -20,11 +20,19 @@ class PlaybackEstimate:
     """Audio handed to the carrier."""
     flushed_s: float = 0.0
     """Audio the carrier had queued, not yet played, when a flush dropped it."""
+    last_sent_at: float | None = None
+    """When audio last went to the carrier (``None``: never)."""
     _playing_until: float = 0.0
+
+    @property
+    def playing_until(self) -> float:
+        """When the caller will have heard everything sent so far (past: already heard)."""
+        return self._playing_until
 
     def sent(self, now: float, seconds: float) -> None:
         """``seconds`` of audio went to the carrier at ``now``."""
         self.sent_s += seconds
+        self.last_sent_at = now
         self._playing_until = max(self._playing_until, now) + seconds
 
     def flushed(self, now: float) -> None:

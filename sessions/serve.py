@@ -196,6 +196,9 @@ async def open_daemon(
             call_log=call_log,
             settings=settings.calls,
             fallback_clips=fallback_clips,
+            tools=settings.tools,
+            # The REST API's password: the primary (first) token of a rotation list.
+            twilio_auth_token=next(iter(settings.admission.twilio_auth_tokens), None),
         )
         bound_admin = await nursery.start(
             functools.partial(

@@ -63,6 +63,7 @@ from sessions.dialects.base import (
     Event,
     FlowPaused,
     FlowResumed,
+    HangUp,
     MarkPlayed,
     Message,
     SendAudio,
@@ -425,4 +426,8 @@ class AsteriskDialect:
             self._tail = b""
             self._pending_marks.clear()
             return [self._command("FLUSH_MEDIA")]
+        if isinstance(command, HangUp):
+            # chan_websocket's HANGUP queues a hang-up with cause 16 (normal clearing)
+            # (handle_command in channels/chan_websocket.c); the socket closes after it.
+            return [self._command("HANGUP")]
         raise CarrierLocalError(f"unknown command {type(command).__name__}")

@@ -145,7 +145,13 @@ class ClearAudio:
     """Barge-in: drop everything queued for playback."""
 
 
-Command = SendAudio | SendMark | ClearAudio
+@attrs.frozen(kw_only=True)
+class HangUp:
+    """End the call from our side (the ``hang_up`` tool): Asterisk's ``HANGUP`` command;
+    nothing on Twilio, where closing the stream lets the TwiML continue."""
+
+
+Command = SendAudio | SendMark | ClearAudio | HangUp
 Message = str | bytes
 
 

@@ -39,6 +39,7 @@ from sessions.dialects.base import (
     Command,
     DtmfReceived,
     Event,
+    HangUp,
     MarkPlayed,
     Message,
     SendAudio,
@@ -295,4 +296,8 @@ class TwilioDialect:
         if isinstance(command, ClearAudio):
             # Pending marks stay pending: Twilio echoes them at once after a clear.
             return [json.dumps({"event": "clear", "streamSid": sid})]
+        if isinstance(command, HangUp):
+            # Twilio has no hang-up message: closing the WebSocket ends <Connect><Stream>
+            # and Twilio runs the next TwiML verb (or hangs up when there is none).
+            return []
         raise CarrierLocalError(f"unknown command {type(command).__name__}")

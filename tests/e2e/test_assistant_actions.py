@@ -1,6 +1,6 @@
 """Whole calls against the emulator for what an assistant does beyond talking: it speaks
-first (greeting), hears keypad digits as text (both carriers), and a tool use it cannot run
-gets an error result while the call goes on.
+first (greeting), hears keypad digits as text (both carriers), and a tool use that cannot run
+(its signing secret is not configured) gets an error result while the call goes on.
 
 Simulated carriers → daemon → emulator, prompts from moto, everything on loopback.
 """
@@ -110,14 +110,16 @@ async def test_keypad_digits_reach_the_model_as_text_and_never_the_service_log(
         assert all("1234" not in str(v) for v in vars(record).values())
 
 
-async def test_a_tool_use_without_a_runner_gets_an_error_result_and_the_call_goes_on(
+async def test_a_tool_use_that_cannot_run_gets_an_error_result_and_the_call_goes_on(
     local_s3: LocalS3,
 ) -> None:
     put_prompt(
         local_s3,
         "tooled",
         "---\ntools:\n  - name: lookup_order\n    description: Look up an order\n"
-        "    kind: webhook\n    url: https://orders.example/lookup\n---\nYou help.\n",
+        "    kind: webhook\n    url: https://orders.example/lookup\n"
+        # Its secret variable is not set: the tool cannot run and answers with an error.
+        "    secret_env: NOVAVOICE_E2E_UNSET_SECRET\n---\nYou help.\n",
     )
     script = CallScript(length=None, max_turns=2, utterance_seconds=(0.6, 0.6))
     with trio.fail_after(40):

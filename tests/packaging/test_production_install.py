@@ -24,7 +24,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVKIT_ONLY = ("moto", "matplotlib", "trustme", "flask", "werkzeug")
-ADMIN_ONLY = ("starlette", "hypercorn", "jinja2", "multipart", "httpx")
+# httpx is a daemon dependency since the tools (actors/tool_http.py) use it.
+ADMIN_ONLY = ("starlette", "hypercorn", "jinja2", "multipart")
 INSTALL_HINT = "pip install 'novavoice[devkit]'"
 
 

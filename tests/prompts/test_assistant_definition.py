@@ -73,6 +73,7 @@ def test_every_setting_is_read_and_the_prompt_follows_the_front_matter() -> None
         b"    description: Find an appointment\n"
         b"    kind: webhook\n"
         b"    url: https://hooks.example.com/lookup\n"
+        b"    secret_env: LOOKUP_HOOK_SECRET\n"
         b"    timeout: 4\n"
         b"    input_schema: {type: object, properties: {day: {type: string}}}\n"
         b"---\n"
@@ -98,6 +99,7 @@ def test_every_setting_is_read_and_the_prompt_follows_the_front_matter() -> None
             description="Find an appointment",
             kind="webhook",
             url="https://hooks.example.com/lookup",
+            secret_env="LOOKUP_HOOK_SECRET",
             timeout=4.0,
             input_schema='{"properties":{"day":{"type":"string"}},"type":"object"}',
         ),
@@ -185,15 +187,27 @@ BAD: list[tuple[str, bytes, list[tuple[str, int, int]]]] = [
         [("invalid_value", 5, 11), ("unknown_key", 6, 5)],
     ),
     (
-        "webhook without url",
+        "webhook without url or secret",
         b"---\ntools:\n  - name: w\n    description: d\n    kind: webhook\n---\nHi\n",
-        [("missing_key", 3, 5)],
+        [("missing_key", 3, 5), ("missing_key", 3, 5)],
     ),
     (
         "webhook bad url and timeout",
         b"---\ntools:\n  - name: w\n    description: d\n    kind: webhook\n"
-        b"    url: ftp://x\n    timeout: 60\n---\nHi\n",
+        b"    url: ftp://x\n    timeout: 60\n    secret_env: S\n---\nHi\n",
         [("invalid_value", 6, 10), ("out_of_range", 7, 14)],
+    ),
+    (
+        "webhook plain http beyond loopback, secret inline",
+        b"---\ntools:\n  - name: w\n    description: d\n    kind: webhook\n"
+        b"    url: http://hooks.example.com/x\n    secret_env: my secret\n---\nHi\n",
+        [("invalid_value", 6, 10), ("invalid_value", 7, 17)],
+    ),
+    (
+        "secret_env on a transfer",
+        b"---\ntools:\n  - name: t\n    description: d\n    kind: transfer\n"
+        b"    target: '+15551234567'\n    secret_env: S\n---\nHi\n",
+        [("invalid_value", 7, 17)],
     ),
     (
         "transfer bad target",
@@ -355,6 +369,7 @@ _tool = st.one_of(
         description=_text,
         kind=st.just("webhook"),
         url=st.from_regex(r"https://[a-z]{1,10}\.example/[a-z0-9/]{0,10}", fullmatch=True),
+        secret_env=st.from_regex(r"[A-Z_][A-Z0-9_]{0,20}", fullmatch=True),
         timeout=st.one_of(st.none(), st.floats(min_value=0.1, max_value=30.0)),
     ),
 )
