@@ -50,7 +50,7 @@ supervisor's message cap.
 A prompt or Sonic failure once the caller is on the line (after the carrier's start) first
 plays the fallback clip (:mod:`sessions.fallback`), then closes with the failure's own code
 above: the code says why, the call-end log line's ``fallback`` field what the caller heard.
-A call the fallback transferred ends with 1000.
+A call the fallback transferred ends with 4311 (TRANSFERRED), like the transfer tool's.
 
 4401 and 4403 name authentication failures in logs and errors; on the wire the upgrade is
 refused with HTTP 401/403 before any WebSocket exists. One 4403 is sent on a socket: a

@@ -33,13 +33,12 @@ from actors.sonic.session import SonicSessionEnded
 from actors.tool_calls import ToolResult
 from actors.tool_runner import ToolRunner
 from sessions.call_records import CallDeps, CallEnd, CallSummary, end_for_error
-from sessions.call_tools import CallTools, open_call_tool_runner
+from sessions.call_tools import CallTools, CallTransfer, open_call_tool_runner
 from sessions.carrier_link import CarrierLink
 from sessions.conversation import Conversation
-from sessions.dialects.base import Dialect
+from sessions.dialects.base import CallStarted, Dialect, HangUp
 from sessions.fallback import TRANSFER_TIMEOUT, CallControl, needs_fallback, queue_clip
 from sessions.heard_log import HeardLog
-from sessions.dialects.base import CallStarted, Dialect, HangUp
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
 
@@ -88,8 +87,8 @@ class CallChannel:
         )
         self.conversation: Conversation | None = None
         self.control: CallControl | None = None
-        """The carrier's call control, when a transfer executor is wired in: the fallback
-        transfers through it (``None``: calls that cannot go on are ended instead)."""
+        """How the fallback transfers (:class:`~sessions.call_tools.CallTransfer`, set once
+        the carrier started; ``None`` before: calls that cannot go on are ended instead)."""
         self.tools: ToolRunner | None = None
         """The call's tool runner, once the carrier started (its statistics)."""
 
@@ -252,6 +251,10 @@ class CallChannel:
             end=self.end,
             settings=self._deps.tools,
         )
+        if self.control is None:  # tests may put their own in
+            self.control = CallTransfer(
+                control, settings=self._deps.tools, twilio_auth_token=self._deps.twilio_auth_token
+            )
         async with open_call_tool_runner(
             self._tool_specs,
             control,
@@ -337,7 +340,7 @@ class CallChannel:
             return False
         if isinstance(exc, SonicError):
             self._deps.metrics.sonic_error(exc)
-        self.end(CallEnd("transferred", CloseCode.NORMAL, "call transferred"))
+        self.end(CallEnd("transferred", CloseCode.TRANSFERRED, "call transferred"))
         return True
 
     def _summarise(self) -> None:

@@ -14,6 +14,7 @@ speaks, or answer the tool's result with "Goodbye!"). The wait is bounded by
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -25,12 +26,14 @@ from actors.assistant_tools import ToolSpec
 from actors.audio_pumps import AssistantCommand, OutboundQueue
 from actors.close_codes import CloseCode
 from actors.tool_executors import ToolContext, build_tools
-from actors.tool_http import TwilioRest
+from actors.tool_http import ToolHttpError, TwilioRest, dial_twiml
 from actors.tool_runner import RegisteredTool, ToolRunner, ToolSink, open_tool_runner
 from sessions.call_records import CallEnd
 from sessions.config import ToolSettings
 from sessions.dialects.base import CallStarted
 from sessions.playback_estimate import PlaybackEstimate
+
+logger = logging.getLogger("novavoice.tools")
 
 # While audio waits in the outbound queue the link is busy sending it; look again this often.
 _QUEUE_CHECK_EVERY = 0.05
@@ -169,6 +172,57 @@ async def open_call_tool_runner(
         yield runner
 
 
+def _twilio_rest(
+    control: CallTools,
+    settings: ToolSettings,
+    twilio_auth_token: str | None,
+    ssl_context: ssl.SSLContext,
+) -> TwilioRest | None:
+    """The call's Twilio REST client, when it is a Twilio call and an account and token are
+    configured (``None`` otherwise)."""
+    account = settings.twilio_account_sid or control.account_id
+    if control.carrier != "twilio" or not account or not twilio_auth_token:
+        return None
+    return TwilioRest(
+        account_sid=account,
+        auth_token=twilio_auth_token,
+        ssl_context=ssl_context,
+        base_url=settings.twilio_api_base_url,
+    )
+
+
+class CallTransfer:
+    """How the fallback transfers a call that cannot go on (``sessions.fallback.CallControl``):
+    the same Twilio REST update as the ``transfer`` tool, without waiting for a sentence
+    (the apology clip has been heard). Asterisk calls cannot be transferred through
+    chan_websocket (``docs/asterisk.md``), so there it answers ``False`` and the call ends."""
+
+    def __init__(
+        self, control: CallTools, *, settings: ToolSettings, twilio_auth_token: str | None
+    ) -> None:
+        self._control = control
+        self._settings = settings
+        self._token = twilio_auth_token
+
+    async def transfer(self, target: str) -> bool:
+        """Update the Twilio call with ``<Dial>target</Dial>``; ``True`` once Twilio took it."""
+        twilio = _twilio_rest(
+            self._control, self._settings, self._token, tool_ssl_context(self._settings)
+        )
+        if twilio is None:
+            return False
+        try:
+            await twilio.update_call(self._control.call_id, dial_twiml(target))
+        except ToolHttpError as exc:
+            logger.warning(
+                "fallback transfer failed",
+                extra={"event": "fallback_transfer_failed", "error": str(exc)},
+            )
+            return False
+        logger.info("call transferred", extra={"event": "call_transferred", "by": "fallback"})
+        return True
+
+
 def _tool_context(
     control: CallTools,
     *,
@@ -178,20 +232,11 @@ def _tool_context(
     ssl_context: ssl.SSLContext,
     secrets: Mapping[str, str],
 ) -> ToolContext:
-    twilio = None
-    account = settings.twilio_account_sid or control.account_id
-    if control.carrier == "twilio" and account and twilio_auth_token:
-        twilio = TwilioRest(
-            account_sid=account,
-            auth_token=twilio_auth_token,
-            ssl_context=ssl_context,
-            base_url=settings.twilio_api_base_url,
-        )
     return ToolContext(
         control=control,
         assistant=assistant,
         ssl_context=ssl_context,
-        twilio=twilio,
+        twilio=_twilio_rest(control, settings, twilio_auth_token, ssl_context),
         secrets=secrets,
         default_timeout=settings.timeout,
     )

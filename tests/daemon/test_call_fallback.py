@@ -169,7 +169,7 @@ async def test_a_call_with_a_transfer_target_is_transferred_after_the_clip(
     summary, peer, _, metrics = await run_scenario(script, store=store, channels=channels)
     assert control.targets == [TARGET]
     assert summary.end is not None
-    assert (summary.end.reason, summary.end.code) == ("transferred", CloseCode.NORMAL)
+    assert (summary.end.reason, summary.end.code) == ("transferred", CloseCode.TRANSFERRED)
     assert audio_after_clear(peer) == padded(APOLOGY)  # the clip came first
     errors = metrics.registry.get_sample_value(
         "novavoice_sonic_errors_total", {"type": "SonicStreamError"}

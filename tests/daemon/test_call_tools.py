@@ -5,14 +5,19 @@ Under the autojump clock: the waits are exact in virtual time.
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 import pytest
 import trio
+import trustme
 
 from actors.audio_codec import Encoding, MediaFormat
 from actors.audio_pumps import AssistantAudio, AssistantCommand, OutboundQueue
 from actors.close_codes import CloseCode
+from devkit.tool_servers import FakeTwilioRest, serve_http
 from sessions.call_records import CallEnd
-from sessions.call_tools import CallTools, _tool_context
+from sessions.call_tools import CallTools, CallTransfer, _tool_context
 from sessions.config import ToolSettings
 from sessions.dialects.base import CallStarted
 from sessions.playback_estimate import PlaybackEstimate
@@ -240,3 +245,52 @@ async def test_the_call_runner_reads_the_definition_at_the_first_tool_use(
     assert [r.tool_use_id for r in results] == ["u1", "u2"]
     assert not results[0].is_error and results[1].is_error
     assert [e.code for e in ends] == [CloseCode.ASSISTANT_HANG_UP]
+
+
+# --- the fallback's transfer ----------------------------------------------------------------
+
+
+async def _fallback_transfer(
+    tmp_path: Path, carrier: str, *, token: str | None
+) -> tuple[bool, FakeTwilioRest]:
+    """``CallTransfer.transfer`` against the fake Twilio REST endpoint over loopback HTTPS."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    fake = FakeTwilioRest(ACCOUNT, "tok-1")
+    ends: list[CallEnd] = []
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(
+            lambda task_status: serve_http(fake.handle, ssl_context=server, task_status=task_status)
+        )
+        settings = ToolSettings(
+            ca_bundle=str(bundle), twilio_api_base_url=f"https://127.0.0.1:{port}"
+        )
+        control = CallTools(
+            start=start(carrier),
+            queue=OutboundQueue(2.0),
+            playback=PlaybackEstimate(),
+            end=ends.append,
+            settings=settings,
+        )
+        transfer = CallTransfer(control, settings=settings, twilio_auth_token=token)
+        done = await transfer.transfer("+15550001111")
+        nursery.cancel_scope.cancel()
+    return done, fake
+
+
+async def test_the_fallback_transfers_a_twilio_call_through_the_rest_api(tmp_path: Path) -> None:
+    done, fake = await _fallback_transfer(tmp_path, "twilio", token="tok-1")
+    assert done
+    [update] = fake.updates
+    assert (update.account_sid, update.call_sid) == (ACCOUNT, "CA1")
+    assert update.twiml == "<Response><Dial>+15550001111</Dial></Response>"
+
+
+async def test_the_fallback_transfer_reports_a_refusal_and_asterisk(tmp_path: Path) -> None:
+    done, fake = await _fallback_transfer(tmp_path, "twilio", token="wrong")
+    assert not done and fake.updates == [] and fake.refused >= 1
+    done, fake = await _fallback_transfer(tmp_path, "asterisk", token="tok-1")
+    assert not done and fake.updates == [] and fake.refused == 0
