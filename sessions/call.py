@@ -223,6 +223,7 @@ class CallChannel:
         s.frames_out = self._cm.frames_out
         s.marks_sent, s.marks_played = link.marks_sent, link.marks_played
         s.pre_stream_drops = link.pre_stream_drops
+        s.audio_in_drops = link.audio_in_drops
         s.dtmf_digits = link.dtmf_digits
         s.audio_sent_s = link.playback.sent_s
         s.audio_heard_s = link.playback.heard_s(trio.current_time())

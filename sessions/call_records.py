@@ -130,6 +130,9 @@ class CallSummary:
     marks_sent: int = 0
     marks_played: int = 0
     pre_stream_drops: int = 0
+    """Caller frames dropped while the Sonic stream opened (the pre-stream buffer was full)."""
+    audio_in_drops: int = 0
+    """Caller frames dropped after it opened (the caller-audio channel was full)."""
     dtmf_digits: int = 0
     """Keypad digits pressed (the digits themselves are never kept)."""
     audio_sent_s: float = 0.0
@@ -139,3 +142,12 @@ class CallSummary:
     sonic_streams: int = 0
     """Sonic streams opened (more than one when the call was rotated)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)
+
+    def drops(self) -> dict[str, int]:
+        """Caller frames this call dropped, by reason: the ``queue`` labels of
+        ``novavoice_queue_drops_total``, so the call-end line and the metric add up."""
+        return {
+            "pre_stream": self.pre_stream_drops,
+            "audio_in": self.audio_in_drops,
+            "rate_limited": 0,
+        }

@@ -79,6 +79,9 @@ class CarrierLinkStatistics:
     pre_stream_drops: int = 0
     """Caller frames dropped because the caller-audio channel was full before the
     conversation started reading it."""
+    audio_in_drops: int = 0
+    """Caller frames dropped because the caller-audio channel was full after the
+    conversation started reading it (Sonic not keeping up)."""
     dtmf_digits: int = 0
     """Keypad digits pressed. Only the count is kept: digits are card numbers and PINs."""
     playback: PlaybackEstimate = attrs.field(factory=PlaybackEstimate)
@@ -222,6 +225,7 @@ class CarrierLink:
         except trio.WouldBlock:
             if self.conversation_ready:
                 self._cm.queue_dropped("audio_in")
+                self.statistics.audio_in_drops += 1
             else:
                 self._cm.queue_dropped("pre_stream")
                 self.statistics.pre_stream_drops += 1

@@ -357,6 +357,8 @@ def _log_call_end(summary: CallSummary, duration: float, call_log_drops: int) ->
             "frames_in": summary.frames_in,
             "frames_out": summary.frames_out,
             "pre_stream_drops": summary.pre_stream_drops,
+            # Every drop of this call, by reason (the queue labels of the drops metric).
+            "drops": summary.drops() | {"call_log": call_log_drops},
             "dtmf_digits": summary.dtmf_digits,
             "call_log_drops": call_log_drops,
             "comfort_silence_chunks": summary.audio_in.silence_chunks_sent,
