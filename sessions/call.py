@@ -63,7 +63,12 @@ class CallChannel:
             self._settings.outbound_seconds
         )
         self.link = CarrierLink(
-            ws, dialect, cm, caller_audio=self._caller_send, assistant=self._assistant
+            ws,
+            dialect,
+            cm,
+            caller_audio=self._caller_send,
+            assistant=self._assistant,
+            settings=self._settings,
         )
         self.conversation: Conversation | None = None
 
@@ -224,6 +229,7 @@ class CallChannel:
         s.marks_sent, s.marks_played = link.marks_sent, link.marks_played
         s.pre_stream_drops = link.pre_stream_drops
         s.audio_in_drops = link.audio_in_drops
+        s.rate_limited_drops = link.rate_limited_drops
         s.dtmf_digits = link.dtmf_digits
         s.audio_sent_s = link.playback.sent_s
         s.audio_heard_s = link.playback.heard_s(trio.current_time())

@@ -133,6 +133,8 @@ class CallSummary:
     """Caller frames dropped while the Sonic stream opened (the pre-stream buffer was full)."""
     audio_in_drops: int = 0
     """Caller frames dropped after it opened (the caller-audio channel was full)."""
+    rate_limited_drops: int = 0
+    """Caller frames dropped for coming faster than ``CALLER_AUDIO_RATE_LIMIT`` allows."""
     dtmf_digits: int = 0
     """Keypad digits pressed (the digits themselves are never kept)."""
     audio_sent_s: float = 0.0
@@ -149,5 +151,5 @@ class CallSummary:
         return {
             "pre_stream": self.pre_stream_drops,
             "audio_in": self.audio_in_drops,
-            "rate_limited": 0,
+            "rate_limited": self.rate_limited_drops,
         }

@@ -35,7 +35,8 @@ from actors.audio_pumps import (
     OutboundQueue,
     PcmFrame,
 )
-from actors.errors import CarrierError
+from actors.errors import CarrierAudioFlood, CarrierError
+from actors.frame_budget import FrameBudget, Verdict
 from sessions.dialects.base import (
     AudioReceived,
     CallStarted,
@@ -50,6 +51,7 @@ from sessions.dialects.base import (
     SendAudio,
     SendMark,
 )
+from sessions.config import CallSettings
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
 from sessions.playback_estimate import PlaybackEstimate
@@ -82,6 +84,9 @@ class CarrierLinkStatistics:
     audio_in_drops: int = 0
     """Caller frames dropped because the caller-audio channel was full after the
     conversation started reading it (Sonic not keeping up)."""
+    rate_limited_drops: int = 0
+    """Caller frames dropped because they came faster than the call's real-time budget
+    (``CALLER_AUDIO_RATE_LIMIT``, :mod:`actors.frame_budget`)."""
     dtmf_digits: int = 0
     """Keypad digits pressed. Only the count is kept: digits are card numbers and PINs."""
     playback: PlaybackEstimate = attrs.field(factory=PlaybackEstimate)
@@ -102,12 +107,16 @@ class CarrierLink:
         *,
         caller_audio: trio.MemorySendChannel[PcmFrame],
         assistant: OutboundQueue[AssistantCommand],
+        settings: CallSettings | None = None,
     ) -> None:
         self._ws = ws
         self._dialect = dialect
         self._cm = cm
         self._caller_audio = caller_audio
         self._assistant = assistant
+        self._settings = settings if settings is not None else CallSettings()
+        self._budget: FrameBudget | None = None
+        """Caller audio allowed (built at the start, in the carrier's bytes)."""
         self.statistics = CarrierLinkStatistics()
         self.start: CallStarted | None = None
         """The carrier's start: identifiers, assistant and media format."""
@@ -177,7 +186,7 @@ class CarrierLink:
             if type(ev) is AudioReceived:
                 self._on_audio(ev)
             elif isinstance(ev, CallStarted):
-                self._on_started(ev)
+                self._on_started(ev, received)
             elif isinstance(ev, MarkPlayed):
                 self.statistics.marks_played += 1
             elif isinstance(ev, CallStopped):
@@ -192,9 +201,21 @@ class CarrierLink:
                 self.statistics.dtmf_digits += 1
         return None
 
-    def _on_started(self, ev: CallStarted) -> None:
+    def _on_started(self, ev: CallStarted, received: list[Event]) -> None:
         self.start = ev
         self._codec = CarrierCodec(ev.media_format)
+        fmt, s = ev.media_format, self._settings
+        per_second = fmt.sample_rate * fmt.bytes_per_sample
+        self._budget = FrameBudget(
+            rate=s.caller_audio_rate * per_second,
+            burst=s.caller_audio_burst * per_second,
+            abuse_rate=s.caller_audio_abuse_rate * per_second,
+            abuse_burst=s.caller_audio_abuse_burst * per_second,
+            now=trio.current_time(),
+        )
+        # Asterisk's audio from before MEDIA_START (capped by the dialect) follows the start
+        # in this batch: it arrived in real time, so it is credited, not rate limited.
+        self._budget.grant(sum(len(e.payload) for e in received if type(e) is AudioReceived))
         ctx = current_call()
         if ctx is not None:
             ctx.call_id = ev.call_id
@@ -208,11 +229,15 @@ class CarrierLink:
 
     def _on_audio(self, ev: AudioReceived) -> None:
         self._cm.frames_in += 1
-        codec = self._codec
-        if codec is None:  # the dialect only emits audio after the start
+        codec, budget = self._codec, self._budget
+        if codec is None or budget is None:  # the dialect only emits audio after the start
+            return
+        now = trio.current_time()
+        verdict = budget.admit(now, len(ev.payload))
+        if verdict:  # Verdict.ADMIT is 0: anything else is over budget, before any decoding
+            self._over_budget(verdict)
             return
         pcm = codec.decode(ev.payload)
-        now = trio.current_time()
         if now >= self._next_speech_check:
             if _is_speech(pcm):
                 self.last_activity = now
@@ -229,6 +254,19 @@ class CarrierLink:
             else:
                 self._cm.queue_dropped("pre_stream")
                 self.statistics.pre_stream_drops += 1
+
+    def _over_budget(self, verdict: Verdict) -> None:
+        if verdict is Verdict.ABUSE:
+            raise CarrierAudioFlood(
+                f"caller audio above {self._settings.caller_audio_abuse_rate:g}x real time"
+            )
+        self._cm.queue_dropped("rate_limited")
+        self.statistics.rate_limited_drops += 1
+        if self.statistics.rate_limited_drops == 1:  # once per call; the end line has the count
+            logger.warning(
+                "caller audio over its real-time budget: dropping",
+                extra={"event": "caller_audio_rate_limited"},
+            )
 
     # --- assistant commands → carrier -------------------------------------------------------
 
