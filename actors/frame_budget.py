@@ -46,7 +46,15 @@ class FrameBudget:
     Both buckets start full at ``now``.
     """
 
-    __slots__ = ("_abuse_burst", "_abuse_level", "_abuse_rate", "_burst", "_level", "_rate", "_stamp")
+    __slots__ = (
+        "_abuse_burst",
+        "_abuse_level",
+        "_abuse_rate",
+        "_burst",
+        "_level",
+        "_rate",
+        "_stamp",
+    )
 
     def __init__(
         self, *, rate: float, burst: float, abuse_rate: float, abuse_burst: float, now: float

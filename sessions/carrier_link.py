@@ -37,6 +37,7 @@ from actors.audio_pumps import (
 )
 from actors.errors import CarrierAudioFlood, CarrierError
 from actors.frame_budget import FrameBudget, Verdict
+from sessions.config import CallSettings
 from sessions.dialects.base import (
     AudioReceived,
     CallStarted,
@@ -51,7 +52,6 @@ from sessions.dialects.base import (
     SendAudio,
     SendMark,
 )
-from sessions.config import CallSettings
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
 from sessions.playback_estimate import PlaybackEstimate

@@ -34,7 +34,7 @@ async def test_drops_after_the_conversation_started_reach_the_call_summary(
 
     # Room for 10 frames; each audioInput takes Sonic a second: the channel overflows.
     settings = CallSettings(pre_stream_seconds=0.2)
-    summary, _, sonic, metrics = await run_scenario(
+    summary, _, _, metrics = await run_scenario(
         script, sonic=FakeSonic(audio_send_delay=1.0), settings=settings
     )
     audio_in = dropped(
