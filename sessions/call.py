@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -45,7 +46,13 @@ class CallChannel:
     """The task tree of one admitted call; the supervisor builds one per call and runs it."""
 
     def __init__(
-        self, ws: WebSocketConnection, dialect: Dialect, deps: CallDeps, cm: CallMetrics
+        self,
+        ws: WebSocketConnection,
+        dialect: Dialect,
+        deps: CallDeps,
+        cm: CallMetrics,
+        *,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
         self._ws = ws
         self._deps = deps
@@ -69,6 +76,7 @@ class CallChannel:
             caller_audio=self._caller_send,
             assistant=self._assistant,
             settings=self._settings,
+            on_started=on_started,
         )
         self.conversation: Conversation | None = None
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Literal
 
 import attrs
@@ -108,6 +109,7 @@ class CarrierLink:
         caller_audio: trio.MemorySendChannel[PcmFrame],
         assistant: OutboundQueue[AssistantCommand],
         settings: CallSettings | None = None,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
         self._ws = ws
         self._dialect = dialect
@@ -117,6 +119,9 @@ class CarrierLink:
         self._settings = settings if settings is not None else CallSettings()
         self._budget: FrameBudget | None = None
         """Caller audio allowed (built at the start, in the carrier's bytes)."""
+        self._on_started_hook = on_started
+        """Called once at the carrier's start (the supervisor stops counting the connection
+        as unstarted for its source address)."""
         self.statistics = CarrierLinkStatistics()
         self.start: CallStarted | None = None
         """The carrier's start: identifiers, assistant and media format."""
@@ -225,6 +230,8 @@ class CarrierLink:
                 "call id generated",
                 extra={"event": "call_id_generated", "connection_id": ev.stream_id},
             )
+        if self._on_started_hook is not None:
+            self._on_started_hook()
         self._started.set()
 
     def _on_audio(self, ev: AudioReceived) -> None:

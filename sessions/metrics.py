@@ -99,6 +99,7 @@ RefusalReason = Literal[
     "forbidden",
     "draining",
     "bad_request",
+    "source_limit",
 ]
 PromptFailureReason = Literal[
     "not_found", "access_denied", "throttled", "invalid", "timeout", "unavailable"
