@@ -10,8 +10,10 @@ from actors.audio_codec import ulaw_to_pcm16
 from actors.audio_pumps import AssistantCommand, OutboundQueue, PcmFrame
 from actors.close_codes import CloseCode
 from actors.errors import CarrierAudioFlood
+from devkit.simcall import AsteriskCaller
 from sessions.carrier_link import CarrierLink
 from sessions.config import CallSettings
+from sessions.dialects.asterisk import AsteriskDialect
 from sessions.dialects.twilio import TwilioDialect
 from sessions.metrics import Metrics
 from tests.daemon.fakes import TwilioPeer, ws_pair
@@ -101,3 +103,46 @@ async def test_a_flood_closes_the_call_with_its_close_code(
     # and the rest up to there were dropped, not forwarded.
     assert cm.frames_in == 1501
     assert link.statistics.rate_limited_drops == 1250
+
+
+async def test_asterisk_audio_from_before_the_start_is_credited_not_dropped(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Asterisk may send audio before MEDIA_START (asterisk#1712); it arrived in real time,
+    # and the dialect replays it at once after the start: 10 s of μ-law, twice the burst.
+    metrics = Metrics(process_metrics=False)
+    caller_send, caller_receive = trio.open_memory_channel[PcmFrame](10_000)
+    queue: OutboundQueue[AssistantCommand] = OutboundQueue(2.0)
+    asterisk = AsteriskCaller(connection_id="c1", channel_id="ch1")
+    early = ulaw_frames(50, seed=10) * 10  # 500 frames of 20 ms
+    async with ws_pair() as (server_ws, client_ws):
+        with metrics.call("asterisk") as cm:
+            link = CarrierLink(
+                server_ws,
+                AsteriskDialect(path="/asterisk/esther"),
+                cm,
+                caller_audio=caller_send,
+                assistant=queue,
+                settings=NO_ABUSE,
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(link.run)
+                for frame in early:
+                    await client_ws.send_message(asterisk.media(frame))
+                    await trio.sleep(0.02)
+                await client_ws.send_message(asterisk.media_start())
+                await link.wait_started()
+                # Then a flood right away: only the burst passes, the credit is spent.
+                for frame in early:
+                    await client_ws.send_message(asterisk.media(frame))
+                await trio.sleep(0.001)
+                nursery.cancel_scope.cancel()
+    kept = []
+    while True:
+        try:
+            kept.append(caller_receive.receive_nowait())
+        except trio.WouldBlock:
+            break
+    assert [f.pcm for f in kept[: len(early)]] == [ulaw_to_pcm16(f) for f in early]
+    assert len(kept) == len(early) + 250  # then the 5 s burst of the flood
+    assert link.statistics.rate_limited_drops == len(early) - 250
