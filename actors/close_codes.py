@@ -21,6 +21,7 @@ code  name                        meaning                                       
 4006  CARRIER_UNSUPPORTED_MEDIA   media format we cannot bridge (not μ-law/A-law/slin)     dialect
 4007  CARRIER_STREAM_MISMATCH     message names another stream than the one started        dialect
 4008  CARRIER_BUFFER_OVERFLOW     too much early audio before the stream started           dialect
+4009  CARRIER_AUDIO_FLOOD         caller audio far beyond real time: CALLER_AUDIO_ABUSE_*  call
 4010  CARRIER_LOCAL_ERROR         we misused the dialect (our bug, not the carrier's)      dialect
 4100  NO_ASSISTANT                no assistant named, or the name breaks the naming rule   call
 4104  PROMPT_NOT_FOUND            the assistant's prompt does not exist                    prompts
@@ -79,6 +80,7 @@ class CloseCode(IntEnum):
     CARRIER_UNSUPPORTED_MEDIA = 4006
     CARRIER_STREAM_MISMATCH = 4007
     CARRIER_BUFFER_OVERFLOW = 4008
+    CARRIER_AUDIO_FLOOD = 4009
     CARRIER_LOCAL_ERROR = 4010
     NO_ASSISTANT = 4100
     PROMPT_NOT_FOUND = 4104

@@ -341,6 +341,13 @@ class CarrierBufferOverflow(CarrierProtocolError):
     close_code = CloseCode.CARRIER_BUFFER_OVERFLOW
 
 
+class CarrierAudioFlood(CarrierProtocolError):
+    """The carrier sends caller audio far faster than real time, for long (a flood, not a
+    network stall's backlog): ``CALLER_AUDIO_ABUSE_RATE``."""
+
+    close_code = CloseCode.CARRIER_AUDIO_FLOOD
+
+
 class CarrierLocalError(CarrierError):
     """We asked the dialect for something its state does not allow (a bug on our side)."""
 

@@ -240,6 +240,8 @@ def open_stack(
             "NOVAVOICE_LISTEN": "127.0.0.1:0",
             "NOVAVOICE_ADMIN_LISTEN": "127.0.0.1:0",
             "MAX_CALLS": "5000",
+            # Every simulated caller comes from 127.0.0.1: no per-source cap on bursts.
+            "MAX_UNSTARTED_PER_SOURCE": "0",
             **(daemon_env or {}),
         }
         daemon_log = OUT / f"{name}.daemon.log"

@@ -104,8 +104,11 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     loopback = {"address": ("127.0.0.1", 0), "admin_address": ("127.0.0.1", 0)}
     # The prompt admin refreshes the daemon after each publish with this token.
+    # Every simulated call comes from 127.0.0.1: the cold burst must not meet the
+    # per-source cap on connections that have not started yet.
     settings = load_settings().replace(
-        listen={**loopback, "admin_token": secrets.token_urlsafe(24)}
+        listen={**loopback, "admin_token": secrets.token_urlsafe(24)},
+        admission={"max_unstarted_per_source": 0},
     )
     with run_local_s3() as s3:
         client = make_s3_client(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -53,7 +54,13 @@ class CallChannel:
     """The task tree of one admitted call; the supervisor builds one per call and runs it."""
 
     def __init__(
-        self, ws: WebSocketConnection, dialect: Dialect, deps: CallDeps, cm: CallMetrics
+        self,
+        ws: WebSocketConnection,
+        dialect: Dialect,
+        deps: CallDeps,
+        cm: CallMetrics,
+        *,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
         self._ws = ws
         self._dialect = dialect
@@ -84,6 +91,8 @@ class CallChannel:
             assistant=self._assistant,
             keypad=self._keypad_send,
             heard=self.heard,
+            settings=self._settings,
+            on_started=on_started,
         )
         self.conversation: Conversation | None = None
         self.control: CallControl | None = None
@@ -349,6 +358,8 @@ class CallChannel:
         s.frames_out = self._cm.frames_out
         s.marks_sent, s.marks_played = link.marks_sent, link.marks_played
         s.pre_stream_drops = link.pre_stream_drops
+        s.audio_in_drops = link.audio_in_drops
+        s.rate_limited_drops = link.rate_limited_drops
         s.dtmf_digits = link.dtmf_digits
         s.audio_sent_s = link.playback.sent_s
         s.audio_heard_s = link.playback.heard_s(trio.current_time())

@@ -151,6 +151,11 @@ class CallSummary:
     marks_sent: int = 0
     marks_played: int = 0
     pre_stream_drops: int = 0
+    """Caller frames dropped while the Sonic stream opened (the pre-stream buffer was full)."""
+    audio_in_drops: int = 0
+    """Caller frames dropped after it opened (the caller-audio channel was full)."""
+    rate_limited_drops: int = 0
+    """Caller frames dropped for coming faster than ``CALLER_AUDIO_RATE_LIMIT`` allows."""
     dtmf_digits: int = 0
     """Keypad digits pressed (the digits themselves are never kept)."""
     audio_sent_s: float = 0.0
@@ -163,3 +168,12 @@ class CallSummary:
     fallback: FallbackOutcome | None = None
     """The fallback clip's outcome when the assistant could not go on: ``heard`` (to its
     end), ``cut`` (the caller hung up or it timed out), ``no_clip``; ``None``: not needed."""
+
+    def drops(self) -> dict[str, int]:
+        """Caller frames this call dropped, by reason: the ``queue`` labels of
+        ``novavoice_queue_drops_total``, so the call-end line and the metric add up."""
+        return {
+            "pre_stream": self.pre_stream_drops,
+            "audio_in": self.audio_in_drops,
+            "rate_limited": self.rate_limited_drops,
+        }

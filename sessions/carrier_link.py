@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Literal
 
 import attrs
@@ -37,7 +38,9 @@ from actors.audio_pumps import (
     OutboundQueue,
     PcmFrame,
 )
-from actors.errors import CarrierError
+from actors.errors import CarrierAudioFlood, CarrierError
+from actors.frame_budget import FrameBudget, Verdict
+from sessions.config import CallSettings
 from sessions.dialects.base import (
     AudioReceived,
     CallStarted,
@@ -83,6 +86,12 @@ class CarrierLinkStatistics:
     pre_stream_drops: int = 0
     """Caller frames dropped because the caller-audio channel was full before the
     conversation started reading it."""
+    audio_in_drops: int = 0
+    """Caller frames dropped because the caller-audio channel was full after the
+    conversation started reading it (Sonic not keeping up)."""
+    rate_limited_drops: int = 0
+    """Caller frames dropped because they came faster than the call's real-time budget
+    (``CALLER_AUDIO_RATE_LIMIT``, :mod:`actors.frame_budget`)."""
     dtmf_digits: int = 0
     """Keypad digits pressed. Only the count is kept: digits are card numbers and PINs."""
     dtmf_dropped: int = 0
@@ -107,6 +116,8 @@ class CarrierLink:
         assistant: OutboundQueue[AssistantCommand],
         keypad: trio.MemorySendChannel[str] | None = None,
         heard: HeardLog | None = None,
+        settings: CallSettings | None = None,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
         self._ws = ws
         self._keypad = keypad
@@ -114,6 +125,12 @@ class CarrierLink:
         self._cm = cm
         self._caller_audio = caller_audio
         self._assistant = assistant
+        self._settings = settings if settings is not None else CallSettings()
+        self._budget: FrameBudget | None = None
+        """Caller audio allowed (built at the start, in the carrier's bytes)."""
+        self._on_started_hook = on_started
+        """Called once at the carrier's start (the supervisor stops counting the connection
+        as unstarted for its source address)."""
         self.statistics = CarrierLinkStatistics()
         self.start: CallStarted | None = None
         """The carrier's start: identifiers, assistant and media format."""
@@ -187,7 +204,7 @@ class CarrierLink:
             if type(ev) is AudioReceived:
                 self._on_audio(ev)
             elif isinstance(ev, CallStarted):
-                self._on_started(ev)
+                self._on_started(ev, received)
             elif isinstance(ev, MarkPlayed):
                 self.statistics.marks_played += 1
                 self._settled(self.turns.mark_played(ev.name))
@@ -213,9 +230,21 @@ class CarrierLink:
         except (trio.WouldBlock, trio.BrokenResourceError):
             self.statistics.dtmf_dropped += 1
 
-    def _on_started(self, ev: CallStarted) -> None:
+    def _on_started(self, ev: CallStarted, received: list[Event]) -> None:
         self.start = ev
         self._codec = CarrierCodec(ev.media_format)
+        fmt, s = ev.media_format, self._settings
+        per_second = fmt.sample_rate * fmt.bytes_per_sample
+        self._budget = FrameBudget(
+            rate=s.caller_audio_rate * per_second,
+            burst=s.caller_audio_burst * per_second,
+            abuse_rate=s.caller_audio_abuse_rate * per_second,
+            abuse_burst=s.caller_audio_abuse_burst * per_second,
+            now=trio.current_time(),
+        )
+        # Asterisk's audio from before MEDIA_START (capped by the dialect) follows the start
+        # in this batch: it arrived in real time, so it is credited, not rate limited.
+        self._budget.grant(sum(len(e.payload) for e in received if type(e) is AudioReceived))
         ctx = current_call()
         if ctx is not None:
             ctx.call_id = ev.call_id
@@ -225,15 +254,21 @@ class CarrierLink:
                 "call id generated",
                 extra={"event": "call_id_generated", "connection_id": ev.stream_id},
             )
+        if self._on_started_hook is not None:
+            self._on_started_hook()
         self._started.set()
 
     def _on_audio(self, ev: AudioReceived) -> None:
         self._cm.frames_in += 1
-        codec = self._codec
-        if codec is None:  # the dialect only emits audio after the start
+        codec, budget = self._codec, self._budget
+        if codec is None or budget is None:  # the dialect only emits audio after the start
+            return
+        now = trio.current_time()
+        verdict = budget.admit(now, len(ev.payload))
+        if verdict:  # Verdict.ADMIT is 0: anything else is over budget, before any decoding
+            self._over_budget(verdict)
             return
         pcm = codec.decode(ev.payload)
-        now = trio.current_time()
         if now >= self._next_speech_check:
             if _is_speech(pcm):
                 self.last_activity = now
@@ -246,9 +281,23 @@ class CarrierLink:
         except trio.WouldBlock:
             if self.conversation_ready:
                 self._cm.queue_dropped("audio_in")
+                self.statistics.audio_in_drops += 1
             else:
                 self._cm.queue_dropped("pre_stream")
                 self.statistics.pre_stream_drops += 1
+
+    def _over_budget(self, verdict: Verdict) -> None:
+        if verdict is Verdict.ABUSE:
+            raise CarrierAudioFlood(
+                f"caller audio above {self._settings.caller_audio_abuse_rate:g}x real time"
+            )
+        self._cm.queue_dropped("rate_limited")
+        self.statistics.rate_limited_drops += 1
+        if self.statistics.rate_limited_drops == 1:  # once per call; the end line has the count
+            logger.warning(
+                "caller audio over its real-time budget: dropping",
+                extra={"event": "caller_audio_rate_limited"},
+            )
 
     # --- assistant commands → carrier -------------------------------------------------------
 

@@ -123,6 +123,13 @@ class AdmissionSettings:
     prompt_check: float = setting("ADMISSION_PROMPT_CHECK_MS", v.milliseconds, 0.3)
     """Seconds an upgrade may wait to learn whether the named assistant's prompt exists
     (a missing one is refused with 404 before answering); 0: the negative cache only."""
+    max_unstarted_per_source: int = setting(
+        "MAX_UNSTARTED_PER_SOURCE", v.int_between(0, 1_000_000), 16
+    )
+    """Connections one source address may hold between the upgrade request and the
+    carrier's start; more are refused with HTTP 429 before the upgrade. The source is the
+    TCP peer (``X-Forwarded-For`` is not trusted): behind a proxy or load balancer every
+    connection comes from its address, so raise this or set 0 (no cap) there."""
 
 
 @attrs.frozen(kw_only=True)
@@ -181,6 +188,20 @@ def _rotate_after(raw: str) -> float:
     return value
 
 
+def _real_time_multiple(raw: str) -> float:
+    value = float(raw)
+    if value != 0 and not 1.0 <= value <= 1000.0:
+        raise ValueError("must be 0 (off) or a multiple of real time from 1 to 1000")
+    return value
+
+
+def _audio_burst(raw: str) -> float:
+    value = v.milliseconds(raw)
+    if value < 1.0:
+        raise ValueError("must be at least 1000 (shorter drops audio sent in real time)")
+    return value
+
+
 @attrs.frozen(kw_only=True)
 class CallSettings:
     """Per-call behaviour: the conversation's model parameters and the call's buffers."""
@@ -227,6 +248,19 @@ class CallSettings:
     """Seconds without caller speech (audio above a small energy threshold; silence from
     the carrier and the daemon's comfort silence do not count) and without assistant audio
     after which a call is closed politely (close code 4302)."""
+    caller_audio_rate: float = setting("CALLER_AUDIO_RATE_LIMIT", _real_time_multiple, 2.0)
+    """Caller audio accepted, in multiples of real time, beyond ``caller_audio_burst``: over
+    any window of T seconds at most burst + rate x T seconds of audio go on to Sonic; frames
+    over it are dropped and counted (``rate_limited``). 0: no limit
+    (:mod:`actors.frame_budget`)."""
+    caller_audio_burst: float = setting("CALLER_AUDIO_BURST_MS", _audio_burst, 5.0)
+    """Seconds of caller audio that may arrive at once above the rate (the backlog after a
+    network stall of that long is kept whole)."""
+    caller_audio_abuse_rate: float = setting("CALLER_AUDIO_ABUSE_RATE", _real_time_multiple, 10.0)
+    """Caller audio, in multiples of real time beyond ``caller_audio_abuse_burst``, at which
+    the call is closed (close code 4009): a carrier flooding, not jittering. 0: never."""
+    caller_audio_abuse_burst: float = setting("CALLER_AUDIO_ABUSE_BURST_MS", _audio_burst, 30.0)
+    """Seconds of caller audio above the abuse rate tolerated before the call is closed."""
     fallback_audio: str = setting("FALLBACK_AUDIO", v.clip_name, SHIPPED_CLIP)
     """The fallback clip of assistants whose definition names none (``fallback_audio:``)."""
     fallback_audio_dir: str | None = setting("FALLBACK_AUDIO_DIR", v.path, None)

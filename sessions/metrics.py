@@ -102,13 +102,15 @@ RefusalReason = Literal[
     "forbidden",
     "draining",
     "bad_request",
+    "source_limit",
 ]
 PromptFailureReason = Literal[
     "not_found", "access_denied", "throttled", "invalid", "timeout", "unavailable"
 ]
 # caller audio towards Sonic, caller audio held until the Sonic stream is ready, assistant
-# audio towards the carrier; transcript lines towards the call log's writer.
-QueueName = Literal["audio_in", "pre_stream", "audio_out", "call_log"]
+# audio towards the carrier; transcript lines towards the call log's writer; caller frames
+# over the call's real-time budget (CALLER_AUDIO_RATE_LIMIT, not a queue but the same loss).
+QueueName = Literal["audio_in", "pre_stream", "audio_out", "call_log", "rate_limited"]
 # What the caller heard of the fallback clip (sessions/fallback.py): all of it, not all of it
 # (hung up, or no confirmation in time), or nothing because no clip fits the call's rate.
 FallbackOutcome = Literal["heard", "cut", "no_clip"]

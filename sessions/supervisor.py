@@ -4,7 +4,9 @@ Refusals happen before the upgrade, with an HTTP status and a one-line reason: 4
 unknown path or a carrier not in ``CARRIERS``, 401 for missing or failed authentication (403
 for a bad Twilio signature or a query string on a signed Twilio route; each carrier is
 checked with its own credentials only: :mod:`sessions.carrier_auth`), 503 when
-draining or at capacity, and 404 when the assistant named in the URL is invalid or its
+draining or at capacity, 429 when the source address already holds
+``MAX_UNSTARTED_PER_SOURCE`` connections without a started call (:mod:`sessions.unstarted`),
+and 404 when the assistant named in the URL is invalid or its
 prompt is known to be missing (the prompt cache's negative cache, or a lookup that finishes
 within ``ADMISSION_PROMPT_CHECK_MS``). Refusing before the upgrade matters on both carriers:
 for Asterisk a failed handshake fails the ``Dial()`` unanswered (``webchan_call`` returns -1
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import itertools
 import logging
 import socket
@@ -38,6 +41,7 @@ import attrs
 import trio
 from trio_websocket import (
     ConnectionClosed,
+    Endpoint,
     WebSocketRequest,
     WebSocketServer,
 )
@@ -56,6 +60,7 @@ from sessions.dialects.twilio import TwilioDialect
 from sessions.logs import bind_call
 from sessions.metrics import Carrier, Metrics
 from sessions.tls import ServerTls, TlsListener
+from sessions.unstarted import UnstartedConnections, UnstartedSlot
 
 logger = logging.getLogger("novavoice.supervisor")
 
@@ -83,6 +88,11 @@ class Supervisor:
         init=False,
         default=attrs.Factory(lambda self: CarrierAuth.from_admission(self.admission), True),
     )
+    unstarted: UnstartedConnections = attrs.field(init=False)
+    """Connections per source address without a started call (``MAX_UNSTARTED_PER_SOURCE``)."""
+
+    def __attrs_post_init__(self) -> None:
+        self.unstarted = UnstartedConnections(self.admission.max_unstarted_per_source)
 
     # --- admission ------------------------------------------------------------------------
 
@@ -139,7 +149,7 @@ class Supervisor:
     async def _refuse(self, request: WebSocketRequest, status: int, reason: str) -> None:
         body = reason.encode() + b"\n"
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        if status == 503:
+        if status in (429, 503):
             headers.append((b"retry-after", b"1"))
         with (
             trio.move_on_after(2.0, shield=True),
@@ -190,6 +200,24 @@ class Supervisor:
             self.metrics.refused("capacity")
             await self._refuse(request, 503, "at capacity")
             return
+        source = _source_address(request)
+        slot = self.unstarted.admit(source)
+        if slot is None:
+            self.metrics.refused("source_limit")
+            logger.warning(
+                "upgrade refused",
+                extra={
+                    "event": "upgrade_refused",
+                    "carrier": carrier,
+                    "status": 429,
+                    "why": "too many unstarted connections from one source",
+                    "source": source,
+                },
+            )
+            await self._refuse(
+                request, 429, "too many connections from this address without a started call"
+            )
+            return
         self._admitted()
         try:
             why = await self._unknown_assistant(carrier, request.path)
@@ -206,8 +234,9 @@ class Supervisor:
                 )
                 await self._refuse(request, 404, why)
                 return
-            await self._run_admitted(request, dialect, carrier)
+            await self._run_admitted(request, dialect, carrier, slot)
         finally:
+            slot.release()  # if the call never started
             self._released()
 
     def _admitted(self) -> None:
@@ -233,7 +262,7 @@ class Supervisor:
         await trio.lowlevel.checkpoint()
 
     async def _run_admitted(
-        self, request: WebSocketRequest, dialect: Dialect, carrier: Carrier
+        self, request: WebSocketRequest, dialect: Dialect, carrier: Carrier, slot: UnstartedSlot
     ) -> None:
         subprotocol = (
             select_subprotocol(request.proposed_subprotocols) if carrier == "asterisk" else None
@@ -253,7 +282,7 @@ class Supervisor:
                 "call accepted",
                 extra={"event": "call_accepted", "path": request.path.split("?", 1)[0]},
             )
-            channel = CallChannel(ws, dialect, self.deps, cm)
+            channel = CallChannel(ws, dialect, self.deps, cm, on_started=slot.release)
             try:
                 await channel.run()
             except Exception as exc:
@@ -350,6 +379,17 @@ async def serve_calls(
             await listener.aclose()
 
 
+def _source_address(request: WebSocketRequest) -> str:
+    """The TCP peer's address (never a forwarded-for header: anyone can write one)."""
+    remote = request.remote
+    if not isinstance(remote, Endpoint):
+        return str(remote)
+    address = remote.address
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)  # a dual-stack listener: one IPv4 source, one count
+    return str(address)
+
+
 def _log_call_end(summary: CallSummary, duration: float, call_log_drops: int) -> None:
     end = summary.end
     logger.info(
@@ -364,6 +404,8 @@ def _log_call_end(summary: CallSummary, duration: float, call_log_drops: int) ->
             "frames_in": summary.frames_in,
             "frames_out": summary.frames_out,
             "pre_stream_drops": summary.pre_stream_drops,
+            # Every drop of this call, by reason (the queue labels of the drops metric).
+            "drops": summary.drops() | {"call_log": call_log_drops},
             "dtmf_digits": summary.dtmf_digits,
             "call_log_drops": call_log_drops,
             "comfort_silence_chunks": summary.audio_in.silence_chunks_sent,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from actors.close_codes import CloseCode
 from actors.errors import (
+    CarrierAudioFlood,
     CarrierForbidden,
     CarrierUnauthorized,
     InvalidAssistantName,
@@ -21,7 +22,7 @@ PUBLISHED = {
     "CARRIER_BAD_PAYLOAD": 4002, "CARRIER_UNEXPECTED_MESSAGE": 4003,
     "CARRIER_WRONG_FRAME_TYPE": 4004, "CARRIER_MESSAGE_TOO_BIG": 4005,
     "CARRIER_UNSUPPORTED_MEDIA": 4006, "CARRIER_STREAM_MISMATCH": 4007,
-    "CARRIER_BUFFER_OVERFLOW": 4008, "CARRIER_LOCAL_ERROR": 4010,
+    "CARRIER_BUFFER_OVERFLOW": 4008, "CARRIER_AUDIO_FLOOD": 4009, "CARRIER_LOCAL_ERROR": 4010,
     "NO_ASSISTANT": 4100, "PROMPT_NOT_FOUND": 4104, "PROMPT_TIMEOUT": 4108,
     "PROMPT_STORE_FAILED": 4110, "SONIC_FAILED": 4200, "SONIC_THROTTLED": 4201,
     "SONIC_TIMEOUT": 4208, "SONIC_SESSION_ENDED": 4209, "START_TIMEOUT": 4300,
@@ -55,3 +56,4 @@ def test_errors_carry_the_code_their_call_ends_with() -> None:
     assert stream_timeout.close_code == CloseCode.SONIC_SESSION_ENDED
     assert CarrierUnauthorized("r").close_code == CloseCode.CARRIER_UNAUTHORIZED
     assert CarrierForbidden("r").close_code == CloseCode.CARRIER_FORBIDDEN
+    assert CarrierAudioFlood("r").close_code == CloseCode.CARRIER_AUDIO_FLOOD

@@ -41,6 +41,8 @@ class FakeSonicStream:
         self._feed_send, self._feed_receive = trio.open_memory_channel(1000)
 
     dead: bool = False
+    audio_send_delay: float = 0.0
+    """Seconds each ``audioInput`` send takes (a Sonic stream that is not keeping up)."""
     credentials_deadline: float | None = None
     """On trio's clock, as :class:`~actors.sonic.stream.SonicStream` gives it."""
 
@@ -54,6 +56,8 @@ class FakeSonicStream:
         if self.dead or self.refused is not None:
             await trio.lowlevel.checkpoint()
             raise SonicConnectionError("stream closed by the server")
+        if self.audio_send_delay and b'"audioInput"' in nova_event_json:
+            await trio.sleep(self.audio_send_delay)
         self.sent.append(json.loads(nova_event_json)["event"])
         if "audioInput" in self.sent[-1]:
             self.audio_sent.set()
@@ -101,6 +105,8 @@ class FakeSonic:
     credentials_lifetime: float | None = None
     """Seconds each stream's credentials stay valid after it opens (``None``: forever)."""
     refuse_with: Exception | None = None
+    audio_send_delay: float = 0.0
+    """Given to each stream (:attr:`FakeSonicStream.audio_send_delay`)."""
     streams: list[FakeSonicStream] = attrs.field(factory=list)
     open_times: list[float] = attrs.field(factory=list)
     """``trio.current_time()`` when each stream opened."""
@@ -118,6 +124,7 @@ class FakeSonic:
             credentials_deadline=None if lifetime is None else trio.current_time() + lifetime
         )
         stream.refused = self.refuse_with
+        stream.audio_send_delay = self.audio_send_delay
         self.streams.append(stream)
         self.open_times.append(trio.current_time())
         self.opened.set()

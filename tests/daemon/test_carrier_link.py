@@ -24,6 +24,7 @@ from actors.audio_pumps import (
     PcmFrame,
 )
 from sessions.carrier_link import CarrierEnd, CarrierLink
+from sessions.config import CallSettings
 from sessions.dialects.twilio import TwilioDialect
 from sessions.metrics import Metrics
 from tests.daemon.fakes import TwilioPeer, ws_pair
@@ -32,7 +33,7 @@ from tests.daemon.test_call_channel import pcm_tone, ulaw_frames
 
 @asynccontextmanager
 async def running_link(
-    *, lockstep: bool = False, frames: int = 100
+    *, lockstep: bool = False, frames: int = 100, settings: CallSettings | None = None
 ) -> AsyncIterator[
     tuple[
         CarrierLink,
@@ -55,6 +56,7 @@ async def running_link(
                 cm,
                 caller_audio=caller_send,
                 assistant=queue,
+                settings=settings,
             )
             async with trio.open_nursery() as nursery:
 

@@ -64,14 +64,17 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 
 def daemon_settings(**sections: Mapping[str, Any]) -> Settings:
-    """Daemon settings for tests: loopback, port 0, fast drain; ``sections`` as in
-    :meth:`Settings.replace` (``prompts={"cache_ttl": 0.2}``)."""
+    """Daemon settings for tests: loopback, port 0, fast drain, no per-source cap;
+    ``sections`` as in :meth:`Settings.replace` (``prompts={"cache_ttl": 0.2}``)."""
     base = Settings().replace(
         listen={
             "address": ("127.0.0.1", 0),
             "admin_address": ("127.0.0.1", 0),
             "drain_timeout": 2.0,
-        }
+        },
+        # Every test caller comes from 127.0.0.1: bursts of calls must not meet the
+        # per-source cap (tests/e2e/test_source_limit.py sets its own).
+        admission={"max_unstarted_per_source": 0},
     )
     return base.replace(**sections)
 

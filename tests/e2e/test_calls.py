@@ -46,7 +46,7 @@ def ended(daemon: Daemon, reason: str, carrier: str = "twilio") -> float:
 def drops(daemon: Daemon) -> float:
     return sum(
         daemon.metrics.registry.get_sample_value("novavoice_queue_drops_total", {"queue": q}) or 0.0
-        for q in ("audio_in", "pre_stream", "audio_out")
+        for q in ("audio_in", "pre_stream", "audio_out", "rate_limited")
     )
 
 

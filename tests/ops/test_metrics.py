@@ -60,7 +60,9 @@ def test_every_fixed_label_is_exported_from_the_first_scrape() -> None:
         key = ("novavoice_calls_ended_total", (("carrier", "asterisk"), ("reason", reason)))
         assert s[key] == 0
     assert s["novavoice_admission_refusals_total", (("reason", "draining"),)] == 0
+    assert s["novavoice_admission_refusals_total", (("reason", "source_limit"),)] == 0
     assert s["novavoice_queue_drops_total", (("queue", "audio_out"),)] == 0
+    assert s["novavoice_queue_drops_total", (("queue", "rate_limited"),)] == 0
     assert frames(s, "asterisk", "out") == 0
     assert not any("process_" in name for name, _ in s)
 
