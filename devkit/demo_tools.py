@@ -115,7 +115,7 @@ async def demo_tool_calls(
         for name, text in _prompts(f"https://127.0.0.1:{hook_port}/clinic/next").items():
             await trio.to_thread.run_sync(put_prompt, name, text)
         tool_settings = settings.replace(
-            admission={"twilio_auth_token": token, "twilio_public_url": PUBLIC_URL},
+            admission={"twilio_auth_tokens": (token,), "twilio_public_url": PUBLIC_URL},
             tools={
                 "twilio_api_base_url": f"https://127.0.0.1:{twilio_port}",
                 "ca_bundle": ca_file,
