@@ -14,6 +14,7 @@ from actors.audio_pumps import AudioInStatistics
 from actors.close_codes import CloseCode
 from actors.errors import CarrierError, PromptError, SonicError
 from actors.prompt_fetch import PromptFetcher
+from actors.sonic.recovery import RecoveryPolicy
 from actors.sonic.session import SonicOpener
 from sessions.config import CallSettings
 from sessions.logs import CallLog
@@ -112,6 +113,8 @@ class CallDeps:
     metrics: Metrics
     call_log: CallLog
     settings: CallSettings
+    recovery: RecoveryPolicy = attrs.field(factory=RecoveryPolicy)
+    """How calls recover from transient Sonic failures (``SONIC_RECOVERY_*``)."""
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -138,4 +141,10 @@ class CallSummary:
     """Of it, what the caller heard: estimated (``sessions.playback_estimate``), not marks."""
     sonic_streams: int = 0
     """Sonic streams opened (more than one when the call was rotated)."""
+    sonic_recoveries: int = 0
+    """Transient Sonic failures the call survived on a new stream."""
+    sonic_recovery_attempts: int = 0
+    """Replacement streams tried after transient failures."""
+    sonic_failures: dict[str, int] = attrs.field(factory=dict)
+    """Transient Sonic failures by reason label (:mod:`actors.sonic.recovery`)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)

@@ -135,6 +135,8 @@ class Conversation:
             temperature=sonic.temperature,
             output_channel=sonic_send,
             rotate_after=settings.rotate_after,
+            recovery=self._deps.recovery,
+            on_recovery=self._deps.metrics.sonic_recovery,
         )
         self.session = session
         audio_in = functools.partial(

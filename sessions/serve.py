@@ -174,6 +174,7 @@ async def open_daemon(
             metrics=metrics,
             call_log=call_log,
             settings=settings.calls,
+            recovery=settings.sonic.recovery_policy(),
         )
         bound_admin = await nursery.start(
             functools.partial(

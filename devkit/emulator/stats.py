@@ -25,6 +25,7 @@ class EmulatorStatistics:
     signature_failures: int
     validation_errors: int
     faults_injected: int
+    faults_by_kind: dict[str, int]
 
 
 @attrs.define
@@ -34,7 +35,8 @@ class Counters:
     ``streams_opened`` counts 200 responses; ``streams_refused`` non-200 ones;
     ``streams_completed`` streams that ended with the client's clean close (sessionEnd and
     END_STREAM). ``faults_injected`` counts throttles, resets, GOAWAYs, stalls, corrupt
-    frames and session-limit timeouts the emulator caused on purpose.
+    frames and session-limit timeouts the emulator caused on purpose; ``faults_by_kind``
+    counts the mid-stream ones by :class:`~devkit.emulator.config.StreamPlan` field name.
     """
 
     connections_opened: int = 0
@@ -51,6 +53,7 @@ class Counters:
     signature_failures: int = 0
     validation_errors: int = 0
     faults_injected: int = 0
+    faults_by_kind: dict[str, int] = attrs.field(factory=dict)
 
     def snapshot(self) -> EmulatorStatistics:
         """Freeze the current values."""
