@@ -159,7 +159,7 @@ class SonicSettings:
         "SONIC_FIRST_RESPONSE_TIMEOUT_MS", v.positive_milliseconds, 10.0
     )
     """Seconds for Bedrock to answer a new stream."""
-    recovery_max_attempts: int = setting("SONIC_RECOVERY_MAX_ATTEMPTS", v.int_between(0, 100), 4)
+    recovery_max_attempts: int = setting("SONIC_RECOVERY_MAX_ATTEMPTS", v.int_between(0, 100), 8)
     """Replacement streams a call may open after transient Sonic failures (0: none)."""
     recovery_backoff: float = setting("SONIC_RECOVERY_BACKOFF_MS", v.milliseconds, 0.2)
     """Seconds: the first recovery's back-off cap, doubled per attempt (full jitter)."""

@@ -15,8 +15,10 @@ Two ``validationException`` messages are transient, as LiveKit found in producti
 
 :class:`RecoveryBudget` bounds the retries of one call: at most ``max_attempts`` new streams
 per call, each preceded by a back-off with *full jitter* (uniform between 0 and
-``min(backoff_max, backoff * 2**n)``, n the attempts already made), so a fleet of calls hit
-by the same outage does not come back in lockstep.
+``min(backoff_max, backoff * 2**n)``, n the attempts already made for the same failure), so
+a fleet of calls hit by the same outage (a GOAWAY fails every stream of a connection) does
+not come back in lockstep. The exponent restarts with each new failure: an outage an hour
+ago does not slow the recovery from today's reset; the per-call total bounds the cost.
 """
 
 from __future__ import annotations
@@ -154,7 +156,7 @@ def is_transient(exc: BaseException) -> bool:
 class RecoveryPolicy:
     """How a call recovers from transient Sonic failures (``SONIC_RECOVERY_*`` settings)."""
 
-    max_attempts: int = 4
+    max_attempts: int = 8
     """New streams a call may open to recover, in all (0: never recover)."""
     backoff: float = 0.2
     """Seconds: the cap of the first back-off, doubled for each later attempt."""
@@ -182,9 +184,12 @@ class RecoveryBudget:
         """No attempt left."""
         return self.attempts >= self.policy.max_attempts
 
-    def next_delay(self) -> float:
-        """Take one attempt and return its back-off in seconds (full jitter)."""
-        cap = min(self.policy.backoff_max, self.policy.backoff * (2.0**self.attempts))
+    def next_delay(self, streak: int = 0) -> float:
+        """Take one attempt and return its back-off in seconds (full jitter).
+
+        ``streak`` is how many attempts already failed for the same failure (0 first).
+        """
+        cap = min(self.policy.backoff_max, self.policy.backoff * (2.0**streak))
         self.attempts += 1
         return self.rng.uniform(0.0, cap)
 

@@ -327,6 +327,7 @@ class SonicSession:
         exc, reason = self._failure
         self._failure = None
         budget = self.recovery
+        streak = 0
         while True:
             budget.failed(reason)
             self.statistics.recovery_failures = dict(budget.by_reason)
@@ -338,7 +339,8 @@ class SonicSession:
                            "attempts": budget.attempts},
                 )  # fmt: skip
                 raise SonicUnrecoverable(exc, reason=reason, attempts=budget.attempts) from exc
-            delay = budget.next_delay()
+            delay = budget.next_delay(streak)
+            streak += 1
             self.statistics.recovery_attempts = budget.attempts
             logger.info(
                 "sonic stream failed, recovering",

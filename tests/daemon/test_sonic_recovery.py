@@ -126,9 +126,10 @@ def test_backoff_doubles_up_to_its_cap_and_the_budget_runs_out() -> None:
     )
     delays = []
     while not budget.exhausted:
-        delays.append(budget.next_delay())
+        delays.append(budget.next_delay(len(delays)))
     assert delays == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.0, 3.0])
     assert budget.attempts == 6
+    assert budget.next_delay(0) == pytest.approx(0.2)  # a new failure starts low again
 
 
 def test_backoff_is_full_jitter_between_zero_and_the_cap() -> None:
@@ -137,7 +138,7 @@ def test_backoff_is_full_jitter_between_zero_and_the_cap() -> None:
         budget = RecoveryBudget(
             RecoveryPolicy(max_attempts=3, backoff=1.0, backoff_max=10.0), rng=random.Random(seed)
         )
-        draws.append([budget.next_delay() for _ in range(3)])
+        draws.append([budget.next_delay(n) for n in range(3)])
     for cap, column in zip((1.0, 2.0, 4.0), zip(*draws, strict=True), strict=True):
         assert all(0.0 <= d <= cap for d in column)
         # Spread over the whole range, not a fixed delay with a little noise.
@@ -396,9 +397,10 @@ async def test_a_stall_after_caller_speech_is_recovered(autojump_clock: trio.abc
         # The unanswered speech was heard by the new stream.
         assert SPEECH * 20 in sonic.streams[1].audio_pcm()
         # The new stream got the re-sent speech and no answer either: it is replaced too,
-        # a whole stall timeout after it opened.
+        # a whole stall timeout after it opened, after a back-off that starts low again
+        # (a new failure, not another attempt at the first).
         assert reports[1] == ("stall", "recovered")
-        assert sonic.open_times[2] - sonic.open_times[1] == pytest.approx(5.0 + 2.0, abs=0.2)
+        assert sonic.open_times[2] - sonic.open_times[1] == pytest.approx(5.0 + 1.0, abs=0.2)
 
 
 async def test_answered_speech_and_silence_never_stall(autojump_clock: trio.abc.Clock) -> None:
