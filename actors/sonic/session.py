@@ -202,7 +202,7 @@ class SonicSession:
         self._on_recovery = on_recovery
         """Called with ``(reason, outcome)`` per transient failure: ``recovered`` or
         ``failed`` (the metrics hook)."""
-        self._failure: tuple[SonicError, str] | None = None
+        self._failure: tuple[SonicError, str, _Leg] | None = None
         # Caller speech the model has not answered yet: when it began (None: all answered)
         # and the last speech heard; any output event answers it.
         self._unanswered_since: float | None = None
@@ -308,6 +308,12 @@ class SonicSession:
                     await legs.start(self._run_leg, old.generation + 1)
                     self.statistics.proactive_rotations += 1
                 else:
+                    assert self._failure is not None
+                    if self._failure[2] is not old:
+                        # The leg that failed was retired by a proactive rotation meanwhile:
+                        # nothing to replace.
+                        self._failure = None
+                        continue
                     await self._recover(legs, old)
                     self.statistics.reactive_rotations += 1
                 logger.info(
@@ -324,7 +330,7 @@ class SonicSession:
         permanent error from an attempt as itself.
         """
         assert self._failure is not None
-        exc, reason = self._failure
+        exc, reason, _ = self._failure
         self._failure = None
         budget = self.recovery
         streak = 0
@@ -378,7 +384,7 @@ class SonicSession:
         if leg.failed or leg.retire.is_set() or self._leg is not leg:
             return
         leg.failed = True
-        self._failure = (exc, reason)
+        self._failure = (exc, reason, leg)
         self._rotate_now.set()
         self._wake_rotation()
         # Wake senders waiting on this leg: they now wait for its replacement.

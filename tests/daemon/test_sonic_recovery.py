@@ -124,7 +124,7 @@ def test_backoff_doubles_up_to_its_cap_and_the_budget_runs_out() -> None:
     budget = RecoveryBudget(
         RecoveryPolicy(max_attempts=6, backoff=0.2, backoff_max=3.0), rng=_Highest()
     )
-    delays = []
+    delays: list[float] = []
     while not budget.exhausted:
         delays.append(budget.next_delay(len(delays)))
     assert delays == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.0, 3.0])
@@ -424,3 +424,36 @@ async def test_a_stall_watchdog_of_zero_is_off(autojump_clock: trio.abc.Clock) -
         await talk(session, 60.0, SILENCE)
     assert reports == []
     assert len(sonic.streams) == 1
+
+
+async def test_a_failure_during_a_proactive_rotation_does_not_replace_the_new_stream(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    sonic = FakeSonic(open_delay=1.0)
+    send, receive = trio.open_memory_channel[tuple[SessionOutput, float]](100)
+    session = SonicSession(
+        sonic,
+        system_prompt="You are Esther.",
+        sample_rate=8000,
+        voice_id="matthew",
+        endpointing_sensitivity=None,
+        max_tokens=1024,
+        top_p=0.9,
+        temperature=0.7,
+        output_channel=send,
+        rotate_after=60.0,
+        recovery=POLICY,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.run)
+        # Rotation is due at 60 s after the first stream opened; the new one takes 1 s.
+        await trio.sleep_until(sonic.open_times[0] + 60.5)
+        sonic.streams[0].feed(SonicStreamError("internalServerException", "oops"))
+        await trio.sleep(30)
+        assert len(sonic.streams) == 2  # the rotation's stream, not another one
+        assert session.statistics.proactive_rotations == 1
+        assert session.statistics.recoveries == 0
+        await session.send_audio(SILENCE)
+        assert sonic.streams[1].names()[-1] == "audioInput"
+        nursery.cancel_scope.cancel()
+    receive.close()
