@@ -102,7 +102,8 @@ async def run_scenario(
             metrics=metrics,
             call_log=call_log,
             settings=settings or CallSettings(),
-            recovery=recovery or RecoveryPolicy(),
+            # The fake never answers on its own: no stall watchdog unless a test asks for it.
+            recovery=recovery or RecoveryPolicy(stall_timeout=0.0),
         )
         peer = TwilioPeer(client_ws)
         async with trio.open_nursery() as nursery:
