@@ -54,9 +54,14 @@ class _CallEnds(logging.Handler):
         super().__init__(logging.INFO)
         self.lines: list[dict[str, Any]] = []
 
+        self.failures: Counter[str] = Counter()
+
     def emit(self, record: logging.LogRecord) -> None:
-        if getattr(record, "event", None) == "call_ended":
+        event = getattr(record, "event", None)
+        if event == "call_ended":
             self.lines.append(dict(record.__dict__))
+        elif event == "call_failed":
+            self.failures[f"{getattr(record, 'error', '?')}: {getattr(record, 'detail', '')}"] += 1
 
 
 async def run(args: argparse.Namespace, s3: LocalS3) -> int:
@@ -83,8 +88,9 @@ async def run(args: argparse.Namespace, s3: LocalS3) -> int:
     )
     script = CallScript(length=args.length, utterance_seconds=(0.8, 1.4), reply_timeout=20.0)
     ends = _CallEnds()
-    logging.getLogger("novavoice.supervisor").addHandler(ends)
-    logging.getLogger("novavoice.supervisor").setLevel(logging.INFO)
+    for name in ("novavoice.supervisor", "novavoice.call"):
+        logging.getLogger(name).addHandler(ends)
+        logging.getLogger(name).setLevel(logging.INFO)
     reports: list[CallReport] = []
     async with open_emulator(config) as emulator:
         overrides = DaemonOverrides(
@@ -127,7 +133,8 @@ async def run(args: argparse.Namespace, s3: LocalS3) -> int:
             }
             opens = value("novavoice_sonic_stream_opens_total")
             stats = emulator.statistics()
-    logging.getLogger("novavoice.supervisor").removeHandler(ends)
+    for name in ("novavoice.supervisor", "novavoice.call"):
+        logging.getLogger(name).removeHandler(ends)
 
     closes = Counter(r.close_code for r in reports)
     recovered = sum(v for (_, how), v in outcomes.items() if how == "recovered")
@@ -148,6 +155,8 @@ async def run(args: argparse.Namespace, s3: LocalS3) -> int:
     share = recovered / (recovered + failed) if recovered + failed else float("nan")
     print(f"recovered: {recovered:.0f}, failed: {failed:.0f}, recovery share: {share:.1%}")
     print(f"faulted calls: {len(faulted)}, of which ended normally (1000): {len(faulted_ok)}")
+    for failure, n in ends.failures.most_common():
+        print(f"  call failed ×{n}: {failure[:160]}")
     no_reply = sum(r.no_reply_turns for r in reports)
     turns = sum(r.turns for r in reports)
     print(f"caller turns: {turns}, turns with no reply: {no_reply}")

@@ -76,6 +76,9 @@ RESEND_MAX_SECONDS = 10.0
 SPEECH_PREROLL = 0.3
 # Caller audio is checked for speech (the stall watchdog's trigger) at most this often.
 SPEECH_CHECK_EVERY = 0.1
+# Failures of a call's first stream that are retried: the stream never reached Bedrock's
+# model (refused by GOAWAY or REFUSED_STREAM, reset, connection lost, damaged bytes).
+_RETRIED_AT_OPEN = frozenset({"goaway", "stream_reset", "connection_lost", "checksum"})
 
 
 class SonicStreamLike(Protocol):
@@ -296,7 +299,16 @@ class SonicSession:
 
     async def _run_legs(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as legs:
-            await legs.start(self._run_leg, 0)
+            try:
+                await self._start_leg(legs, 0)
+            except SonicError as open_exc:
+                # The first stream was refused before Bedrock processed it (GOAWAY,
+                # REFUSED_STREAM) or its connection broke: open it again, within the budget.
+                # Bedrock's own refusals at open (429, 5xx) still end the call at once.
+                why = failure_reason(open_exc)
+                if why is None or why not in _RETRIED_AT_OPEN:
+                    raise
+                await self._replace(legs, 0, open_exc, why)
             legs.start_soon(self._watch_stall)
             self.ready = True
             task_status.started()
@@ -314,7 +326,9 @@ class SonicSession:
                         # nothing to replace.
                         self._failure = None
                         continue
-                    await self._recover(legs, old)
+                    exc, reason, _ = self._failure
+                    self._failure = None
+                    await self._replace(legs, old.generation + 1, exc, reason)
                     self.statistics.reactive_rotations += 1
                 logger.info(
                     "sonic stream rotated",
@@ -322,16 +336,27 @@ class SonicSession:
                 )
                 old.retire.set()
 
-    async def _recover(self, legs: trio.Nursery, old: _Leg) -> None:
-        """Replace ``old``, which failed transiently, within the call's recovery budget.
+    async def _start_leg(
+        self, legs: trio.Nursery, generation: int, recovering: bool = False
+    ) -> None:
+        """Start leg ``generation``; a failure before it started is raised as itself."""
+        try:
+            await legs.start(self._run_leg, generation, recovering)
+        except BaseExceptionGroup as group:
+            only = lone_exception(group, SonicError)
+            if only is None:
+                raise
+            raise only from only.__cause__
+
+    async def _replace(
+        self, legs: trio.Nursery, generation: int, exc: SonicError, reason: str
+    ) -> None:
+        """Open leg ``generation`` after ``exc``, a transient failure, within the budget.
 
         Each attempt waits its back-off first; an attempt that fails transiently too takes
         the next one. Raises :class:`SonicUnrecoverable` once the budget is spent, or a
         permanent error from an attempt as itself.
         """
-        assert self._failure is not None
-        exc, reason, _ = self._failure
-        self._failure = None
         budget = self.recovery
         streak = 0
         while True:
@@ -355,13 +380,7 @@ class SonicSession:
             )  # fmt: skip
             await trio.sleep(delay)
             try:
-                try:
-                    await legs.start(self._run_leg, old.generation + 1, True)
-                except BaseExceptionGroup as group:
-                    only = lone_exception(group, SonicError)
-                    if only is None:
-                        raise
-                    raise only from only.__cause__
+                await self._start_leg(legs, generation, True)
             except SonicError as attempt_exc:
                 attempt_reason = failure_reason(attempt_exc)
                 if attempt_reason is None:

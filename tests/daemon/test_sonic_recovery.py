@@ -457,3 +457,26 @@ async def test_a_failure_during_a_proactive_rotation_does_not_replace_the_new_st
         assert sonic.streams[1].names()[-1] == "audioInput"
         nursery.cancel_scope.cancel()
     receive.close()
+
+
+async def test_a_first_stream_refused_by_goaway_is_opened_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    sonic = ScriptedSonic(refusals=[SonicStreamRefused("stream 1 refused by GOAWAY")])
+    async with running_session(sonic, POLICY) as (session, reports):
+        assert len(sonic.streams) == 2
+        assert reports == [("goaway", "recovered")]
+        await session.send_audio(SILENCE)
+        assert sonic.streams[1].names()[-1] == "audioInput"
+
+
+async def test_a_first_stream_refused_by_bedrock_is_not_opened_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # 429 at open: the call ends at once with throttling (the caller has not spoken yet).
+    throttled = SonicHTTPError(429, "ThrottlingException", "slow down")
+    sonic = ScriptedSonic(refusals=[throttled])
+    with pytest.raises(SonicHTTPError), unwrap_lone_exception(SonicError):
+        async with running_session(sonic, POLICY):
+            pass
+    assert len(sonic.streams) == 1
