@@ -75,7 +75,12 @@ async def run(args: argparse.Namespace, s3: LocalS3) -> int:
         fault_window=(1.0, 4.0),
         seed=args.seed,
     )
-    sonic: dict[str, Any] = {}
+    # A GOAWAY fault fails every stream of its connection: how many that is depends on
+    # how many calls share a connection (SONIC_STREAMS_PER_CONNECTION).
+    sonic: dict[str, Any] = {
+        "max_connections": args.max_connections,
+        "streams_per_connection": args.streams_per_connection,
+    }
     if args.stall_timeout_ms is not None:
         sonic["stall_timeout"] = args.stall_timeout_ms / 1000
     settings = Settings().replace(
@@ -159,7 +164,8 @@ async def run(args: argparse.Namespace, s3: LocalS3) -> int:
         print(f"  call failed ×{n}: {failure[:160]}")
     no_reply = sum(r.no_reply_turns for r in reports)
     turns = sum(r.turns for r in reports)
-    print(f"caller turns: {turns}, turns with no reply: {no_reply}")
+    print(f"caller turns: {turns} ({turns / max(1, len(reports)):.1f} per call; "
+          f"{len(healthy)} calls saw no fault), turns with no reply: {no_reply}")  # fmt: skip
     healthy_drops = sum(int(line.get("pre_stream_drops", 0)) for line in healthy)
     print(f"frames dropped: {({k: int(v) for k, v in drops.items()})}; "
           f"pre-stream drops in healthy calls: {healthy_drops}")  # fmt: skip
@@ -180,6 +186,10 @@ def main() -> int:
     parser.add_argument("--stagger", type=float, default=0.2, help="seconds between call starts")
     parser.add_argument("--stall-timeout-ms", type=int, default=None,
                         help="SONIC_STALL_TIMEOUT_MS (default: the daemon's)")  # fmt: skip
+    parser.add_argument("--max-connections", type=int, default=8,
+                        help="SONIC_MAX_CONNECTIONS (default 8, the daemon's)")  # fmt: skip
+    parser.add_argument("--streams-per-connection", type=int, default=100,
+                        help="SONIC_STREAMS_PER_CONNECTION (default 100)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     with run_local_s3() as s3:
