@@ -76,9 +76,11 @@ RESEND_MAX_SECONDS = 10.0
 SPEECH_PREROLL = 0.3
 # Caller audio is checked for speech (the stall watchdog's trigger) at most this often.
 SPEECH_CHECK_EVERY = 0.1
-# Failures of a call's first stream that are retried: the stream never reached Bedrock's
-# model (refused by GOAWAY or REFUSED_STREAM, reset, connection lost, damaged bytes).
-_RETRIED_AT_OPEN = frozenset({"goaway", "stream_reset", "connection_lost", "checksum"})
+# Failures of a call's first stream that are retried: the server provably did not process
+# it (refused by a GOAWAY's last stream id, or REFUSED_STREAM). An endpoint that cannot be
+# reached or refuses the stream (429, 403) still ends the call at once, before the caller
+# has said anything (tests/e2e/test_bedrock_failures.py).
+_RETRIED_AT_OPEN = frozenset({"goaway"})
 
 
 class SonicStreamLike(Protocol):
@@ -303,8 +305,7 @@ class SonicSession:
                 await self._start_leg(legs, 0)
             except SonicError as open_exc:
                 # The first stream was refused before Bedrock processed it (GOAWAY,
-                # REFUSED_STREAM) or its connection broke: open it again, within the budget.
-                # Bedrock's own refusals at open (429, 5xx) still end the call at once.
+                # REFUSED_STREAM): open it again, within the budget.
                 why = failure_reason(open_exc)
                 if why is None or why not in _RETRIED_AT_OPEN:
                     raise
