@@ -33,6 +33,12 @@ Time is trio's only: a leg's credential expiry arrives as a trio-clock deadline
 (a reactive rotation) and on the assistant's quiet, never on a polling sleep, so the
 autojump clock drives all of it. The stall watchdog sleeps until its deadline (the last
 caller speech plus ``stall_timeout``) and re-reads it there, as the quiet wait does.
+
+Why one file of about 630 lines: proactive rotation, recovery and the stall watchdog share
+one piece of state, the current leg and the events that announce its change (``_leg``,
+``_leg_changed``, ``_rotate_now``), and one loop that replaces legs. Splitting them would
+make that state cross a module boundary; what is pure (the classification, the budget, the
+back-off, the speech check) already lives in :mod:`actors.sonic.recovery`.
 """
 
 from __future__ import annotations
