@@ -232,6 +232,38 @@ class SonicTimeout(SonicError):
     close_code = CloseCode.SONIC_TIMEOUT
 
 
+class SonicStreamReset(SonicConnectionError):
+    """The server reset a running stream (RST_STREAM other than REFUSED_STREAM)."""
+
+
+class SonicStalled(SonicError):
+    """A running stream went silent: caller speech and then no Sonic output for
+    ``SONIC_STALL_TIMEOUT_MS`` (the call's stall watchdog raised it)."""
+
+    retryable = True
+    close_code = CloseCode.SONIC_TIMEOUT
+
+
+class SonicUnrecoverable(SonicError):
+    """A call's Sonic stream failed transiently once more after its recovery budget
+    (``SONIC_RECOVERY_MAX_ATTEMPTS``) was spent, or a recovery attempt failed for good.
+
+    ``reason`` is the last failure's reason label (:mod:`actors.sonic.recovery`),
+    ``attempts`` the recovery attempts made; ``__cause__`` is the last failure, whose close
+    code the call still ends with (throttling stays 4201, a stall 4208, ...).
+    """
+
+    def __init__(self, last: SonicError, *, reason: str, attempts: int) -> None:
+        super().__init__(
+            f"Nova Sonic did not recover after {attempts} attempt(s); last failure "
+            f"({reason}): {type(last).__name__}: {last}"
+        )
+        self.reason = reason
+        self.attempts = attempts
+        self.last = last
+        self.close_code = last.close_code
+
+
 # --- event-stream decoding (subclasses of EventStreamError) ------------------------------
 
 

@@ -371,3 +371,7 @@ class CallChannel:
             s.turns, s.barge_ins, s.audio_in = c.turns, c.barge_ins, c.audio_in
             session = conversation.session
             s.sonic_streams = session.statistics.legs_opened if session is not None else 0
+            if session is not None:
+                st = session.statistics
+                s.sonic_recoveries, s.sonic_recovery_attempts = st.recoveries, st.recovery_attempts
+                s.sonic_failures = dict(st.recovery_failures)

@@ -17,6 +17,7 @@ from actors.fallback_audio import FallbackClips, shipped_fallback_clips
 from actors.keypad import DEFAULT_POLICY, DtmfPolicy
 from actors.prompt_fetch import PromptFetcher
 from actors.sonic.events import ToolSpec as SonicToolSpec
+from actors.sonic.recovery import RecoveryPolicy
 from actors.sonic.session import SonicOpener
 from sessions.config import CallSettings, ToolSettings
 from sessions.logs import CallLog
@@ -133,6 +134,8 @@ class CallDeps:
     """The assistants' tools: limits, trust, the Twilio REST API."""
     twilio_auth_token: str | None = attrs.field(default=None, repr=False)
     """``TWILIO_AUTH_TOKEN``: the Twilio REST API's password for ``transfer``."""
+    recovery: RecoveryPolicy = attrs.field(factory=RecoveryPolicy)
+    """How calls recover from transient Sonic failures (``SONIC_RECOVERY_*``)."""
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -164,6 +167,12 @@ class CallSummary:
     """Of it, what the caller heard: estimated (``sessions.playback_estimate``), not marks."""
     sonic_streams: int = 0
     """Sonic streams opened (more than one when the call was rotated)."""
+    sonic_recoveries: int = 0
+    """Transient Sonic failures the call survived on a new stream."""
+    sonic_recovery_attempts: int = 0
+    """Replacement streams tried after transient failures."""
+    sonic_failures: dict[str, int] = attrs.field(factory=dict)
+    """Transient Sonic failures by reason label (:mod:`actors.sonic.recovery`)."""
     audio_in: AudioInStatistics = attrs.field(factory=AudioInStatistics)
     fallback: FallbackOutcome | None = None
     """The fallback clip's outcome when the assistant could not go on: ``heard`` (to its

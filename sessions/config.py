@@ -28,6 +28,7 @@ from actors.fallback_audio import SHIPPED_CLIP
 from actors.prompt_budget import PromptLoadBudget
 from actors.prompt_store import DEFAULT_MAX_PROMPT_BYTES
 from actors.sonic import events
+from actors.sonic.recovery import RecoveryPolicy
 from actors.sonic.stream import DEFAULT_MODEL_ID
 from actors.tool_runner import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT
 from actors.webhook_policy import check_webhook_url
@@ -179,6 +180,25 @@ class SonicSettings:
         "SONIC_FIRST_RESPONSE_TIMEOUT_MS", v.positive_milliseconds, 10.0
     )
     """Seconds for Bedrock to answer a new stream."""
+    recovery_max_attempts: int = setting("SONIC_RECOVERY_MAX_ATTEMPTS", v.int_between(0, 100), 8)
+    """Replacement streams a call may open after transient Sonic failures (0: none)."""
+    recovery_backoff: float = setting("SONIC_RECOVERY_BACKOFF_MS", v.milliseconds, 0.2)
+    """Seconds: the first recovery's back-off cap, doubled per attempt (full jitter)."""
+    recovery_backoff_max: float = setting("SONIC_RECOVERY_BACKOFF_MAX_MS", v.milliseconds, 5.0)
+    """Seconds: the longest back-off before a recovery attempt."""
+    stall_timeout: float = setting("SONIC_STALL_TIMEOUT_MS", v.milliseconds, 8.0)
+    """Seconds without any Sonic output after caller speech that count as a stalled stream
+    (then recovered like a reset; 0: no watchdog). Above the longest endpointing pause
+    (2 s) plus a slow first answer, so a working model is never taken for a stalled one."""
+
+    def recovery_policy(self) -> RecoveryPolicy:
+        """The recovery policy every call of the daemon uses."""
+        return RecoveryPolicy(
+            max_attempts=self.recovery_max_attempts,
+            backoff=self.recovery_backoff,
+            backoff_max=self.recovery_backoff_max,
+            stall_timeout=self.stall_timeout,
+        )
 
 
 def _rotate_after(raw: str) -> float:

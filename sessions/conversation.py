@@ -169,6 +169,8 @@ class Conversation:
             rotate_after=settings.rotate_after,
             tools=sonic.tools,
             greeting=sonic.greeting,
+            recovery=self._deps.recovery,
+            on_recovery=self._deps.metrics.sonic_recovery,
         )
         self.session = session
         audio_in = functools.partial(

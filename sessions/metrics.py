@@ -25,6 +25,13 @@ Call end reasons (``novavoice_calls_ended_total{reason}``), a fixed set:
 - ``max_duration``: the call reached ``MAX_CALL_DURATION_MS`` and was closed politely.
 - ``idle_timeout``: no caller speech and no assistant audio for ``CALL_IDLE_TIMEOUT_MS``.
 
+Sonic recoveries (``novavoice_sonic_recoveries_total{reason,outcome}``), one per transient
+Sonic failure of a running call: ``reason`` is :data:`actors.sonic.recovery.RECOVERY_REASONS`
+(reset, GOAWAY, lost connection, model stream error, throttling, internal error, checksum,
+stall, ...); ``outcome`` is ``recovered`` (the call went on, on a new stream),
+``failed_attempt`` (the replacement stream failed too; another attempt follows) or
+``failed`` (budget spent or a permanent error: the call ended).
+
 Prompt-load failures (``novavoice_prompt_load_failures_total{reason}``), one per call whose
 prompt could not be obtained (``calls_ended{reason="prompt_error"}`` lumps them together):
 ``not_found`` (a missing prompt or bucket), ``access_denied``, ``throttled``, ``invalid``
@@ -75,6 +82,7 @@ from actors.errors import (
     PromptTimeout,
     SonicError,
 )
+from actors.sonic.recovery import RECOVERY_REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +128,8 @@ CARRIERS: tuple[Carrier, ...] = get_args(Carrier)
 END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 REFUSAL_REASONS: tuple[RefusalReason, ...] = get_args(RefusalReason)
 QUEUES: tuple[QueueName, ...] = get_args(QueueName)
+RECOVERY_OUTCOMES = ("recovered", "failed_attempt", "failed")
+"""Outcomes of ``novavoice_sonic_recoveries_total`` (see the module docstring)."""
 PROMPT_FAILURE_REASONS: tuple[PromptFailureReason, ...] = get_args(PromptFailureReason)
 FALLBACK_OUTCOMES: tuple[FallbackOutcome, ...] = get_args(FallbackOutcome)
 
@@ -286,6 +296,12 @@ class Metrics:
         )
         self.sonic_stream_opens = counter("sonic_stream_opens", "Nova Sonic streams opened.")
         self.sonic_errors = counter("sonic_errors", "Nova Sonic errors, by error class.", "type")
+        self.sonic_recoveries = counter(
+            "sonic_recoveries",
+            "Transient Nova Sonic failures of running calls, by reason and outcome.",
+            "reason",
+            "outcome",
+        )
         self.barge_ins = counter("barge_ins", "Caller barge-ins.", "carrier")
         self.queue_drops = counter("queue_drops", "Frames dropped by bounded queues.", "queue")
         self.tls_reloads = counter(
@@ -354,6 +370,9 @@ class Metrics:
             self.fallbacks.labels(outcome)
         for failure in PROMPT_FAILURE_REASONS:
             self.prompt_load_failures.labels(failure)
+        for why in RECOVERY_REASONS:
+            for outcome in RECOVERY_OUTCOMES:
+                self.sonic_recoveries.labels(why, outcome)
         for name in self._sonic_types:
             self.sonic_errors.labels(name)
 
@@ -408,6 +427,11 @@ class Metrics:
     def prompt_load_failed(self, exc: PromptError) -> None:
         """Count one call whose prompt could not be loaded, under its reason."""
         self.prompt_load_failures.labels(prompt_failure_reason(exc)).inc()
+
+    def sonic_recovery(self, reason: str, outcome: str) -> None:
+        """Count one transient Sonic failure of a call and what became of it."""
+        if reason in RECOVERY_REASONS and outcome in RECOVERY_OUTCOMES:
+            self.sonic_recoveries.labels(reason, outcome).inc()
 
     def sonic_error(self, exc: BaseException) -> None:
         """Count a Sonic error under its nearest ``actors.errors`` class name (else ``other``)."""

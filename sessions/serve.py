@@ -199,6 +199,7 @@ async def open_daemon(
             tools=settings.tools,
             # The REST API's password: the primary (first) token of a rotation list.
             twilio_auth_token=next(iter(settings.admission.twilio_auth_tokens), None),
+            recovery=settings.sonic.recovery_policy(),
         )
         bound_admin = await nursery.start(
             functools.partial(

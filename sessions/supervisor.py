@@ -414,6 +414,10 @@ def _log_call_end(summary: CallSummary, duration: float, call_log_drops: int) ->
             "audio_sent_s": round(summary.audio_sent_s, 3),
             "audio_heard_s": round(summary.audio_heard_s, 3),
             "sonic_streams": summary.sonic_streams,
+            "sonic_recoveries": summary.sonic_recoveries,
+            "sonic_recovery_attempts": summary.sonic_recovery_attempts,
+            # One number per reason label (stall, stream_reset, ...): bounded, no free text.
+            **{f"sonic_failures_{why}": n for why, n in summary.sonic_failures.items()},
             # Numeric only: the log's redaction guard drops "audio" fields that are not.
             **(
                 {"first_audio_s": round(summary.first_audio_seconds, 4)}

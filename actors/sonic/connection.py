@@ -50,6 +50,7 @@ from actors.errors import (
     SonicConnectionError,
     SonicError,
     SonicStreamRefused,
+    SonicStreamReset,
     SonicTimeout,
 )
 from actors.sonic.h2stream import H2Stream
@@ -443,7 +444,7 @@ class Connection:
                 kind = (
                     SonicStreamRefused
                     if event.error_code == ErrorCodes.REFUSED_STREAM
-                    else SonicConnectionError
+                    else SonicStreamReset
                 )
                 stream.fail(kind(f"stream {event.stream_id} reset by server ({code})"))
         elif isinstance(event, h2.events.WindowUpdated):

@@ -9,8 +9,19 @@ A Bedrock stream lives about 8 minutes (reference nova-sonic.md §4); a call may
   (:mod:`actors.conversation_history`), and the audio block. Only then does caller audio
   switch to it, between two chunks; the old leg is closed politely. The caller hears no gap
   and loses no audio.
-- **Reactive rotation.** If a leg ends with ``modelTimeoutException`` anyway, a new leg is
-  opened at once; audio sent meanwhile is re-sent on the new leg.
+- **Reactive rotation (recovery).** If a leg fails *transiently* (the one classification,
+  :func:`actors.sonic.recovery.failure_reason`: ``modelTimeoutException``, a reset, GOAWAY
+  or a lost connection, ``modelStreamErrorException``, throttling, internal errors, a bad
+  CRC, or a stall), a new leg is opened after a back-off with full jitter, within the
+  call's :class:`~actors.sonic.recovery.RecoveryBudget`. The conversation is replayed as in
+  a proactive rotation; caller audio waits for the new leg (it is not sent to the failed
+  one), and the caller's speech that the model had not answered yet (at most
+  ``RESEND_MAX_SECONDS``) is re-sent on it, so the question asked just before the failure
+  is still answered. Once the budget is spent, :class:`~actors.errors.SonicUnrecoverable`
+  ends the session; permanent errors (403, validation) end it at once, never retried.
+- **Stall watchdog.** Caller speech (a cheap energy check, :func:`recovery.is_speech`)
+  followed by no output event at all for ``stall_timeout`` seconds is a transient failure
+  (:class:`~actors.errors.SonicStalled`) and recovers the same way.
 
 Output goes one way, down a channel: each output event of the current leg, and a
 :class:`Transcript` after each final transcript, as ``(item, arrived)`` pairs (a retired
@@ -42,7 +53,14 @@ history (:mod:`actors.conversation_history`).
 Time is trio's only: a leg's credential expiry arrives as a trio-clock deadline
 (:attr:`SonicStreamLike.credentials_deadline`), rotation waits on that deadline, on an event
 (a reactive rotation) and on the assistant's quiet, never on a polling sleep, so the
-autojump clock drives all of it.
+autojump clock drives all of it. The stall watchdog sleeps until its deadline (the last
+caller speech plus ``stall_timeout``) and re-reads it there, as the quiet wait does.
+
+Why one file of about 630 lines: proactive rotation, recovery and the stall watchdog share
+one piece of state, the current leg and the events that announce its change (``_leg``,
+``_leg_changed``, ``_rotate_now``), and one loop that replaces legs. Splitting them would
+make that state cross a module boundary; what is pure (the classification, the budget, the
+back-off, the speech check) already lives in :mod:`actors.sonic.recovery`.
 """
 
 from __future__ import annotations
@@ -51,6 +69,7 @@ import logging
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
@@ -59,9 +78,10 @@ import attrs
 import trio
 
 from actors.conversation_history import ConversationHistory
-from actors.errors import SonicError, SonicStreamError
-from actors.exception_groups import unwrap_lone_exception
+from actors.errors import SonicError, SonicStalled, SonicUnrecoverable
+from actors.exception_groups import lone_exception, unwrap_lone_exception
 from actors.sonic import events, output
+from actors.sonic.recovery import RecoveryBudget, RecoveryPolicy, failure_reason, is_speech
 from actors.tool_calls import ToolResult, ToolUse
 
 logger = logging.getLogger("novavoice.sonic.session")
@@ -77,6 +97,19 @@ CREDENTIALS_MARGIN = 180.0
 MIN_LEG_SECONDS = 60.0
 # How long a failed send waits for a replacement leg before the failure ends the call.
 RESEND_WAIT = 5.0
+# Caller audio kept for re-sending on a replacement leg: only the speech the model had not
+# answered is re-sent, and at most this much of it (a question, not a monologue).
+RESEND_MAX_SECONDS = 10.0
+# Audio before the first chunk detected as speech that is re-sent with it: the check runs
+# once per SPEECH_CHECK_EVERY, so speech may have begun that much earlier.
+SPEECH_PREROLL = 0.3
+# Caller audio is checked for speech (the stall watchdog's trigger) at most this often.
+SPEECH_CHECK_EVERY = 0.1
+# Failures of a call's first stream that are retried: the server provably did not process
+# it (refused by a GOAWAY's last stream id, or REFUSED_STREAM). An endpoint that cannot be
+# reached or refuses the stream (429, 403) still ends the call at once, before the caller
+# has said anything (tests/e2e/test_bedrock_failures.py).
+_RETRIED_AT_OPEN = frozenset({"goaway"})
 
 
 class SonicStreamLike(Protocol):
@@ -153,6 +186,8 @@ class _Leg:
     audio_name: str = attrs.field(factory=lambda: str(uuid.uuid4()))
     opened_at: float = attrs.field(factory=trio.current_time)
     retire: trio.Event = attrs.field(factory=trio.Event)
+    failed: bool = False
+    """The leg failed transiently: caller audio now waits for its replacement."""
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -163,6 +198,14 @@ class SonicSessionStatistics:
     proactive_rotations: int = 0
     reactive_rotations: int = 0
     resent_chunks: int = 0
+    recoveries: int = 0
+    """Transient failures after which the call went on, on a new leg."""
+    recovery_attempts: int = 0
+    """Replacement legs tried after transient failures (some may have failed too)."""
+    recovery_failures: dict[str, int] = attrs.field(factory=dict)
+    """Transient failures seen, by reason label."""
+    resent_speech_chunks: int = 0
+    """Chunks of unanswered caller speech re-sent on replacement legs."""
 
 
 class SonicSession:
@@ -183,6 +226,8 @@ class SonicSession:
         rotate_after: float,
         tools: Sequence[events.ToolSpec] = (),
         greeting: str | None = None,
+        recovery: RecoveryPolicy | None = None,
+        on_recovery: Callable[[str, str], None] | None = None,
     ) -> None:
         self._sonic = sonic
         self._system_prompt = system_prompt
@@ -212,14 +257,44 @@ class SonicSession:
         # toolUseId -> (generation of the leg that asked, tool name), until its one result.
         self._pending_tools: dict[str, tuple[int, str]] = {}
         self._answered_tools: set[str] = set()
+        # --- recovery (see the module docstring) ---
+        self.recovery = RecoveryBudget(recovery or RecoveryPolicy())
+        """This call's recovery budget (attempts made, failures by reason)."""
+        self._on_recovery = on_recovery
+        """Called with ``(reason, outcome)`` per transient failure: ``recovered`` or
+        ``failed`` (the metrics hook)."""
+        self._failure: tuple[SonicError, str, _Leg] | None = None
+        # Caller speech the model has not answered yet: when it began (None: all answered)
+        # and the last speech heard; any output event answers it.
+        self._unanswered_since: float | None = None
+        self._last_speech = -math.inf
+        self._next_speech_check = -math.inf
+        self._stall_armed: trio.Event | None = None
+        self._sent_audio: deque[tuple[float, bytes]] = deque()
+        # True while the reader waits for the call to take an output event: a carrier that
+        # reads slowly holds Sonic back, which is not a stall of Sonic's.
+        self._delivering = False
+        self._sent_bytes = 0
+        self._resend_limit = int(RESEND_MAX_SECONDS * sample_rate * 2)
 
     # --- audio in -------------------------------------------------------------------------
 
     async def send_audio(self, pcm: bytes) -> None:
-        """Send one chunk of caller PCM to the current leg (re-sent if the leg is replaced)."""
+        """Send one chunk of caller PCM to the current leg (re-sent if the leg is replaced).
+
+        While a failed leg is being replaced, this waits for the replacement (the caller's
+        audio queues up behind it, bounded by the call's caller-audio channel).
+        """
+        if self.recovery.policy.stall_timeout > 0 or self.recovery.policy.max_attempts > 0:
+            self._watch_speech(pcm)
         while True:
             leg = self._leg
             assert leg is not None, "run() must have started"
+            if leg.failed:
+                # Being replaced: this chunk goes to the new leg, not to the failed one.
+                while self._leg is leg:
+                    await self._leg_changed.wait()
+                continue
             try:
                 async with self._send_lock:
                     await leg.stream.send(
@@ -227,14 +302,15 @@ class SonicSession:
                             prompt_name=leg.prompt_name, content_name=leg.audio_name, pcm=pcm
                         )
                     )
+                self._keep_sent(pcm)
                 return
             except SonicError:
-                # The leg may be dying (model timeout) and about to be replaced: wait for
-                # its successor briefly, then re-send there; otherwise the failure is real.
+                # The leg may be dying and about to be replaced: wait for its successor
+                # briefly, then re-send there; otherwise the failure is real.
                 with trio.move_on_after(RESEND_WAIT):
-                    while self._leg is leg:
+                    while self._leg is leg and not leg.failed:
                         await self._leg_changed.wait()
-                if self._leg is leg:
+                if self._leg is leg and not leg.failed:
                     raise
                 self.statistics.resent_chunks += 1
 
@@ -301,6 +377,11 @@ class SonicSession:
         while True:
             leg = self._leg
             assert leg is not None, "run() must have started"
+            if leg.failed:
+                # Being replaced (recovery): the block goes to the new leg, as audio does.
+                while self._leg is leg:
+                    await self._leg_changed.wait()
+                continue
             try:
                 async with self._send_lock:
                     for ev in build(leg):
@@ -312,6 +393,35 @@ class SonicSession:
                         await self._leg_changed.wait()
                 if self._leg is leg:
                     raise
+
+    def _watch_speech(self, pcm: bytes) -> None:
+        """Note caller speech (checked once per ``SPEECH_CHECK_EVERY``) for the watchdog."""
+        now = trio.current_time()
+        if now < self._next_speech_check:
+            return
+        self._next_speech_check = now + SPEECH_CHECK_EVERY
+        if is_speech(pcm):
+            self._last_speech = now
+            if self._unanswered_since is None:
+                self._unanswered_since = now
+                if self._stall_armed is not None:
+                    self._stall_armed.set()  # the watchdog now has a deadline
+
+    def _keep_sent(self, pcm: bytes) -> None:
+        """Keep recent caller audio for re-sending, at most ``RESEND_MAX_SECONDS`` of it."""
+        sent = self._sent_audio
+        sent.append((trio.current_time(), pcm))
+        self._sent_bytes += len(pcm)
+        while self._sent_bytes > self._resend_limit:
+            self._sent_bytes -= len(sent.popleft()[1])
+
+    def _unanswered_audio(self) -> list[bytes]:
+        """The audio to re-send on a replacement leg: the caller's unanswered speech."""
+        since = self._unanswered_since
+        if since is None:
+            return []
+        start = since - SPEECH_PREROLL
+        return [pcm for at, pcm in self._sent_audio if at >= start]
 
     # --- legs -----------------------------------------------------------------------------
 
@@ -328,23 +438,151 @@ class SonicSession:
 
     async def _run_legs(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as legs:
-            await legs.start(self._run_leg, 0)
+            try:
+                await self._start_leg(legs, 0)
+            except SonicError as open_exc:
+                # The first stream was refused before Bedrock processed it (GOAWAY,
+                # REFUSED_STREAM): open it again, within the budget.
+                why = failure_reason(open_exc)
+                if why is None or why not in _RETRIED_AT_OPEN:
+                    raise
+                await self._replace(legs, 0, open_exc, why)
+            legs.start_soon(self._watch_stall)
             self.ready = True
             task_status.started()
             while True:
                 kind = await self._wait_rotation_due()
                 old = self._leg
                 assert old is not None
-                await legs.start(self._run_leg, old.generation + 1)
                 if kind == "proactive":
+                    await legs.start(self._run_leg, old.generation + 1)
                     self.statistics.proactive_rotations += 1
                 else:
+                    assert self._failure is not None
+                    if self._failure[2] is not old:
+                        # The leg that failed was retired by a proactive rotation meanwhile:
+                        # nothing to replace.
+                        self._failure = None
+                        continue
+                    exc, reason, _ = self._failure
+                    self._failure = None
+                    await self._replace(legs, old.generation + 1, exc, reason)
                     self.statistics.reactive_rotations += 1
                 logger.info(
                     "sonic stream rotated",
                     extra={"event": "sonic_rotated", "kind": kind, "leg": old.generation + 1},
                 )
                 old.retire.set()
+
+    async def _start_leg(
+        self, legs: trio.Nursery, generation: int, recovering: bool = False
+    ) -> None:
+        """Start leg ``generation``; a failure before it started is raised as itself."""
+        try:
+            await legs.start(self._run_leg, generation, recovering)
+        except BaseExceptionGroup as group:
+            only = lone_exception(group, SonicError)
+            if only is None:
+                raise
+            raise only from only.__cause__
+
+    async def _replace(
+        self, legs: trio.Nursery, generation: int, exc: SonicError, reason: str
+    ) -> None:
+        """Open leg ``generation`` after ``exc``, a transient failure, within the budget.
+
+        Each attempt waits its back-off first; an attempt that fails transiently too takes
+        the next one. Raises :class:`SonicUnrecoverable` once the budget is spent, or a
+        permanent error from an attempt as itself.
+        """
+        budget = self.recovery
+        streak = 0
+        while True:
+            budget.failed(reason)
+            self.statistics.recovery_failures = dict(budget.by_reason)
+            if budget.exhausted:
+                self._report(reason, "failed")
+                logger.warning(
+                    "sonic recovery budget spent",
+                    extra={"event": "sonic_unrecoverable", "reason": reason,
+                           "attempts": budget.attempts},
+                )  # fmt: skip
+                raise SonicUnrecoverable(exc, reason=reason, attempts=budget.attempts) from exc
+            delay = budget.next_delay(streak)
+            streak += 1
+            self.statistics.recovery_attempts = budget.attempts
+            logger.info(
+                "sonic stream failed, recovering",
+                extra={"event": "sonic_recovering", "reason": reason, "error": type(exc).__name__,
+                       "attempt": budget.attempts, "backoff_ms": round(delay * 1000)},
+            )  # fmt: skip
+            await trio.sleep(delay)
+            try:
+                await self._start_leg(legs, generation, True)
+            except SonicError as attempt_exc:
+                attempt_reason = failure_reason(attempt_exc)
+                if attempt_reason is None:
+                    self._report(reason, "failed")
+                    raise  # permanent (403, validation): never retried
+                self._report(reason, "failed_attempt")
+                exc, reason = attempt_exc, attempt_reason
+                continue
+            budget.recovered += 1
+            self.statistics.recoveries = budget.recovered
+            self._report(reason, "recovered")
+            return
+
+    def _report(self, reason: str, outcome: str) -> None:
+        if self._on_recovery is not None:
+            self._on_recovery(reason, outcome)
+
+    def _fail_leg(self, leg: _Leg, exc: SonicError, reason: str) -> None:
+        """Mark ``leg`` failed transiently and ask ``run`` for a replacement."""
+        if leg.failed or leg.retire.is_set() or self._leg is not leg:
+            return
+        leg.failed = True
+        self._failure = (exc, reason, leg)
+        self._rotate_now.set()
+        self._wake_rotation()
+        # Wake senders waiting on this leg: they now wait for its replacement.
+        self._leg_changed.set()
+        self._leg_changed = trio.Event()
+
+    async def _watch_stall(self) -> None:
+        """Fail the current leg when caller speech gets no output for ``stall_timeout``.
+
+        Sleeps until the deadline (last speech + timeout) and re-reads it there; the speech
+        that starts a wait sets ``_stall_armed``, and a new leg sets ``_leg_changed``, so
+        nothing polls. One task per session, started with the first leg.
+        """
+        timeout = self.recovery.policy.stall_timeout
+        if timeout <= 0:
+            return
+        while True:
+            leg = self._leg
+            if leg is None or leg.failed:
+                await self._leg_changed.wait()  # being replaced: watch the new leg
+                continue
+            if self._unanswered_since is None:
+                self._stall_armed = armed = trio.Event()
+                try:
+                    await armed.wait()
+                finally:
+                    self._stall_armed = None
+                continue
+            deadline = self._last_speech + timeout
+            if trio.current_time() >= deadline and self._delivering:
+                # Sonic has produced more than the call has taken yet (a slow carrier):
+                # the model is answering, only we are behind.
+                self._unanswered_since = None
+                continue
+            if trio.current_time() >= deadline:
+                stalled = SonicStalled(
+                    f"no Nova Sonic output {timeout:g}s after caller speech (leg {leg.generation})"
+                )
+                self._fail_leg(leg, stalled, "stall")
+                continue
+            await trio.sleep_until(deadline)
 
     def _rotation_due_at(self, leg: _Leg) -> float:
         """When ``leg`` should be replaced: ``rotate_after`` after it opened, or earlier,
@@ -396,7 +634,9 @@ class SonicSession:
         if self._speech_changed is not None:
             self._speech_changed.set()
 
-    async def _run_leg(self, generation: int, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _run_leg(
+        self, generation: int, recovering: bool = False, *, task_status: trio.TaskStatus[None]
+    ) -> None:
         # Like the official SDK, send the set-up events before waiting for the HTTP response:
         # whether Bedrock answers before it has seen any event is not documented, and
         # waiting first would then stall every call until the first-response timeout.
@@ -404,13 +644,17 @@ class SonicSession:
             leg = _Leg(stream, generation)
             self.statistics.legs_opened += 1
             try:
-                await self._set_up(leg)
+                await self._set_up(leg, recovering)
             except SonicError:
                 # A refused stream (403, 429, ...) may first show as a failed send: report
                 # the HTTP answer when there is one, it says more than "stream closed".
                 await stream.wait_response()
                 raise
             self._leg = leg
+            self._delivering = False
+            if self._unanswered_since is not None:
+                # The new leg gets a whole stall timeout for the speech re-sent to it.
+                self._last_speech = max(self._last_speech, trio.current_time())
             self._leg_changed.set()
             self._leg_changed = trio.Event()
             task_status.started()
@@ -421,7 +665,7 @@ class SonicSession:
             # Leaving the stream's block closes it politely (contentEnd, promptEnd,
             # sessionEnd, signed end frame) under the client's shielded timeout.
 
-    async def _set_up(self, leg: _Leg) -> None:
+    async def _set_up(self, leg: _Leg, recovering: bool = False) -> None:
         send = leg.stream.send
         p = leg.prompt_name
         await send(
@@ -459,6 +703,12 @@ class SonicSession:
             self.history.add("USER", request)
             for ev in self._text_block(leg, request):
                 await send(ev)
+        if recovering:
+            # Replacing a failed leg: the caller's speech that no leg has answered yet goes
+            # first, so a question asked just before the failure is still heard.
+            for pcm in self._unanswered_audio():
+                await send(events.audio_input(prompt_name=p, content_name=leg.audio_name, pcm=pcm))
+                self.statistics.resent_speech_chunks += 1
 
     async def _send_text(self, leg: _Leg, role: str, text: str) -> None:
         name = str(uuid.uuid4())
@@ -486,16 +736,20 @@ class SonicSession:
                         await send((use, arrived))
                     continue
                 final = self._observe(ev)
+                self._delivering = True
                 await send((ev, arrived))
                 if final is not None:
                     await send((final, arrived))
-        except SonicStreamError as exc:
-            if exc.exception_type != "modelTimeoutException" or leg.retire.is_set():
-                raise
-            # The stream hit its time limit before a proactive rotation: continue on a
-            # new leg right away. Audio sent to this one meanwhile is re-sent there.
-            self._rotate_now.set()
-            self._wake_rotation()
+                self._delivering = False
+        except SonicError as exc:
+            reason = failure_reason(exc)
+            if reason is None:
+                raise  # permanent: ends the call
+            if leg.retire.is_set():
+                return  # a retired leg's failure no longer matters
+            # Transient (the model's time limit, a reset, a lost connection, throttling, a
+            # bad CRC, ...): continue on a new leg; audio waits for it.
+            self._fail_leg(leg, exc, reason)
             await trio.sleep_forever()  # until retired
         if not leg.retire.is_set():
             raise SonicSessionEnded("the Nova Sonic stream ended")
@@ -517,6 +771,8 @@ class SonicSession:
 
         Returns the :class:`Transcript` when ``ev`` is a final one (USER or ASSISTANT).
         """
+        # Any output answers the caller's speech (the stall watchdog re-reads this).
+        self._unanswered_since = None
         if type(ev) is output.AudioOutput:
             # A waiting rotation needs no wake-up here: it re-reads this at its deadline.
             self._last_assistant_audio = trio.current_time()

@@ -41,6 +41,8 @@ _PLAN_FLAGS = {
     "audio_speed": "assistant audio is generated this many times faster than real time",
     "throttle_after": "send a throttlingException frame and end each stream after N seconds",
     "error_after": "send a modelStreamErrorException frame and end each stream after N seconds",
+    "internal_error_after": "send an internalServerException frame and end each stream after "
+    "N seconds",
     "rst_after": "reset each stream (RST_STREAM INTERNAL_ERROR) after N seconds",
     "stall_after": "stop sending on each stream after N seconds, keeping it open",
     "corrupt_after": "send a frame with a bad CRC on each stream after N seconds, then end it",
@@ -169,6 +171,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="refuse every Nth stream with HTTP 429 ThrottlingException",
     )
     parser.add_argument(
+        "--fault-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="give this fraction of streams one mid-stream fault (seeded; the kinds "
+        "--rst-after .. --stall-after take turns, each 1-4 s after the open)",
+    )
+    parser.add_argument(
         "--throttle-open-fraction",
         type=float,
         default=0.0,
@@ -282,6 +292,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         receive_window=args.receive_window,
         goaway_after_streams=args.goaway_after_streams,
         goaway_after_seconds=args.goaway_after_seconds,
+        fault_fraction=args.fault_fraction,
         seed=args.seed,
         tool_use_name=args.tool_use_name,
         tool_use_text_pattern=args.tool_use_text_pattern,

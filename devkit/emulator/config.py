@@ -8,10 +8,11 @@ knobs that may differ per stream (timings and injected faults). A stream's plan 
 Directives let one faulty call run beside healthy ones: the SYSTEM text block may contain
 ``[emulator:KEY=VALUE,KEY=VALUE]`` (several brackets allowed). KEY is a :class:`StreamPlan`
 field with ``-`` for ``_`` (``rst-after``, ``stall-after``, ``throttle-after``,
-``corrupt-after``, ``error-after``, ``goaway-after``, ``session-limit``, ``idle-timeout``,
-``time-to-first-audio``, ``reply-seconds``, ``audio-speed``, ``tool-use-turn``,
-``tool-use-after``); VALUE is in seconds (or a factor for ``audio-speed``, a turn number for
-``tool-use-turn``). Time-based faults count from the moment the stream was opened.
+``corrupt-after``, ``error-after``, ``internal-error-after``, ``goaway-after``,
+``session-limit``, ``idle-timeout``, ``time-to-first-audio``, ``reply-seconds``,
+``audio-speed``, ``tool-use-turn``, ``tool-use-after``); VALUE is in seconds (or a factor for
+``audio-speed``, a turn number for ``tool-use-turn``). Time-based faults count from the moment
+the stream was opened.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import attrs
 __all__ = [
     "DEFAULT_MODEL_IDS",
     "ENDPOINTING_PAUSES",
+    "FAULT_KINDS",
     "EmulatorConfig",
     "StreamPlan",
     "parse_directives",
@@ -58,6 +60,7 @@ class StreamPlan:
             model generates faster than real time; reference §3.4).
         throttle_after: send a ``throttlingException`` frame and end the stream.
         error_after: send a ``modelStreamErrorException`` frame and end the stream.
+        internal_error_after: send an ``internalServerException`` frame and end the stream.
         rst_after: reset the stream abruptly (RST_STREAM, INTERNAL_ERROR).
         stall_after: stop sending anything while keeping the stream open and reading input.
         corrupt_after: send one output frame with a bad message CRC, then end the stream.
@@ -75,6 +78,7 @@ class StreamPlan:
     audio_speed: float = attrs.field(default=4.0, validator=_positive_or_none)
     throttle_after: float | None = attrs.field(default=None, validator=_positive_or_none)
     error_after: float | None = attrs.field(default=None, validator=_positive_or_none)
+    internal_error_after: float | None = attrs.field(default=None, validator=_positive_or_none)
     rst_after: float | None = attrs.field(default=None, validator=_positive_or_none)
     stall_after: float | None = attrs.field(default=None, validator=_positive_or_none)
     corrupt_after: float | None = attrs.field(default=None, validator=_positive_or_none)
@@ -90,6 +94,17 @@ class StreamPlan:
             raise ValueError(f"unknown stream plan keys: {sorted(unknown)}")
         return attrs.evolve(self, **overrides)
 
+
+#: The mid-stream faults a :class:`StreamPlan` can inject (its ``*_after`` fields).
+FAULT_KINDS = (
+    "rst_after",
+    "goaway_after",
+    "error_after",
+    "throttle_after",
+    "internal_error_after",
+    "corrupt_after",
+    "stall_after",
+)
 
 _DIRECTIVE = re.compile(r"\[emulator:([^\]]*)\]")
 
@@ -152,6 +167,11 @@ class EmulatorConfig:
         goaway_after_streams: after this many streams on one connection, send GOAWAY
             (graceful: running streams finish, new ones must use a new connection; 0 = off).
         goaway_after_seconds: send a graceful GOAWAY once a connection is this old.
+        fault_fraction: fraction of accepted streams given one mid-stream fault, drawn with
+            ``seed``; the kinds take turns through ``fault_kinds`` (so each gets its share)
+            and each fires at a time drawn from ``fault_window`` (seconds after the open).
+        fault_kinds: the :data:`FAULT_KINDS` that ``fault_fraction`` draws from.
+        fault_window: (earliest, latest) seconds after the open for a drawn fault.
         seed: makes transcripts, voices and random throttling reproducible.
         tool_use_name: the tool the emulator calls (default: the first one offered; a
             stream offering no tools gets no ``toolUse``, as the model cannot call one).
@@ -181,6 +201,12 @@ class EmulatorConfig:
     )
     goaway_after_streams: int = 0
     goaway_after_seconds: float | None = None
+    fault_fraction: float = 0.0
+    fault_kinds: tuple[str, ...] = attrs.field(
+        default=FAULT_KINDS,
+        validator=attrs.validators.deep_iterable(attrs.validators.in_(FAULT_KINDS)),
+    )
+    fault_window: tuple[float, float] = (1.0, 4.0)
     seed: int = 0
     tool_use_name: str | None = None
     tool_use_text_pattern: str | None = None

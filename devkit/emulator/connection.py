@@ -315,14 +315,20 @@ class EmulatorConnection:
             self._respond_error(port, verdict)
         else:
             auth, plan = verdict
-            self.h2.send_headers(
-                port.stream_id,
-                [
-                    (":status", "200"),
-                    ("content-type", "application/vnd.amazon.eventstream"),
-                    ("x-amzn-requestid", str(uuid.uuid4())),
-                ],
-            )
+            try:
+                self.h2.send_headers(
+                    port.stream_id,
+                    [
+                        (":status", "200"),
+                        ("content-type", "application/vnd.amazon.eventstream"),
+                        ("x-amzn-requestid", str(uuid.uuid4())),
+                    ],
+                )
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                # The connection was closed (a GOAWAY fault on another stream) or the
+                # stream reset before it was answered: nothing left to serve.
+                self._ports.pop(port.stream_id, None)
+                return
             self.wake()
             counters.streams_opened += 1
             counters.streams_active += 1

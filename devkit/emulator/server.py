@@ -44,6 +44,7 @@ class Emulator:
         self._counters = Counters()
         self._ordinal = 0
         self._rng = random.Random(config.seed)
+        self._faults_drawn = 0
         self.voices = CachedVoices(seed=config.seed)
         self._idle = trio.Event()
 
@@ -106,7 +107,12 @@ class Emulator:
             return Refusal(
                 429, "ThrottlingException", "Too many requests, please wait before trying again."
             )
-        return auth, cfg.plan_for(ordinal)
+        plan = cfg.plan_for(ordinal)
+        if cfg.fault_fraction > 0 and self._rng.random() < cfg.fault_fraction:
+            kind = cfg.fault_kinds[self._faults_drawn % len(cfg.fault_kinds)]
+            self._faults_drawn += 1
+            plan = plan.with_overrides({kind: self._rng.uniform(*cfg.fault_window)})
+        return auth, plan
 
     async def handle_connection(self, tcp: trio.SocketStream, ssl_context: ssl.SSLContext) -> None:
         """Serve one accepted TCP connection (TLS handshake, then HTTP/2)."""

@@ -586,6 +586,7 @@ class StreamSession:
         for name in (
             "throttle_after",
             "error_after",
+            "internal_error_after",
             "rst_after",
             "stall_after",
             "corrupt_after",
@@ -622,6 +623,9 @@ class StreamSession:
     async def _fire(self, name: str) -> None:
         if self._closing or self._stalled:
             return
+        if name != "session_limit":
+            by_kind = self._counters.faults_by_kind
+            by_kind[name] = by_kind.get(name, 0) + 1
         if name == "session_limit":
             await self._finish("modelTimeoutException", MODEL_TIMEOUT_MESSAGE, count_fault=True)
         elif name == "throttle_after":
@@ -637,6 +641,12 @@ class StreamSession:
                 count_fault=True,
                 originalStatusCode=500,
                 originalMessage="emulated model error",
+            )
+        elif name == "internal_error_after":
+            await self._finish(
+                "internalServerException",
+                "The server encountered an internal error (emulated).",
+                count_fault=True,
             )
         elif name == "rst_after":
             await self._close_with(_RESET, count_fault=True)

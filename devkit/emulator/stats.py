@@ -27,6 +27,7 @@ class EmulatorStatistics:
     signature_failures: int
     validation_errors: int
     faults_injected: int
+    faults_by_kind: dict[str, int]
     cross_modal_texts: int = 0
     greetings: int = 0
     tool_uses: int = 0
@@ -43,7 +44,8 @@ class Counters:
     ``streams_opened`` counts 200 responses; ``streams_refused`` non-200 ones;
     ``streams_completed`` streams that ended with the client's clean close (sessionEnd and
     END_STREAM). ``faults_injected`` counts throttles, resets, GOAWAYs, stalls, corrupt
-    frames and session-limit timeouts the emulator caused on purpose.
+    frames and session-limit timeouts the emulator caused on purpose; ``faults_by_kind``
+    counts the mid-stream ones by :class:`~devkit.emulator.config.StreamPlan` field name.
 
     ``cross_modal_texts`` counts interactive USER text blocks and ``texts`` keeps the last
     :data:`TEXTS_KEPT` of them (so a test can see what reached the "model" as text);
@@ -81,6 +83,8 @@ class Counters:
         self.cross_modal_texts += 1
         self.texts.append(text)
         del self.texts[:-TEXTS_KEPT]
+
+    faults_by_kind: dict[str, int] = attrs.field(factory=dict)
 
     def snapshot(self) -> EmulatorStatistics:
         """Freeze the current values."""

@@ -21,6 +21,7 @@ from actors.errors import SonicHTTPError, SonicStreamError
 from actors.fallback_audio import FallbackClips, shipped_fallback_clips
 from actors.prompt_cache import PromptCache
 from actors.sonic import output
+from actors.sonic.recovery import RecoveryPolicy
 from devkit.fake_prompt_store import FakePromptStore
 from sessions.call import CallChannel
 from sessions.call_records import CallDeps, CallEnd, CallSummary
@@ -82,6 +83,7 @@ async def run_scenario(
     path: str = "/twilio/esther",
     caches: list[PromptCache] | None = None,
     fallback_clips: FallbackClips | None = None,
+    recovery: RecoveryPolicy | None = None,
 ) -> tuple[CallSummary, TwilioPeer, FakeSonic, Metrics]:
     sonic = sonic or FakeSonic()
     if store is None:
@@ -103,6 +105,8 @@ async def run_scenario(
             call_log=call_log,
             settings=settings or CallSettings(),
             fallback_clips=fallback_clips or shipped_fallback_clips(),
+            # The fake never answers on its own: no stall watchdog unless a test asks for it.
+            recovery=recovery or RecoveryPolicy(stall_timeout=0.0),
         )
         peer = TwilioPeer(client_ws)
         async with trio.open_nursery() as nursery:
@@ -296,31 +300,61 @@ async def test_missing_prompt_ends_the_call_before_sonic(autojump_clock: trio.ab
 
 
 @pytest.mark.parametrize(
-    ("error", "code"),
+    ("error", "code", "label"),
     [
-        (SonicStreamError("throttlingException", "slow down"), CloseCode.SONIC_THROTTLED),
-        (SonicStreamError("validationException", "bad event"), CloseCode.SONIC_FAILED),
-        (SonicStreamError("internalServerException", "oops"), CloseCode.SONIC_FAILED),
+        # Transient, with no recovery budget: the call still ends with the fault's own code.
+        (
+            SonicStreamError("throttlingException", "slow down"),
+            CloseCode.SONIC_THROTTLED,
+            "SonicUnrecoverable",
+        ),
+        (SonicStreamError("validationException", "bad event"), CloseCode.SONIC_FAILED, None),
+        (
+            SonicStreamError("internalServerException", "oops"),
+            CloseCode.SONIC_FAILED,
+            "SonicUnrecoverable",
+        ),
     ],
 )
 async def test_sonic_error_mid_call_closes_the_carrier_with_its_code(
-    autojump_clock: trio.abc.Clock, error: Exception, code: int
+    autojump_clock: trio.abc.Clock, error: Exception, code: int, label: str | None
 ) -> None:
     async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
         await peer.start()
         await send_frames(peer, ulaw_frames(10))
         sonic.streams[0].feed(error)
 
-    summary, _, sonic, metrics = await run_scenario(script)
+    summary, _, sonic, metrics = await run_scenario(script, recovery=RecoveryPolicy(max_attempts=0))
     assert summary.end is not None
     assert (summary.end.reason, summary.end.code) == ("sonic_error", code)
     assert sonic.streams[0].closed
     assert (
         metrics.registry.get_sample_value(
-            "novavoice_sonic_errors_total", {"type": "SonicStreamError"}
+            "novavoice_sonic_errors_total", {"type": label or "SonicStreamError"}
         )
         == 1
     )
+
+
+async def test_a_transient_sonic_error_mid_call_is_recovered_and_counted(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def script(peer: TwilioPeer, sonic: FakeSonic) -> None:
+        await peer.start()
+        await send_frames(peer, ulaw_frames(10))
+        sonic.streams[0].feed(SonicStreamError("internalServerException", "oops"))
+        await send_frames(peer, ulaw_frames(100))
+        await peer.stop()
+
+    summary, _, sonic, metrics = await run_scenario(script)
+    assert summary.end is not None and summary.end.reason == "hangup"
+    assert len(sonic.streams) == 2
+    assert (summary.sonic_recoveries, summary.sonic_recovery_attempts) == (1, 1)
+    assert summary.sonic_failures == {"internal_error": 1}
+    recovered = metrics.registry.get_sample_value(
+        "novavoice_sonic_recoveries_total", {"reason": "internal_error", "outcome": "recovered"}
+    )
+    assert recovered == 1
 
 
 async def test_carrier_that_never_starts_is_closed_at_the_deadline(
@@ -438,12 +472,22 @@ async def test_stream_time_limit_continues_on_a_new_stream(
         await trio.sleep(1)
         await peer.stop()
 
-    summary, _, sonic, _ = await run_scenario(script)  # rotate_after: the 360 s default
+    channels: list[CallChannel] = []
+    # rotate_after: the 360 s default
+    summary, _, sonic, _ = await run_scenario(script, channels=channels)
     assert summary.end is not None and summary.end.reason == "hangup"
     assert len(sonic.streams) == 2
     expected = ulaw_to_pcm16(b"".join(frames))
-    sent = b"".join(stream.audio_pcm() for stream in sonic.streams)
-    assert sent[: len(expected)] == expected  # the chunks refused by the dead stream re-sent
+    # The new stream first hears the caller's unanswered speech again (the noise counts as
+    # speech and nothing answered it), then the chunks refused by the dead stream and the
+    # rest: no chunk is lost, and nothing but that speech is sent twice.
+    session = channels[0].conversation.session  # type: ignore[union-attr]
+    assert session is not None
+    resent = session.statistics.resent_speech_chunks * 512
+    first, second = (stream.audio_pcm() for stream in sonic.streams)
+    assert resent > 0 and second[:resent] == first[-resent:]
+    sent = first + second[resent:]
+    assert sent[: len(expected)] == expected
 
 
 async def test_sonic_ending_the_stream_ends_the_call(autojump_clock: trio.abc.Clock) -> None:
