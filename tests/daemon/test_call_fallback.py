@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import importlib.resources
 import json
 from pathlib import Path
@@ -22,12 +23,14 @@ from actors.fallback_audio import (
     load_fallback_clips,
     shipped_fallback_clips,
 )
+from actors.sonic.recovery import RecoveryPolicy
 from devkit.fake_prompt_store import FakePromptStore
 from sessions.call import CallChannel
 from sessions.config import CallSettings
 from sessions.fallback import needs_fallback
 from tests.daemon.fakes import FakeSonic, TwilioPeer
-from tests.daemon.test_call_channel import run_scenario, send_frames, ulaw_frames
+from tests.daemon.test_call_channel import run_scenario as _run_scenario
+from tests.daemon.test_call_channel import send_frames, ulaw_frames
 
 APOLOGY = importlib.resources.files("actors").joinpath("fallback_clips/apology.ulaw").read_bytes()
 APOLOGY_SECONDS = len(APOLOGY) / 8000
@@ -37,6 +40,11 @@ WITH_TRANSFER = (
     "---\ntools:\n  - name: human\n    description: a person\n    kind: transfer\n"
     f"    target: '{TARGET}'\n---\nYou are Esther.\n"
 )
+
+# These calls cannot recover: the fallback is what is under test (recovery has its own tests,
+# tests/daemon/test_sonic_recovery.py), so every Sonic failure here is the last one.
+NO_RECOVERY = RecoveryPolicy(max_attempts=0, stall_timeout=0.0)
+run_scenario = functools.partial(_run_scenario, recovery=NO_RECOVERY)
 
 
 def padded(clip: bytes) -> bytes:
