@@ -32,6 +32,11 @@ APOLOGY = CLIPS.joinpath("apology.ulaw").read_bytes()
 APOLOGY_16K = CLIPS.joinpath("apology.sln16").read_bytes()
 
 
+# No recovery budget: the emulator's first fault is final, so the fallback is what runs
+# (recovery before it is tested in tests/e2e/test_bedrock_recovery.py).
+NO_RECOVERY = daemon_settings(sonic={"recovery_max_attempts": 0})
+
+
 async def twilio_call_recording_audio(url: str) -> tuple[bytes, int | None, list[str]]:
     """A Twilio caller that speaks (a tone), records every ``media`` payload received after
     the last ``clear``, and echoes marks at once. Returns that audio, the close code and
@@ -75,11 +80,13 @@ async def test_an_unrecoverable_bedrock_failure_plays_the_apology_then_ends(
     with trio.fail_after(30):
         async with (
             open_emulator(emulator_config(error_after=1.5)) as emulator,
-            open_daemon(daemon_settings(), daemon_overrides(emulator, local_s3)) as daemon,
+            open_daemon(NO_RECOVERY, daemon_overrides(emulator, local_s3)) as daemon,
         ):
             audio, code, events = await twilio_call_recording_audio(f"{daemon.url}/twilio/esther")
             failed = daemon.metrics.registry.get_sample_value(
-                "novavoice_sonic_errors_total", {"type": "SonicStreamError"}
+                # A transient error with no budget left ends the call as unrecoverable.
+                "novavoice_sonic_errors_total",
+                {"type": "SonicUnrecoverable"},
             )
     assert code == CloseCode.SONIC_FAILED
     assert failed == 1
@@ -128,7 +135,7 @@ async def test_asterisk_slin16_hears_the_16_khz_apology(local_s3: LocalS3) -> No
     with trio.fail_after(30):
         async with (
             open_emulator(emulator_config(error_after=1.5)) as emulator,
-            open_daemon(daemon_settings(), daemon_overrides(emulator, local_s3)) as daemon,
+            open_daemon(NO_RECOVERY, daemon_overrides(emulator, local_s3)) as daemon,
         ):
             audio, code = await asterisk_slin16_call_recording_audio(
                 f"{daemon.url}/asterisk/esther"
