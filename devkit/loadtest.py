@@ -152,6 +152,8 @@ class LoadPlan:
     """Call starts per second at most (0: no limit)."""
     total: int | None = None
     call_length: CallLength = attrs.field(factory=lambda: CallLength(30.0, 30.0))
+    utterance: CallLength | None = None
+    """Seconds per caller utterance (``None``: the script's default, 0.8 to 1.6)."""
     barge_in_share: float = 0.0
     misbehave_share: float = 0.0
     seed: int = 0
@@ -170,6 +172,9 @@ class LoadPlan:
             misbehaviour=misbehaviour,
             misbehave_after=rng.uniform(1.0, 5.0),
         )
+        if self.utterance is not None:
+            utterance = (self.utterance.low, self.utterance.high)
+            script = attrs.evolve(script, utterance_seconds=utterance)
         return script, rng.getrandbits(31)
 
 
@@ -306,6 +311,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=CallLength(30.0, 30.0),
         help="seconds per call: SECONDS or MIN:MAX (uniform); default 30",
     )
+    parser.add_argument(
+        "--utterance",
+        type=parse_call_length,
+        help="seconds per caller utterance: SECONDS or MIN:MAX; default 0.8:1.6",
+    )
     parser.add_argument("--barge-in-share", type=_share, default=0.0, metavar="0..1")
     parser.add_argument(
         "--misbehave-share",
@@ -366,6 +376,7 @@ def plan_from_args(args: argparse.Namespace) -> LoadPlan:
         ramp=args.ramp,
         total=args.total,
         call_length=args.call_length,
+        utterance=args.utterance,
         barge_in_share=args.barge_in_share,
         misbehave_share=args.misbehave_share,
         seed=args.seed,
