@@ -63,7 +63,12 @@ class CallChannel:
             self._settings.outbound_seconds
         )
         self.link = CarrierLink(
-            ws, dialect, cm, caller_audio=self._caller_send, assistant=self._assistant
+            ws,
+            dialect,
+            cm,
+            caller_audio=self._caller_send,
+            assistant=self._assistant,
+            message_ms=self._settings.audio_message_ms,
         )
         self.conversation: Conversation | None = None
 

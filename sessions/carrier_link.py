@@ -99,8 +99,12 @@ class CarrierLink:
         *,
         caller_audio: trio.MemorySendChannel[PcmFrame],
         assistant: OutboundQueue[AssistantCommand],
+        message_ms: int = 20,
     ) -> None:
         self._ws = ws
+        # Carriers play what they buffer in real time and take more than one 20 ms frame
+        # per message (Twilio any size, Asterisk re-frames): fewer messages, less CPU.
+        self._frames_per_message = max(1, message_ms // 20)
         self._dialect = dialect
         self._cm = cm
         self._caller_audio = caller_audio
@@ -257,14 +261,18 @@ class CarrierLink:
             playback = self.statistics.playback
             if type(command) is AssistantAudio:
                 self.last_activity = trio.current_time()  # the assistant speaking: not idle
-                for frame in chunker.push(codec.encode(command.pcm)):
+                frames = chunker.push(codec.encode(command.pcm))
+                step = self._frames_per_message
+                for i in range(0, len(frames), step):
                     if not self._flow_open.is_set():
                         await self._flow_open.wait()
                     if queue.statistics.clears != clears:
                         break  # a barge-in came while this answer was being sent: stop now
-                    await self._send(send(SendAudio(payload=frame)))
-                    playback.sent(trio.current_time(), len(frame) / per_second)
-                    self._cm.frames_out += 1
+                    group = frames[i : i + step]
+                    payload = group[0] if len(group) == 1 else b"".join(group)
+                    await self._send(send(SendAudio(payload=payload)))
+                    playback.sent(trio.current_time(), len(payload) / per_second)
+                    self._cm.frames_out += len(group)
                     self._cm.added_latency_out(time.perf_counter() - command.arrived)
             elif isinstance(command, AnswerEnded):
                 # Send the partial last frame, then a mark so the carrier tells us when the
