@@ -179,6 +179,7 @@ def measure(
     calls: int,
     tag: str,
     profile: Path | None = None,
+    frames: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     """Run ``calls`` slots of the profile; measure ``args.window`` s once they are up."""
     ramp = max(args.ramp, calls / args.call_length)
@@ -195,11 +196,13 @@ def measure(
         time.sleep(args.settle)
         spy = _spy(pid, args.window, profile) if profile is not None else None
         samples = [active()]
+        frames0 = frames() if frames else 0
         cpu0, busy0, t0 = cpu_seconds(pid), machine_busy_seconds(), time.monotonic()
         while time.monotonic() - t0 < args.window:
             time.sleep(1.0)
             samples.append(active())
         cpu1, busy1, t1 = cpu_seconds(pid), machine_busy_seconds(), time.monotonic()
+        frames1 = frames() if frames else 0
         rss = rss_bytes(pid)
         if spy is not None:
             spy.wait(timeout=60)
@@ -219,6 +222,9 @@ def measure(
         "cpu_ms_per_call_second": (cpu1 - cpu0) * 1000 / call_seconds,
         "rss_bytes": rss,
     }
+    if frames:
+        # A real caller sends 50 frames a second; a starved load generator sends fewer.
+        out["frames_in_per_call_second"] = (frames1 - frames0) / call_seconds
     out.update(_latencies(json_out))
     return out
 
@@ -233,7 +239,9 @@ def line(name: str, r: dict[str, Any]) -> str:
     return (
         f"{name:<22} N={r['calls']:<4} active {r['active_min']}-{r['active_max']:<4} "
         f"CPU {r['cpu_ms_per_call_second']:6.2f} ms/call-s ({r['cores_used']:.2f} cores, "
-        f"machine {r['machine_cores_busy']:.2f} busy)  first audio p50/p95 "
+        f"machine {r['machine_cores_busy']:.2f} busy; caller frames "
+        f"{r.get('frames_in_per_call_second', 0):.0f}/s of 50, late "
+        f"{r.get('frames_late', 0) / max(1, r.get('frames_sent', 0)):.0%})  first audio p50/p95 "
         f"{_ms(fa.get('p50'))}/{_ms(fa.get('p95'))} ms  clear p50/p95 "
         f"{_ms(cl.get('p50'))}/{_ms(cl.get('p95'))} ms  failed {r.get('failed', 0)}"
         f"{' ' + str(r['failed_close_codes']) if r.get('failed') else ''}"
@@ -358,11 +366,17 @@ def main() -> int:
                     def active(d: Any = daemon) -> int:
                         return int(metric(scrape(d.admin_url), "novavoice_calls_active"))
 
+                    def frames_in(d: Any = daemon) -> int:
+                        samples = scrape(d.admin_url)
+                        return int(metric(samples, "novavoice_frames_total", direction="in"))
+
                     for i, n in enumerate(levels):
                         spy = None
                         if args.profile and rep == 0 and i == 0:
                             spy = OUT / f"call_profile.{variant.name}.pyspy.txt"
-                        r = measure(args, daemon.url, daemon.pid, active, n, f"{tag}.{n}", spy)
+                        r = measure(
+                            args, daemon.url, daemon.pid, active, n, f"{tag}.{n}", spy, frames_in
+                        )
                         r["variant"], r["rep"], r["profiled"] = variant.name, rep, spy is not None
                         results["runs"].append(r)
                         print(line(variant.name + (" (py-spy)" if spy else ""), r), flush=True)
@@ -375,7 +389,10 @@ def main() -> int:
         if not args.no_floor:
             with open_relay(OUT) as relay:
                 n = max(levels)
-                r = measure(args, relay.url, relay.pid, lambda: relay.stats().active, n, "floor")
+                r = measure(
+                    args, relay.url, relay.pid, lambda: relay.stats().active, n, "floor",
+                    frames=lambda: relay.stats().frames,
+                )  # fmt: skip
                 r["variant"] = "bare relay floor"
                 results["floor"] = r
                 print(line("bare relay floor", r))
