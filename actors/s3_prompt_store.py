@@ -16,7 +16,6 @@ project's :class:`~actors.errors.PromptError` subclasses, with the botocore erro
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -161,7 +160,7 @@ def _is_not_modified(exc: ClientError) -> bool:
     return status == 304 or code in {"304", "NotModified"}
 
 
-@attrs.define(eq=False, kw_only=True)
+@attrs.define(eq=False)
 class S3PromptStore:
     """Reads ``s3://<bucket>/<prefix><assistant>.md`` through an injected boto3 client.
 
@@ -169,38 +168,19 @@ class S3PromptStore:
     ``max_pool_connections`` (tests use ``CapacityLimiter(1)`` because moto is not
     thread-safe). ``max_bytes`` is the documented size limit: larger objects are refused
     from ``ContentLength`` before a byte of the body is read.
-
-    Give either ``client`` or ``client_factory``: the factory is called once, on the first
-    read, in a worker thread and under a lock (creating boto3 clients concurrently is not
-    safe). The daemon uses it because building an S3 client loads botocore's S3 service
-    model and endpoint rules (about 15 MB and 0.3 to 1.5 s): an idle daemon needs neither.
     """
 
-    client: S3Client | None = None
+    client: S3Client
     bucket: str
     prefix: str
     limiter: trio.CapacityLimiter
     max_bytes: int = DEFAULT_MAX_PROMPT_BYTES
-    client_factory: Callable[[], S3Client] | None = None
-    _making: trio.Lock = attrs.field(factory=trio.Lock, init=False)
-
-    def __attrs_post_init__(self) -> None:
-        if (self.client is None) == (self.client_factory is None):
-            raise ValueError("S3PromptStore needs exactly one of client and client_factory")
-
-    async def _ensure_client(self) -> None:
-        async with self._making:
-            if self.client is None:
-                assert self.client_factory is not None
-                self.client = await trio.to_thread.run_sync(self.client_factory)
 
     async def fetch(
         self, assistant: str, *, if_none_match: str | None = None
     ) -> StoredPrompt | NotModified:
         """Read the prompt, conditionally on ``if_none_match`` (see :class:`PromptStore`)."""
         key = prompt_key(self.prefix, assistant)
-        if self.client is None:
-            await self._ensure_client()
         # A GET is idempotent: if the caller is cancelled, abandoning the thread lets the
         # call go at once; the thread finishes on its own and still holds its limiter slot.
         return await trio.to_thread.run_sync(
@@ -215,7 +195,6 @@ class S3PromptStore:
     def _fetch_blocking(
         self, assistant: str, key: str, if_none_match: str | None
     ) -> StoredPrompt | NotModified:
-        assert self.client is not None  # made by fetch() before any thread starts
         try:
             if if_none_match is None:
                 response = self.client.get_object(Bucket=self.bucket, Key=key)

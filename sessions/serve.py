@@ -125,10 +125,8 @@ async def open_daemon(
     check_listen_security(host, settings, insecure=insecure)
     metrics = Metrics()
     health = Health()
-    # Built once, on the first prompt read (the store serialises it): an idle daemon does
-    # not carry botocore's S3 model and endpoint rules (about 15 MB, issue 13).
-    s3 = functools.partial(
-        make_s3_client,
+    # Built once, in the trio thread: creating boto3 clients concurrently is not safe.
+    s3 = make_s3_client(
         region=settings.aws_region,
         max_connections=prompts.s3_max_connections,
         endpoint_url=ov.s3_endpoint_url,
@@ -136,7 +134,7 @@ async def open_daemon(
         budget=budget,
     )
     store = S3PromptStore(
-        client_factory=s3,
+        client=s3,
         bucket=prompts.bucket,
         prefix=prompts.prefix,
         limiter=trio.CapacityLimiter(prompts.s3_max_connections),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -262,38 +261,3 @@ def test_read_policy_allows_prompts_and_denies_the_rest(aws_env: None) -> None:
         # The policy grants reads only: the daemon's credentials cannot overwrite a prompt.
         with pytest.raises(ClientError, match="AccessDenied"):
             client.put_object(Bucket=BUCKET, Key=f"{PREFIX}esther.md", Body=b"hijacked")
-
-
-async def test_a_client_factory_is_called_once_on_the_first_read(s3: object) -> None:
-    made: list[object] = []
-
-    def factory() -> Any:
-        made.append(s3)
-        return s3
-
-    store = S3PromptStore(
-        client_factory=factory, bucket=BUCKET, prefix=PREFIX, limiter=trio.CapacityLimiter(1)
-    )
-    assert made == [] and store.client is None  # nothing built before a read
-    texts: list[str] = []
-
-    async def read() -> None:
-        prompt = await store.fetch("esther")
-        assert isinstance(prompt, StoredPrompt)
-        texts.append(prompt.text)
-
-    with trio.fail_after(DEADLINE):
-        async with trio.open_nursery() as nursery:
-            for _ in range(3):  # concurrent first reads share one client
-                nursery.start_soon(read)
-    assert made == [s3] and store.client is s3
-    assert texts == [ESTHER] * 3
-
-
-def test_store_needs_exactly_one_of_client_and_factory(s3: Any) -> None:
-    common: dict[str, Any] = {"bucket": BUCKET, "prefix": PREFIX}
-    common["limiter"] = trio.CapacityLimiter(1)
-    with pytest.raises(ValueError, match="exactly one"):
-        S3PromptStore(**common)
-    with pytest.raises(ValueError, match="exactly one"):
-        S3PromptStore(client=s3, client_factory=lambda: s3, **common)
