@@ -133,9 +133,27 @@ def _pcm_view(pcm: bytes) -> npt.NDArray[np.uint16]:
     return np.frombuffer(pcm, dtype="<u2")
 
 
+@functools.lru_cache(maxsize=2)
+def _decode_halves(table: str) -> tuple[bytes, bytes]:
+    """``bytes.translate`` tables giving the low and the high byte of each decoded sample."""
+    pcm = (ulaw_decode_table() if table == "ulaw" else alaw_decode_table()).astype("<i2")
+    raw = pcm.tobytes()
+    return raw[0::2], raw[1::2]
+
+
+def _decode(payload: bytes, table: str) -> bytes:
+    # Two C-level translates into the even and odd bytes: about 2x cheaper than numpy's
+    # frombuffer + fancy indexing + tobytes on a 160-byte carrier frame (issue 13).
+    low, high = _decode_halves(table)
+    out = bytearray(2 * len(payload))
+    out[0::2] = payload.translate(low)
+    out[1::2] = payload.translate(high)
+    return bytes(out)
+
+
 def ulaw_to_pcm16(payload: bytes) -> bytes:
     """Decode μ-law bytes to PCM16 little-endian."""
-    return ulaw_decode_table()[np.frombuffer(payload, dtype=np.uint8)].tobytes()
+    return _decode(payload, "ulaw")
 
 
 def pcm16_to_ulaw(pcm: bytes) -> bytes:
@@ -145,7 +163,7 @@ def pcm16_to_ulaw(pcm: bytes) -> bytes:
 
 def alaw_to_pcm16(payload: bytes) -> bytes:
     """Decode A-law bytes to PCM16 little-endian."""
-    return alaw_decode_table()[np.frombuffer(payload, dtype=np.uint8)].tobytes()
+    return _decode(payload, "alaw")
 
 
 def pcm16_to_alaw(pcm: bytes) -> bytes:

@@ -13,7 +13,8 @@ takes the audioInput events and answers with 100 ms of assistant audio every 100
 emulator does), then a mark-worthy end of answer every 2 s. Both directions carry real-time
 audio, so the figure covers caller audio in, assistant audio out, framing and marks. Run it
 in two trees (cwd decides which code is imported) to compare changes to the call path; both
-must share this script's view of the settings and prompt-cache APIs.
+must share this script's view of the settings and prompt-cache APIs. ``--set chunk_ms=64``
+(any integer ``CallSettings`` field) compares settings in one tree.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, wrap_client_stream, wrap_server_stream
@@ -138,7 +140,7 @@ async def one_call(deps: Any, metrics: Any, seconds: float, counts: list[int]) -
         nursery.cancel_scope.cancel()
 
 
-async def main(calls: int, seconds: float) -> None:
+async def main(calls: int, seconds: float, overrides: dict[str, Any] | None = None) -> None:
     from actors.prompt_cache import open_prompt_cache
     from actors.prompt_fetch import PromptFetcher
     from sessions.call_records import CallDeps
@@ -167,7 +169,7 @@ async def main(calls: int, seconds: float) -> None:
             sonic=ScriptedSonic(),
             metrics=metrics,
             call_log=call_log,
-            settings=CallSettings(),
+            settings=attrs.evolve(CallSettings(), **(overrides or {})),
         )
         cpu0, wall0 = time.process_time(), time.perf_counter()
         async with trio.open_nursery() as nursery:
@@ -187,5 +189,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=INT",
+        help="a CallSettings field for every call (chunk_ms=64, audio_message_ms=100)",
+    )
     args = parser.parse_args()
-    trio.run(main, args.calls, args.seconds)
+    fields = dict(item.split("=", 1) for item in args.set)
+    trio.run(main, args.calls, args.seconds, {k: int(v) for k, v in fields.items()})

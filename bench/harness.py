@@ -261,6 +261,78 @@ def open_stack(
         )
 
 
+@attrs.frozen
+class Backends:
+    """Local S3 and the emulator, shared by daemons started one after another."""
+
+    s3: S3Server
+    emulator_url: str
+    emulator_ca_file: str
+    emulator_pid: int
+
+
+@contextmanager
+def open_backends(name: str, *, emulator_args: Sequence[str] = ()) -> Iterator[Backends]:
+    """Start local S3 and the emulator as processes of their own (logs in ``bench/out/``)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        s3 = stack.enter_context(_s3_server({}, OUT / f"{name}.s3.log"))
+        emu_log = OUT / f"{name}.emulator.log"
+        command = [PYTHON, "-m", "sessions.cli", "emulator", "--listen", "127.0.0.1:0"]
+        emu = stack.enter_context(_process([*command, *emulator_args], _base_env(), emu_log))
+        emulator = _wait_json_line(emu_log, emu, "listening", 30)
+        yield Backends(s3, emulator["url"], emulator["ca_file"], emu.pid)
+
+
+@attrs.frozen
+class Daemon:
+    """A running daemon: where it listens and its pid."""
+
+    url: str
+    admin_url: str
+    pid: int
+    log: Path
+
+
+@contextmanager
+def open_daemon(
+    name: str,
+    backends: Backends,
+    *,
+    env: Mapping[str, str] | None = None,
+    root: Path = ROOT,
+) -> Iterator[Daemon]:
+    """Start ``novavoice serve`` from the source tree ``root`` (default: this checkout; an
+    older tree gives a before/after comparison in one run) against ``backends``."""
+    full_env = {
+        **_base_env(),
+        "PYTHONPATH": str(root),
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": backends.emulator_url,
+        "AWS_CA_BUNDLE": backends.emulator_ca_file,
+        "AWS_ENDPOINT_URL_S3": backends.s3.endpoint_url,
+        "NOVAVOICE_LISTEN": "127.0.0.1:0",
+        "NOVAVOICE_ADMIN_LISTEN": "127.0.0.1:0",
+        "MAX_CALLS": "5000",
+        **(env or {}),
+    }
+    log = OUT / f"{name}.daemon.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "sessions.cli", "serve"],
+            env=full_env,
+            cwd=root,  # ``-m`` puts the working directory first on sys.path
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    try:
+        listening = _wait_json_line(log, proc, "listening", 60)
+        yield Daemon(listening["url"], listening["admin_url"], proc.pid, log)
+    finally:
+        _stop(proc)
+
+
 def run_loadtest(
     url: str, json_out: Path, *args: str, log: Path | None = None
 ) -> subprocess.Popen[str]:

@@ -93,6 +93,7 @@ class CallChannel:
             heard=self.heard,
             settings=self._settings,
             on_started=on_started,
+            message_ms=self._settings.audio_message_ms,
         )
         self.conversation: Conversation | None = None
         self.control: CallControl | None = None

@@ -118,9 +118,13 @@ class CarrierLink:
         heard: HeardLog | None = None,
         settings: CallSettings | None = None,
         on_started: Callable[[], None] | None = None,
+        message_ms: int = 20,
     ) -> None:
         self._ws = ws
         self._keypad = keypad
+        # Carriers play what they buffer in real time and take more than one 20 ms frame
+        # per message (Twilio any size, Asterisk re-frames): fewer messages, less CPU.
+        self._frames_per_message = max(1, message_ms // 20)
         self._dialect = dialect
         self._cm = cm
         self._caller_audio = caller_audio
@@ -330,16 +334,20 @@ class CarrierLink:
             playback = self.statistics.playback
             if type(command) is AssistantAudio:
                 self.last_activity = trio.current_time()  # the assistant speaking: not idle
-                for frame in chunker.push(codec.encode(command.pcm)):
+                frames = chunker.push(codec.encode(command.pcm))
+                step = self._frames_per_message
+                for i in range(0, len(frames), step):
                     if not self._flow_open.is_set():
                         await self._flow_open.wait()
                     if queue.statistics.clears != clears:
                         break  # a barge-in came while this answer was being sent: stop now
-                    await self._send(send(SendAudio(payload=frame)))
+                    group = frames[i : i + step]
+                    payload = group[0] if len(group) == 1 else b"".join(group)
+                    await self._send(send(SendAudio(payload=payload)))
                     now = trio.current_time()
-                    playback.sent(now, len(frame) / per_second)
-                    self.turns.audio(command.turn, now, len(frame) / per_second)
-                    self._cm.frames_out += 1
+                    playback.sent(now, len(payload) / per_second)
+                    self.turns.audio(command.turn, now, len(payload) / per_second)
+                    self._cm.frames_out += len(group)
                     self._cm.added_latency_out(time.perf_counter() - command.arrived)
             elif isinstance(command, AnswerEnded):
                 # Send the partial last frame, then a mark so the carrier tells us when the

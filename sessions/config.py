@@ -250,6 +250,9 @@ class CallSettings:
     """Seconds the carrier has, after the upgrade, to start the media stream."""
     chunk_ms: int = setting("CALL_AUDIO_CHUNK_MS", v.int_between(10, 200), 32)
     """Duration of one ``audioInput`` chunk (reference nova-sonic.md §4: about 32 ms)."""
+    audio_message_ms: int = setting("CALL_AUDIO_MESSAGE_MS", v.int_between(20, 1000), 200)
+    """Most assistant audio per carrier message: the whole 20 ms frames of one Sonic audio
+    event go out together up to this much (fewer, larger messages; nothing is held back)."""
     silence_after: float = setting("CALL_COMFORT_SILENCE_AFTER_MS", v.positive_milliseconds, 0.2)
     """Quiet seconds from the carrier after which comfort silence is sent to Sonic."""
     pre_stream_seconds: float = setting("CALL_PRE_STREAM_BUFFER_MS", v.positive_milliseconds, 10.0)

@@ -283,8 +283,9 @@ class CallConversation:
             frames_sent=self.frames_sent,
             frames_late=self.frames_late,
             frames_unsent=self.frames_unsent,
-            frames_received=pb.messages,
-            assistant_audio_s=pb.audio_seconds,
+            # In 20 ms frames, however the daemon packed them (CALL_AUDIO_MESSAGE_MS).
+            frames_received=round(pb.audio_seconds / FRAME_S),
+            assistant_audio_s=round(pb.audio_seconds, 9),  # no float residue from summing
             responses=pb.responses,
             interarrival_p50_ms=percentile(gaps, 50),
             interarrival_p99_ms=percentile(gaps, 99),

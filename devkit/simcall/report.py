@@ -81,7 +81,7 @@ class CallReport:
     frames_unsent: int = 0
     """Frames the script still had to send when the daemon ended the call early."""
     frames_received: int = 0
-    """Assistant audio messages received."""
+    """Assistant audio received, in 20 ms frames (however many messages carried them)."""
     assistant_audio_s: float = 0.0
     responses: int = 0
     interarrival_p50_ms: float | None = None

@@ -6,6 +6,7 @@ channel and putting assistant commands into the queue. Autojump clock, memory st
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -33,7 +34,11 @@ from tests.daemon.test_call_channel import pcm_tone, ulaw_frames
 
 @asynccontextmanager
 async def running_link(
-    *, lockstep: bool = False, frames: int = 100, settings: CallSettings | None = None
+    *,
+    lockstep: bool = False,
+    frames: int = 100,
+    settings: CallSettings | None = None,
+    message_ms: int = 20,
 ) -> AsyncIterator[
     tuple[
         CarrierLink,
@@ -57,6 +62,7 @@ async def running_link(
                 caller_audio=caller_send,
                 assistant=queue,
                 settings=settings,
+                message_ms=message_ms,
             )
             async with trio.open_nursery() as nursery:
 
@@ -155,3 +161,46 @@ async def test_keypad_digits_are_counted_and_never_logged(
         rendered = record.getMessage() + repr(record.__dict__)
         assert "'digit'" not in rendered, rendered
     assert link.statistics.dtmf_digits == 4
+
+
+async def test_larger_messages_carry_whole_frames_of_one_event_and_hold_nothing_back(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    answer = pcm_tone(2000)  # 12.5 frames: 12 whole frames now, the half frame at the end
+    async with running_link(message_ms=100) as (link, peer, _, queue, _):
+        await peer.start()
+        await link.wait_started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peer.receive_all)
+            await queue.put(AssistantAudio(pcm=answer, arrived=0.0), 0.25)
+            await trio.sleep(1)
+            # Before the answer ends, every whole frame already went out (5 + 5 + 2 frames).
+            sizes = [len(base64.b64decode(m["media"]["payload"])) for m in peer.events("media")]
+            assert sizes == [800, 800, 320]
+            await queue.put(AnswerEnded(), 0)
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+    assert [m["event"] for m in peer.received] == ["media"] * 4 + ["mark"]
+    audio = peer.audio()
+    assert audio[: len(answer) // 2] == pcm16_to_ulaw(answer)
+    assert audio[len(answer) // 2 :] == b"\xff" * (13 * 160 - len(answer) // 2)
+
+
+async def test_a_clear_still_cuts_an_answer_sent_in_larger_messages(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with running_link(lockstep=True, message_ms=100) as (link, peer, _, queue, _):
+        await peer.start()
+        await link.wait_started()
+        await queue.put(AssistantAudio(pcm=pcm_tone(16000), arrived=0.0), 2.0)
+        for _ in range(2):
+            peer.received.append(json.loads(await peer.ws.get_message()))
+        queue.clear()
+        await queue.put(ClearPlayback(), 0)
+        while not peer.events("clear"):
+            peer.received.append(json.loads(await peer.ws.get_message()))
+    media = peer.events("media")
+    # 20 messages of 100 ms make the answer; only those already on their way were sent.
+    assert 2 <= len(media) <= 6
+    assert {len(base64.b64decode(m["media"]["payload"])) for m in media} == {800}
+    assert peer.received[-1]["event"] == "clear"

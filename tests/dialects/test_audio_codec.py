@@ -180,3 +180,10 @@ def test_rechunker_preserves_every_byte_in_order(blocks: list[bytes], size: int)
         out += r.push(b)
     assert all(len(c) == size for c in out)
     assert b"".join(out) + r.flush() == b"".join(blocks)
+
+
+@given(st.binary(max_size=1000))
+def test_decoding_any_payload_is_the_table_lookup_of_each_byte(payload: bytes) -> None:
+    codes = np.frombuffer(payload, dtype=np.uint8)
+    assert ulaw_to_pcm16(payload) == ulaw_decode_table()[codes].astype("<i2").tobytes()
+    assert alaw_to_pcm16(payload) == alaw_decode_table()[codes].astype("<i2").tobytes()
