@@ -1,11 +1,14 @@
-"""The demo's tool calls: a signed webhook, a transfer and a hang-up, all on loopback.
+"""The demo's assistants that act: a greeting, a keypad entry, a signed webhook, a transfer
+and a hang-up, all on loopback.
 
 Runs beside the main demo with its own emulator (which calls the first tool an assistant
 offers at the start of its first answer) and its own daemon, configured as production would
 be for Twilio: ``TWILIO_AUTH_TOKEN`` (upgrade signatures and the REST API's password), the
 REST API at a local fake (:class:`~devkit.tool_servers.FakeTwilioRest`) and a webhook
 receiver that verifies every signature (:class:`~devkit.tool_servers.WebhookReceiver`), both
-over HTTPS with a throwaway trustme CA. Three assistants are published for it:
+over HTTPS with a throwaway trustme CA. Five assistants are published for it:
+``demo-greeter`` (a ``greeting:``, spoken before the caller says a word), ``demo-keypad``
+(a ``dtmf:`` policy: the caller types ``1234#``, which reaches the model as text),
 ``demo-bookings`` (a webhook), ``demo-front-desk`` (a transfer) and ``demo-goodbye``
 (``hang_up``).
 """
@@ -43,8 +46,17 @@ PUBLIC_URL = "wss://voice.example.com"
 SECRET_VARIABLE = "NOVAVOICE_DEMO_WEBHOOK_SECRET"
 
 
+GREETING = "Hello, thank you for calling the clinic. How can I help?"
+KEYS = ((0.4, "1"), (0.5, "2"), (0.6, "3"), (0.7, "4"), (0.8, "#"))
+
+
 def _prompts(webhook_url: str) -> dict[str, str]:
     return {
+        "demo-greeter": f'---\ngreeting: "{GREETING}"\n---\nYou are the clinic\'s receptionist.\n',
+        "demo-keypad": (
+            "---\ndtmf: {terminator: '#', max_digits: 8}\n---\n"
+            "You take the caller's booking number, typed on the phone keypad.\n"
+        ),
         "demo-bookings": (
             "---\ntools:\n  - name: next_appointment\n    kind: webhook\n"
             "    description: Find the caller's next appointment\n"
@@ -127,6 +139,31 @@ async def demo_tool_calls(
                 overrides, sonic_endpoint_url=emulator.url, sonic_ca_file=emulator.ca_file
             )
             async with open_daemon(tool_settings, sonic) as daemon:
+                # The caller is silent for 3 s: the greeting (and the keypad entry's
+                # answer) must come first.
+                listening = CallScript(
+                    length=None, max_turns=1, utterance_seconds=(0.8, 1.0), lead_silence=3.0
+                )
+                for title, assistant, how in (
+                    ("the assistant speaks first (greeting:)", "demo-greeter", listening),
+                    (
+                        "the caller types 1234# (dtmf:)",
+                        "demo-keypad",
+                        attrs.evolve(listening, keypad=KEYS),
+                    ),
+                ):
+                    out(f"\n== {title}")
+                    report = await run_simulated_call(
+                        daemon.url, assistant=assistant, script=how, auth=auth
+                    )
+                    await daemon.supervisor.wait_active_calls(lambda n: n == 0)
+                    reports[assistant] = report
+                    out(f"  {report.outcome}: code {report.close_label}, "
+                        f"{report.audio_before_speech_s:.1f} s of assistant audio before the "
+                        f"caller spoke")  # fmt: skip
+                    texts = emulator.statistics().texts
+                    if texts:
+                        out(f"  the model got the text: {texts[-1]}")
                 for title, assistant in (
                     ("a webhook tool (signed, over HTTPS)", "demo-bookings"),
                     ("a transfer to a human (Twilio REST)", "demo-front-desk"),
@@ -151,7 +188,13 @@ async def demo_tool_calls(
     out(f"  emulator: {stats.tool_uses} tool uses, {stats.tool_results} results, "
         f"{stats.tool_uses_unanswered} unanswered")  # fmt: skip
     bookings = reports["demo-bookings"]
+    greeter, keypad = reports["demo-greeter"], reports["demo-keypad"]
     return {
+        "the greeting was heard before the caller spoke": greeter.outcome == "completed"
+        and greeter.audio_before_speech_s >= 0.9
+        and stats.greetings == 1,
+        "the keypad entry reached the model as text": keypad.keys_sent == len(KEYS)
+        and "[The caller entered on the phone keypad: 1234#]" in stats.texts,
         "the webhook was called once, its signature valid": len(receiver.calls) == 1
         and receiver.calls[0].signature_valid,
         "the booking call went on after the tool": bookings.outcome == "completed"
