@@ -10,8 +10,9 @@
 then places simulated Twilio calls (the load harness's carrier, which speaks Twilio Media
 Streams as Twilio does): a cold burst of calls for one assistant, a conversation, a caller
 who barges in, a hostile assistant name, a missing assistant, and a call whose Nova Sonic
-stream fails for good (the emulator's ``error-after`` fault, named in that assistant's
-prompt): the caller hears the shipped apology clip before the call ends. It prints per call the
+streams all fail (the emulator's ``error-after`` fault, named in that assistant's prompt):
+the daemon opens replacement streams until the call's recovery budget is spent, then the
+caller hears the shipped apology clip before the call ends. It prints per call the
 assistant, prompt version, time to first audio, turns, barge-ins and how it ended, then the
 S3 GET count and the prompt cache statistics. Finally the prompt admin publishes a new
 version of ``support-agent`` and rolls it back, refreshing the daemon each time, with a
@@ -52,7 +53,7 @@ DEMO_KEY = "AKIDNOVAVOICEDEMO"
 DEMO_SECRET = "novavoice-demo-secret-key"
 FRAGILE = "fragile"
 """The demo's assistant whose Nova Sonic stream fails for good."""
-FRAGILE_AFTER = 2.5
+FRAGILE_AFTER = 1.0
 
 
 class CallEndCollector(logging.Handler):
@@ -118,8 +119,9 @@ def _run(args: argparse.Namespace) -> int:
             static_credentials=("demo", "demo"),
         )
         seed_example_prompts(client, settings)
-        # An assistant whose Sonic stream fails for good 2.5 s in: the emulator reads the
-        # fault from the system prompt, so only this call is hit.
+        # An assistant whose Sonic streams each fail 1 s in: the emulator reads the fault from
+        # the system prompt, so only this call is hit, and every replacement stream too, until
+        # the call's recovery budget (SONIC_RECOVERY_MAX_ATTEMPTS) is spent.
         client.put_object(
             Bucket=settings.prompts.bucket,
             Key=f"{settings.prompts.prefix}{FRAGILE}.md",
@@ -198,6 +200,7 @@ async def _place_calls(
 ) -> tuple[list[DemoCall], list[CallReport]]:
     conversation = CallScript(length=None, max_turns=2, utterance_seconds=(0.8, 1.2))
     one_turn = CallScript(length=None, max_turns=1, utterance_seconds=(0.8, 1.0))
+    persistent = CallScript(length=None, max_turns=40, utterance_seconds=(0.8, 1.0))
     barge = CallScript(length=None, max_turns=2, utterance_seconds=(0.8, 1.0), barge_in_turn=0)
 
     out(f"\n== a cold burst: {burst} simultaneous calls for esther")
@@ -224,7 +227,9 @@ async def _place_calls(
         ("caller barges in on esther", "esther", None, barge),
         ("hostile assistant name", None, "/twilio/..%2F..%2Fetc%2Fpasswd", one_turn),
         ("assistant with no prompt", "nobody", None, one_turn),
-        ("Nova Sonic fails for good mid-call", FRAGILE, None, conversation),
+        # The caller keeps talking: each stream fails 1 s in, the daemon recovers until its
+        # budget is spent, then plays the apology.
+        ("Nova Sonic fails for good mid-call", FRAGILE, None, persistent),
     ]
     calls: list[DemoCall] = []
     for i, (title, assistant, path, script) in enumerate(plan):
@@ -275,6 +280,8 @@ def _show_calls(out: Print, calls: list[DemoCall]) -> None:
         version = str(d.get("prompt_version") or "-")[:36]
         assistant = str(d.get("assistant") or r.assistant or "-")[:14]
         ended = f"{d.get('reason', '-')} ({r.close_label})"
+        if d.get("sonic_recovery_attempts"):
+            ended += f", {d['sonic_recovery_attempts']} stream recoveries tried"
         if d.get("fallback"):
             ended += f", fallback clip {d['fallback']}"
         out(
@@ -314,8 +321,14 @@ def _verdict(
         "every event signature verified": signature_failures == 0,
         # No dead air: the apology clip was played to its end (the carrier's mark came
         # back), then the call ended with the failure's own code.
-        "the Sonic failure played the apology to the end, then ended the call (4200)": (
+        "the Sonic failure played the apology to the end once recovery was spent, then ended "
+        "the call (4200)": (
             by_title["Nova Sonic fails for good mid-call"].daemon.get("fallback") == "heard"
+            and (
+                by_title["Nova Sonic fails for good mid-call"].daemon.get("sonic_recovery_attempts")
+                or 0
+            )
+            > 0
             and by_title["Nova Sonic fails for good mid-call"].report.close_code
             == CloseCode.SONIC_FAILED
         ),

@@ -24,6 +24,8 @@ def test_demo_places_calls_and_every_check_passes(capsys: pytest.CaptureFixture[
     assert "[ok] the call after the publish used the published version" in output
     assert "[ok] the rollback is a new version, and the next call used it" in output
     # The tools: a signed webhook, a transfer through the (fake) Twilio REST API, a hang-up.
+    assert "[ok] the greeting was heard before the caller spoke" in output
+    assert "[ok] the keypad entry reached the model as text" in output
     assert "[ok] the webhook was called once, its signature valid" in output
     assert "[ok] the transfer updated the call at Twilio with <Dial>" in output
     assert "[ok] hang_up ended the call after the sentence (4310)" in output
