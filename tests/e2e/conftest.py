@@ -97,3 +97,19 @@ async def daemon(emulator: Emulator, local_s3: LocalS3) -> AsyncIterator[Daemon]
     """The daemon wired to the emulator and the local S3, default settings."""
     async with open_daemon(daemon_settings(), daemon_overrides(emulator, local_s3)) as d:
         yield d
+
+
+def put_prompt(s3: LocalS3, name: str, text: str) -> None:
+    """Publish one more assistant definition into the seeded bucket."""
+    settings = Settings()
+    client = make_s3_client(
+        region="us-east-1",
+        max_connections=2,
+        endpoint_url=s3.endpoint_url,
+        static_credentials=("local", "local"),
+    )
+    client.put_object(
+        Bucket=settings.prompts.bucket,
+        Key=f"{settings.prompts.prefix}{name}.md",
+        Body=text.encode(),
+    )

@@ -12,34 +12,16 @@ import logging
 import pytest
 import trio
 
-from actors.s3_prompt_store import make_s3_client
 from devkit.emulator import open_emulator
 from devkit.emulator.server import Emulator
 from devkit.local_s3 import LocalS3
 from devkit.simcall import CallerAuth, CallScript, run_simulated_call
-from sessions.config import Settings
 from sessions.serve import open_daemon
-from tests.e2e.conftest import daemon_overrides, daemon_settings, emulator_config
+from tests.e2e.conftest import daemon_overrides, daemon_settings, emulator_config, put_prompt
 
 GREETING = "Hello, this is Esther from the front desk."
 KEYS = ((0.4, "1"), (0.5, "2"), (0.6, "3"), (0.7, "4"), (0.8, "#"))
 ASTERISK_TOKEN = "asterisk-bearer-token"
-
-
-def put_prompt(s3: LocalS3, name: str, text: str) -> None:
-    """Publish one more assistant definition into the seeded bucket."""
-    settings = Settings()
-    client = make_s3_client(
-        region="us-east-1",
-        max_connections=2,
-        endpoint_url=s3.endpoint_url,
-        static_credentials=("local", "local"),
-    )
-    client.put_object(
-        Bucket=settings.prompts.bucket,
-        Key=f"{settings.prompts.prefix}{name}.md",
-        Body=text.encode(),
-    )
 
 
 async def test_greeting_is_heard_before_the_caller_speaks(

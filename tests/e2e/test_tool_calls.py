@@ -21,15 +21,13 @@ import trio
 import trustme
 
 from actors.close_codes import CloseCode
-from actors.s3_prompt_store import make_s3_client
 from devkit.emulator import open_emulator
 from devkit.local_s3 import LocalS3
 from devkit.simcall import CallerAuth, CallScript, run_simulated_call
 from devkit.simcall.call import _hex_id
 from devkit.tool_servers import FakeTwilioRest, Handler, WebhookReceiver, serve_http
-from sessions.config import Settings
 from sessions.serve import open_daemon
-from tests.e2e.conftest import daemon_overrides, daemon_settings, emulator_config
+from tests.e2e.conftest import daemon_overrides, daemon_settings, emulator_config, put_prompt
 
 ACCOUNT = "AC00000000000000000000000000000000"  # the simulated Twilio's account
 TOKEN = "twilio-auth-token-for-tests"
@@ -43,21 +41,6 @@ def twilio_call_sid(seed: int = 0) -> str:
     rng = random.Random(seed)
     _hex_id(rng, "MZ")
     return _hex_id(rng, "CA")
-
-
-def put_prompt(s3: LocalS3, name: str, text: str) -> None:
-    settings = Settings()
-    client = make_s3_client(
-        region="us-east-1",
-        max_connections=2,
-        endpoint_url=s3.endpoint_url,
-        static_credentials=("local", "local"),
-    )
-    client.put_object(
-        Bucket=settings.prompts.bucket,
-        Key=f"{settings.prompts.prefix}{name}.md",
-        Body=text.encode(),
-    )
 
 
 def prompt(*tools: str) -> str:
