@@ -17,8 +17,20 @@ async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
     """``GET path`` from ``host:port``; returns ``(status, body)``.
 
     Callers bound it with a deadline (``trio.fail_after``). Raises :class:`OSError` when the
-    connection fails and :class:`h11.ProtocolError` on a malformed or oversized answer.
+    connection fails or breaks (a worker that exits mid-probe resets it) and
+    :class:`ValueError` on a malformed or oversized answer, so a caller needs only those two.
     """
+    try:
+        return await _get(host, port, path)
+    except trio.BrokenResourceError as exc:
+        # trio reports ECONNRESET on a stream as BrokenResourceError, not OSError; left
+        # unconverted it escaped the parent's probe and took the whole process down.
+        raise ConnectionResetError(f"{host}:{port}: {exc}") from exc
+    except h11.ProtocolError as exc:
+        raise ValueError(f"{host}:{port}: malformed answer: {exc}") from exc
+
+
+async def _get(host: str, port: int, path: str) -> tuple[int, bytes]:
     stream = await trio.open_tcp_stream(host, port)
     async with stream:
         conn = h11.Connection(h11.CLIENT)

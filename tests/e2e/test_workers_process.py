@@ -192,7 +192,7 @@ async def test_sigterm_drains_both_workers_and_ends_calls_politely_at_the_deadli
                 for line in served.lines
                 if line.get("event") in ("worker_exited", "worker_killed", "worker_crashed")
             ]
-            assert code == 0, (exits, served.raw)
+            assert code == 0, (exits, "\n".join(served.raw))
             ends: list[dict[str, Any]] = [
                 await served.wait_for("call_ended", call_id=c.sid) for c in calls
             ]
