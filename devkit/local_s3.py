@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,7 +74,11 @@ class LocalS3:
 def run_local_s3() -> Iterator[LocalS3]:
     """Start moto's S3 server on 127.0.0.1 and an ephemeral port; stop it on exit.
 
-    Blocking: call it outside the trio loop (or from a worker thread).
+    The server starts empty. moto keeps one state per process, shared by every server and
+    ``mock_aws`` in it, so without a reset a run would see the buckets and versions an
+    earlier run in the same process left (the prompts demo then counted a browser test's
+    versions in its history when pytest-xdist ordered them so). Blocking: call it outside
+    the trio loop (or from a worker thread).
     """
     counter = S3RequestCounter()
     logger = logging.getLogger("werkzeug")
@@ -85,9 +90,17 @@ def run_local_s3() -> Iterator[LocalS3]:
     server.start()
     try:
         host, port = server.get_host_and_port()
+        _reset(f"http://{host}:{port}")
         yield LocalS3(endpoint_url=f"http://{host}:{port}", requests=counter)
     finally:
         server.stop()
         logger.removeHandler(counter)
         logger.setLevel(saved_level)
         logger.propagate = saved_propagate
+
+
+def _reset(endpoint_url: str) -> None:
+    """Empty every moto backend of this process (moto's documented ``/moto-api/reset``)."""
+    request = urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()

@@ -56,6 +56,7 @@ if CHROMIUM is None or CHROMEDRIVER is None:
     pytest.skip("chromium and chromium-driver are not installed", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402  (only when a browser exists)
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -99,7 +100,12 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriv
 
 
 def until(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 15) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    # A condition that reads an element of the page a click is replacing (the h1 after
+    # Publish) can find the old page's element and then read it after the navigation:
+    # StaleElementReferenceException, seen under load (CI). It means "not yet": poll again.
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(condition)
 
 
 def shot(driver: WebDriver, name: str) -> None:
