@@ -7,14 +7,17 @@ caller speaks 1.5 s, the emulator answers after its endpointing pause with 2 s o
 reply). Local S3 (moto's server), the emulator, each daemon and the load generator
 (``novavoice loadtest``) are processes of their own (``bench/harness.py``).
 
-Reproduce (2 cores: about 2 minutes per variant and level, plus the floor):
+Reproduce (2 cores, quiet: about 45 s per variant and level, and per floor):
 
     .venv/bin/python bench/call_profile.py --levels 50                 # one daemon, the floor
+    .venv/bin/python bench/call_profile.py --levels 50 --sink \
+        --floor-impl trio-websocket,websockets     # the floors on two WebSocket stacks
     .venv/bin/python bench/call_profile.py --levels 50 --reps 2 \\
         --variant before@/tmp/nv-main --variant after                  # a code lever, A/B/A/B
     .venv/bin/python bench/call_profile.py --levels 50 --reps 2 --no-floor \\
         --variant c32:CALL_AUDIO_CHUNK_MS=32 --variant c64:CALL_AUDIO_CHUNK_MS=64
     .venv/bin/python bench/call_profile.py --levels 50 --profile        # py-spy, by package
+        # (py-spy is not in the dev extra: .venv/bin/pip install py-spy)
     .venv/bin/python bench/call_profile.py --levels 50 --max --step 25  # then step up N
 
 A variant is ``NAME[@SOURCE_TREE][:ENV=VALUE,...]``: the daemon runs from that tree (for
@@ -31,9 +34,13 @@ emulator. For each variant and level:
 - failed calls and their close codes.
 
 The floor (``bench/relay_floor.py``: forwards carrier frames undecoded to a sink, no
-Sonic work) gets the same load and the same CPU measurement. ``--max`` then steps the
-first variant up by ``--step`` calls until a call fails, frames fall late or first-audio
-p95 exceeds the unloaded p95 by 50 ms: the last level that held is "calls at saturation"
+Sonic work) gets the same load and the same CPU measurement. ``--sink`` also loads the sink
+alone: the receive-only floor, the least a server must spend to read the caller's frames.
+``--floor-impl`` measures the floors on the daemon's stack (trio-websocket) and/or on the
+websockets library's trio API, to tell the WebSocket stack's share from trio's.
+``--max`` then steps the first variant up by ``--step`` calls until a call fails, frames
+fall late or first-audio p95 exceeds the unloaded p95 by 50 ms: the last level that held is
+"calls at saturation"
 (above 120 calls the starts come closer than 0.25 s, since 30 s calls cap concurrency at
 4 × 30). Everything is written to ``bench/out/call_profile.json``.
 """
@@ -67,7 +74,7 @@ from harness import (
     scrape,
     write_json,
 )
-from relay_floor import open_relay
+from relay_floor import open_relay, open_sink
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_CPU_MS = 4.0
@@ -338,15 +345,34 @@ def main() -> int:
         "--variant", action="append", type=parse_variant, help="NAME[@TREE][:ENV=V,...]"
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the bare relay")
+    parser.add_argument(
+        "--sink",
+        action="store_true",
+        help="also load the sink alone: the receive-only floor (read every frame, send none)",
+    )
+    parser.add_argument(
+        "--floor-impl",
+        default="trio-websocket",
+        help="the relay's WebSocket stack(s), comma-separated: trio-websocket (the daemon's), "
+        "websockets (the websockets library's trio API, dev extra)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy each variant once")
     parser.add_argument("--max", action="store_true", help="then step up until saturation")
     parser.add_argument("--step", type=int, default=25, help="calls added per --max level")
     args = parser.parse_args()
+    if args.profile and not (Path(sys.executable).parent / "py-spy").exists():
+        parser.error("--profile needs py-spy beside this python: .venv/bin/pip install py-spy")
     variants: list[Variant] = args.variant or [Variant("novavoice")]
     levels = [int(x) for x in args.levels.split(",")]
     print(MACHINE_NOTE)
     print(f"load average at start: {os.getloadavg()}")
-    results: dict[str, Any] = {"machine": MACHINE_NOTE, "runs": [], "unloaded": [], "profiles": {}}
+    results: dict[str, Any] = {
+        "machine": MACHINE_NOTE,
+        "runs": [],
+        "unloaded": [],
+        "profiles": {},
+        "floors": {},
+    }
     results["args"] = {k: str(v) for k, v in vars(args).items()}
     with open_backends("call_profile") as backends:
         for rep in range(args.reps):
@@ -386,16 +412,22 @@ def main() -> int:
                             print_profile(variant.name, summary)
                     if args.max and rep == args.reps - 1 and variant is variants[0]:
                         results["saturation"] = saturation(args, daemon, active, levels, idle)
-        if not args.no_floor:
-            with open_relay(OUT) as relay:
+        floors = [] if args.no_floor else args.floor_impl.split(",")
+        kinds = [(impl, kind) for impl in floors for kind in ("relay", "sink")[: 1 + args.sink]]
+        for impl, kind in kinds:
+            with (open_relay if kind == "relay" else open_sink)(OUT, impl) as relay:
                 n = max(levels)
                 r = measure(
-                    args, relay.url, relay.pid, lambda: relay.stats().active, n, "floor",
-                    frames=lambda: relay.stats().frames,
+                    args, relay.url, relay.pid, lambda: relay.stats().active, n,
+                    f"floor.{impl}.{kind}", frames=lambda: relay.stats().frames,
                 )  # fmt: skip
-                r["variant"] = "bare relay floor"
-                results["floor"] = r
-                print(line("bare relay floor", r))
+                name = "bare relay floor" if kind == "relay" else "receive-only floor"
+                name += "" if impl == "trio-websocket" else f" ({impl})"
+                r["variant"] = name
+                results["floors"][f"{impl}.{kind}"] = r
+                if (impl, kind) == ("trio-websocket", "relay"):  # the daemon's stack: ratios
+                    results["floor"] = r
+                print(line(name, r), flush=True)
     print_summary(results, variants)
     print(f"results: {write_json('call_profile', results)}")
     return 0
@@ -451,9 +483,9 @@ def print_summary(results: dict[str, Any], variants: list[Variant]) -> None:
             f"{_ms(med('first_audio_ms', 'p95'))}  clear p50 {_ms(med('clear_ms', 'p50'))} p95 "
             f"{_ms(med('clear_ms', 'p95'))}  failed {sum(r['failed'] for r in rows)}{ratio}"
         )
-    if floor:
-        print(f"  {'bare relay floor':<20} N={floor['calls']:<4} CPU "
-              f"{floor['cpu_ms_per_call_second']:6.2f}")  # fmt: skip
+    for r in results["floors"].values():
+        print(f"  {r['variant']:<20} N={r['calls']:<4} CPU "
+              f"{r['cpu_ms_per_call_second']:6.2f}")  # fmt: skip
     print(f"  goal: ≤ {GOAL_CPU_MS} ms CPU per call-second on this profile")
 
 

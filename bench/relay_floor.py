@@ -150,25 +150,112 @@ def _start(*args: str, log: Path) -> StatsProcess:
 
 
 @contextmanager
-def open_relay(out: Path) -> Iterator[StatsProcess]:
-    """Start a sink and a relay forwarding to it; yields the relay (logs in ``out``)."""
+def open_sink(out: Path, impl: str = "trio-websocket") -> Iterator[StatsProcess]:
+    """Start a sink alone on the stack ``impl``: pointed at by the load generator, it is the
+    receive-only floor (every caller frame read and parsed, nothing sent on)."""
+    sink = _start("--impl", impl, "sink", log=out / f"relay_floor.{impl}.sink-alone.log")
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+@contextmanager
+def open_relay(out: Path, impl: str = "trio-websocket") -> Iterator[StatsProcess]:
+    """Start a sink and a relay forwarding to it, both on the WebSocket stack ``impl`` (one of
+    :data:`IMPLEMENTATIONS`); yields the relay (logs in ``out``)."""
     with ExitStack() as stack:
-        sink = _start("sink", log=out / "relay_floor.sink.log")
+        sink = _start("--impl", impl, "sink", log=out / f"relay_floor.{impl}.sink.log")
         stack.callback(sink.close)
-        relay = _start("relay", sink.url, log=out / "relay_floor.relay.log")
+        relay = _start("--impl", impl, "relay", sink.url, log=out / f"relay_floor.{impl}.relay.log")
         stack.callback(relay.close)
         yield relay
 
 
+# --- the same relay on the websockets library's trio API (websockets >= 15) -----------------
+# Same process layout, same forwarding, same counters; only the WebSocket stack differs:
+# websockets' own frame parser with its C speedups, no per-connection reader task feeding a
+# memory channel. It answers one question for issue 13: how much of the floor is the stack.
+
+
+async def _ws_sink_handler(counters: Counters, ws: Any) -> None:
+    from websockets.exceptions import ConnectionClosed as WsClosed
+
+    counters.active += 1
+    try:
+        while True:
+            await ws.recv()
+            counters.frames += 1
+    except WsClosed:
+        pass
+    finally:
+        counters.active -= 1
+
+
+async def _ws_forward(source: Any, dest: Any, counters: Counters, done: trio.CancelScope) -> None:
+    from websockets.exceptions import ConnectionClosed as WsClosed
+
+    try:
+        while True:
+            message = await source.recv()
+            await dest.send(message)
+            counters.frames += 1
+    except WsClosed:
+        done.cancel()
+
+
+async def _ws_relay_handler(sink_url: str, counters: Counters, carrier: Any) -> None:
+    from websockets.exceptions import ConnectionClosed as WsClosed
+    from websockets.trio.client import connect
+
+    counters.active += 1
+    try:
+        async with (
+            connect(sink_url, compression=None, proxy=None) as sink,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(_ws_forward, carrier, sink, counters, nursery.cancel_scope)
+            nursery.start_soon(_ws_forward, sink, carrier, counters, nursery.cancel_scope)
+    except WsClosed:
+        pass
+    finally:
+        counters.active -= 1
+
+
+async def _ws_serve(handler: Any, counters: Counters) -> None:
+    from websockets.trio.server import serve
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            functools.partial(serve, handler, 0, host="127.0.0.1", compression=None)
+        )
+        port = server.listeners[0].socket.getsockname()[1]
+        print(json.dumps({"event": "listening", "url": f"ws://127.0.0.1:{port}"}), flush=True)
+        await _answer_stats(counters)
+        nursery.cancel_scope.cancel()
+
+
+IMPLEMENTATIONS = ("trio-websocket", "websockets")
+
+
 def main(argv: list[str]) -> int:
-    """``sink`` or ``relay SINK_URL``: run that server until stdin closes."""
+    """``[--impl websockets] sink`` or ``[--impl websockets] relay SINK_URL``: run that
+    server until stdin closes (``--impl trio-websocket``, the daemon's stack, by default)."""
     counters = Counters()
+    impl = "trio-websocket"
+    if argv[:1] == ["--impl"] and len(argv) >= 2 and argv[1] in IMPLEMENTATIONS:
+        impl, argv = argv[1], argv[2:]
+    serve, sink, relay = (
+        (_serve, _sink_handler, _relay_handler)
+        if impl == "trio-websocket"
+        else (_ws_serve, _ws_sink_handler, _ws_relay_handler)
+    )
     if argv == ["sink"]:
-        trio.run(_serve, functools.partial(_sink_handler, counters), counters)
+        trio.run(serve, functools.partial(sink, counters), counters)
     elif len(argv) == 2 and argv[0] == "relay":
-        trio.run(_serve, functools.partial(_relay_handler, argv[1], counters), counters)
+        trio.run(serve, functools.partial(relay, argv[1], counters), counters)
     else:
-        print("usage: relay_floor.py sink | relay SINK_URL", file=sys.stderr)
+        print("usage: relay_floor.py [--impl websockets] sink | relay SINK_URL", file=sys.stderr)
         return 2
     return 0
 
