@@ -411,7 +411,7 @@ def main() -> int:
                             results["profiles"][variant.name] = summary
                             print_profile(variant.name, summary)
                     if args.max and rep == args.reps - 1 and variant is variants[0]:
-                        results["saturation"] = saturation(args, daemon, active, levels, idle)
+                        results["saturation"] = saturation(args, daemon, active, frames_in, r, idle)
         floors = [] if args.no_floor else args.floor_impl.split(",")
         kinds = [(impl, kind) for impl in floors for kind in ("relay", "sink")[: 1 + args.sink]]
         for impl, kind in kinds:
@@ -434,22 +434,27 @@ def main() -> int:
 
 
 def saturation(
-    args: argparse.Namespace, daemon: Any, active: Callable[[], int], levels: list[int],
-    idle: dict[str, Any],
+    args: argparse.Namespace, daemon: Any, active: Callable[[], int],
+    frames: Callable[[], int], last: dict[str, Any], idle: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
-    """Step up until calls fail, frames are late or first-audio p95 drifts 50 ms."""
+    """Step up from the last level measured (``last``) until calls fail, frames are late or
+    first-audio p95 drifts 50 ms; the last level itself counts when it held."""
     base_p95 = idle["first_audio_ms"]["p95"] or 0.0
-    held, n, steps = None, max(levels), []
-    while True:
-        n += args.step
-        r = measure(args, daemon.url, daemon.pid, active, n, f"max.{n}")
-        steps.append(r)
-        print(line("saturation step", r), flush=True)
+
+    def holds(r: dict[str, Any]) -> bool:
         p95 = r["first_audio_ms"]["p95"] or 0.0
         late = r["frames_late"] > 0.01 * max(1, r["frames_sent"])
-        if r["failed"] or late or p95 > base_p95 + SATURATION_P95_MARGIN_S * 1000:
-            break
-        held = n
+        return not r["failed"] and not late and p95 <= base_p95 + SATURATION_P95_MARGIN_S * 1000
+
+    n, steps = last["calls"], []
+    held = n if holds(last) else None
+    while held == n:
+        n += args.step
+        r = measure(args, daemon.url, daemon.pid, active, n, f"max.{n}", frames=frames)
+        steps.append(r)
+        print(line("saturation step", r), flush=True)
+        if holds(r):
+            held = n
     print(f"calls at saturation: {held} (first to break: {n}; unloaded p95 {base_p95:.0f} ms)")
     return {"calls_held": held, "broke_at": n, "steps": steps}
 
