@@ -38,7 +38,7 @@ from sessions.call_tools import CallTools, CallTransfer, open_call_tool_runner
 from sessions.carrier_link import CarrierLink
 from sessions.conversation import Conversation
 from sessions.dialects.base import CallStarted, Dialect, HangUp
-from sessions.fallback import TRANSFER_TIMEOUT, CallControl, needs_fallback, queue_clip
+from sessions.fallback import TRANSFER_TIMEOUT, FallbackTransfer, needs_fallback, queue_clip
 from sessions.heard_log import HeardLog
 from sessions.logs import current_call
 from sessions.metrics import CallMetrics
@@ -96,7 +96,7 @@ class CallChannel:
             message_ms=self._settings.audio_message_ms,
         )
         self.conversation: Conversation | None = None
-        self.control: CallControl | None = None
+        self.control: FallbackTransfer | None = None
         """How the fallback transfers (:class:`~sessions.call_tools.CallTransfer`, set once
         the carrier started; ``None`` before: calls that cannot go on are ended instead)."""
         self.tools: ToolRunner | None = None

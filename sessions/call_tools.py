@@ -192,7 +192,7 @@ def _twilio_rest(
 
 
 class CallTransfer:
-    """How the fallback transfers a call that cannot go on (``sessions.fallback.CallControl``):
+    """How the fallback transfers a call that cannot go on (``sessions.fallback.FallbackTransfer``):
     the same Twilio REST update as the ``transfer`` tool, without waiting for a sentence
     (the apology clip has been heard). Asterisk calls cannot be transferred through
     chan_websocket (``docs/asterisk.md``), so there it answers ``False`` and the call ends."""

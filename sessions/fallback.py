@@ -22,7 +22,7 @@ Either way the call (:meth:`sessions.call.CallChannel`) plays a fallback clip
 ``FALLBACK_AUDIO``; with the prompt unavailable there is no definition, so the daemon's),
 waits until the carrier confirms the caller heard it (its mark, or the playback estimate
 without marks), bounded by the clip's length plus ``FALLBACK_PLAY_MARGIN_MS``, then
-transfers the call when the assistant has a transfer target and a :class:`CallControl`
+transfers the call when the assistant has a transfer target and a :class:`FallbackTransfer`
 can transfer, and otherwise ends it with the failure's own close code (the code says why;
 the call-end line's ``fallback`` field says what the caller heard).
 """
@@ -59,7 +59,7 @@ def needs_fallback(exc: BaseException) -> bool:
     return isinstance(exc, FALLBACK_ERRORS) and not isinstance(exc, InvalidAssistantName)
 
 
-class CallControl(Protocol):
+class FallbackTransfer(Protocol):
     """What the call asks of the carrier's call control (built by the transfer tool's
     executor): move the caller elsewhere. The call does not know how (Twilio's REST API,
     Asterisk's dialplan)."""
