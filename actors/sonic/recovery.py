@@ -24,7 +24,7 @@ ago does not slow the recovery from today's reset; the per-call total bounds the
 from __future__ import annotations
 
 import random
-from typing import Literal
+from typing import Literal, get_args
 
 import attrs
 import numpy as np
@@ -71,18 +71,8 @@ RecoveryReason = Literal[
 ]
 """Why a stream was replaced reactively (a bounded metrics label)."""
 
-RECOVERY_REASONS: tuple[RecoveryReason, ...] = (
-    "stream_reset",
-    "goaway",
-    "connection_lost",
-    "model_stream_error",
-    "model_timeout",
-    "throttling",
-    "internal_error",
-    "checksum",
-    "timeout",
-    "stall",
-)
+RECOVERY_REASONS: tuple[RecoveryReason, ...] = get_args(RecoveryReason)
+"""Every reason, in the Literal's order (metrics pre-create their labels from it)."""
 
 _STREAM_EXCEPTIONS: dict[str, RecoveryReason] = {
     "modelStreamErrorException": "model_stream_error",

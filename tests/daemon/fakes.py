@@ -21,6 +21,7 @@ from actors.errors import SonicConnectionError
 from actors.prompt_cache import PromptCache, open_prompt_cache
 from actors.prompt_fetch import PromptFetcher
 from actors.sonic import output
+from actors.sonic.session import SonicSession
 from devkit.fake_prompt_store import FakePromptStore
 from devkit.simcall import TwilioCaller
 
@@ -218,3 +219,19 @@ class TwilioPeer:
 
     def audio(self) -> bytes:
         return b"".join(base64.b64decode(m["media"]["payload"]) for m in self.events("media"))
+
+
+def new_session(sonic: FakeSonic, **settings: Any) -> SonicSession:
+    """A :class:`SonicSession` on ``sonic`` with the session tests' usual settings (Esther,
+    8 kHz, the default voice and inference values); ``settings`` add to or replace them
+    (``output_channel``, ``rotate_after``, ``recovery``, ``tools``...)."""
+    usual: dict[str, Any] = {
+        "system_prompt": "You are Esther.",
+        "sample_rate": 8000,
+        "voice_id": "matthew",
+        "endpointing_sensitivity": None,
+        "max_tokens": 1024,
+        "top_p": 0.9,
+        "temperature": 0.7,
+    }
+    return SonicSession(sonic, **(usual | settings))

@@ -17,7 +17,7 @@ from actors.errors import SonicStreamError
 from actors.sonic import events, output
 from actors.sonic.session import SessionOutput, SonicSession, greeting_request
 from actors.tool_calls import ToolResult, ToolUse
-from tests.daemon.fakes import FakeSonic, FakeSonicStream
+from tests.daemon.fakes import FakeSonic, FakeSonicStream, new_session
 from tests.daemon.test_call_channel import IDS, audio, audio_end, audio_start
 
 TOOLS = (
@@ -30,15 +30,8 @@ async def running_session(
     sonic: FakeSonic, *, rotate_after: float = 1000.0, greeting: str | None = None
 ) -> AsyncIterator[tuple[SonicSession, list[SessionOutput]]]:
     send, receive = trio.open_memory_channel[tuple[SessionOutput, float]](0)
-    session = SonicSession(
+    session = new_session(
         sonic,
-        system_prompt="You are Esther.",
-        sample_rate=8000,
-        voice_id="matthew",
-        endpointing_sensitivity=None,
-        max_tokens=1024,
-        top_p=0.9,
-        temperature=0.7,
         output_channel=send,
         rotate_after=rotate_after,
         tools=TOOLS,

@@ -41,7 +41,7 @@ from actors.sonic.recovery import (
     is_transient,
 )
 from actors.sonic.session import SessionOutput, SonicSession
-from tests.daemon.fakes import FakeSonic, FakeSonicStream
+from tests.daemon.fakes import FakeSonic, FakeSonicStream, new_session
 from tests.daemon.test_call_channel import pcm_tone, setup_texts, text, text_start
 
 # --- classification ------------------------------------------------------------------------
@@ -174,15 +174,8 @@ async def running_session(
     """A session (output drained) and the ``(reason, outcome)`` pairs it reported."""
     send, receive = trio.open_memory_channel[tuple[SessionOutput, float]](0)
     reports: list[tuple[str, str]] = []
-    session = SonicSession(
+    session = new_session(
         sonic,
-        system_prompt="You are Esther.",
-        sample_rate=8000,
-        voice_id="matthew",
-        endpointing_sensitivity=None,
-        max_tokens=1024,
-        top_p=0.9,
-        temperature=0.7,
         output_channel=send,
         rotate_after=300.0,
         recovery=policy,
@@ -431,15 +424,8 @@ async def test_a_failure_during_a_proactive_rotation_does_not_replace_the_new_st
 ) -> None:
     sonic = FakeSonic(open_delay=1.0)
     send, receive = trio.open_memory_channel[tuple[SessionOutput, float]](100)
-    session = SonicSession(
+    session = new_session(
         sonic,
-        system_prompt="You are Esther.",
-        sample_rate=8000,
-        voice_id="matthew",
-        endpointing_sensitivity=None,
-        max_tokens=1024,
-        top_p=0.9,
-        temperature=0.7,
         output_channel=send,
         rotate_after=60.0,
         recovery=POLICY,

@@ -23,7 +23,7 @@ from actors.sonic.session import (
     SonicSession,
     Transcript,
 )
-from tests.daemon.fakes import FakeSonic
+from tests.daemon.fakes import FakeSonic, new_session
 from tests.daemon.test_call_channel import audio, audio_end, audio_start, text, text_start
 
 
@@ -33,15 +33,8 @@ async def running_session(
 ) -> AsyncIterator[tuple[SonicSession, list[SessionOutput]]]:
     """A session whose output is drained into a list, for the duration of the block."""
     send, receive = trio.open_memory_channel[tuple[SessionOutput, float]](0)
-    session = SonicSession(
+    session = new_session(
         sonic,
-        system_prompt="You are Esther.",
-        sample_rate=8000,
-        voice_id="matthew",
-        endpointing_sensitivity=None,
-        max_tokens=1024,
-        top_p=0.9,
-        temperature=0.7,
         output_channel=send,
         rotate_after=rotate_after,
     )
